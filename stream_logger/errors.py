@@ -1,0 +1,107 @@
+"""The exceptions stream-logger raises.
+
+Every error carries a ``retriable`` class attribute: ``True`` when doing the same thing again later may succeed
+(a broker or database that is down, restarting or overloaded), ``False`` when it will fail the same way again
+(bad data, bad configuration, missing permissions). Retry decisions are made from that flag, in ``retry.py``.
+
+::
+
+    StreamLoggerError                 base of everything below
+    ├── ConfigError                   a setting is missing or malformed
+    ├── DevStackError                 the local Kafka/PostgreSQL dev stack cannot start or answer
+    ├── RecordError                   a scoring record is not valid v1 (code, path, detail)
+    ├── IdentifierError               a user-supplied name cannot be used as a SQL identifier
+    ├── DatamartError                 the datamart refused an operation
+    │   ├── DatamartNotFound          the schema does not exist or is not a datamart
+    │   └── SubscriptionError         a subscription is unknown, or its declaration is invalid
+    ├── TransientError  (retriable)   a service is unreachable, restarting or overloaded
+    │   ├── BrokerUnavailable         Kafka
+    │   └── DatabaseUnavailable       PostgreSQL
+    ├── FatalError                    a permanent failure that must stop a worker (auth, permissions, schema)
+    └── FencedError                   another worker moved a partition's stored offset first; drop and re-seek
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerUnavailable",
+    "ConfigError",
+    "DatabaseUnavailable",
+    "DatamartError",
+    "DatamartNotFound",
+    "DevStackError",
+    "FatalError",
+    "FencedError",
+    "IdentifierError",
+    "RecordError",
+    "StreamLoggerError",
+    "SubscriptionError",
+    "TransientError",
+]
+
+
+class StreamLoggerError(Exception):
+    """Base class of every error raised by stream-logger."""
+
+    retriable: bool = False
+
+
+class ConfigError(StreamLoggerError):
+    """A setting is missing or malformed."""
+
+
+class DevStackError(StreamLoggerError):
+    """The local dev stack (Kafka + PostgreSQL) could not be started, stopped or reached."""
+
+
+class RecordError(StreamLoggerError):
+    """A scoring record is not a valid v1 record.
+
+    ``code`` is one of :data:`stream_logger.records.ERROR_CODES` (stored in the dead-letter table), ``path`` points
+    at the offending part of the record (``request.values[3]``; empty for the whole record) and ``detail`` says
+    what is wrong in words.
+    """
+
+    def __init__(self, code: str, path: str, detail: str) -> None:
+        self.code = code
+        self.path = path
+        self.detail = detail
+        super().__init__(f"{path}: {detail}" if path else detail)
+
+
+class IdentifierError(StreamLoggerError):
+    """A user-supplied name (schema, subscription, field) cannot be used as a SQL identifier."""
+
+
+class DatamartError(StreamLoggerError):
+    """The datamart refused an operation."""
+
+
+class DatamartNotFound(DatamartError):
+    """The schema does not exist, or is not a stream-logger datamart."""
+
+
+class SubscriptionError(DatamartError):
+    """A subscription is unknown, or its declaration is invalid."""
+
+
+class TransientError(StreamLoggerError):
+    """A service is unreachable, restarting or overloaded; the same operation may succeed later."""
+
+    retriable = True
+
+
+class BrokerUnavailable(TransientError):
+    """The Kafka broker cannot be reached or is not ready."""
+
+
+class DatabaseUnavailable(TransientError):
+    """PostgreSQL cannot be reached, is restarting, or asked to retry the transaction."""
+
+
+class FatalError(StreamLoggerError):
+    """A permanent failure (authentication, permissions, missing schema) that must stop a worker."""
+
+
+class FencedError(StreamLoggerError):
+    """Another worker advanced a partition's stored offset first: the batch is dropped and the partition re-read."""
