@@ -1,0 +1,92 @@
+"""Fixtures for tests against the real Kafka broker and PostgreSQL server of the dev stack.
+
+The session starts the dev stack (``stream-logger dev up``) unless both services already answer. Each test gets
+its own topic and its own PostgreSQL schema, removed afterwards, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream_logger.config import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def _services_answer(settings: Settings) -> bool:
+    try:
+        conn = await asyncpg.connect(settings.dsn, timeout=3)
+        await conn.close()
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=3000)
+        await admin.start()
+        await admin.close()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    """The shared settings; the dev stack is brought up first when the services do not answer."""
+    settings = Settings.from_env()
+    if not asyncio.run(_services_answer(settings)):
+        from stream_logger.devstack import DevStack  # type: ignore[import-not-found]
+
+        DevStack.from_env().up()
+    yield settings
+
+
+def unique_name(prefix: str) -> str:
+    """A name no other test uses: ``prefix_<12 hex digits>`` (valid as topic and as schema name)."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+async def create_topic(settings: Settings, name: str, partitions: int = 1) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def topic(settings: Settings) -> AsyncIterator[str]:
+    """A fresh topic with 3 partitions, deleted after the test."""
+    name = unique_name("t")
+    await create_topic(settings, name, partitions=3)
+    yield name
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([name])
+    except Exception:
+        pass
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def schema(settings: Settings) -> AsyncIterator[str]:
+    """A schema name no other test uses; the schema (if the test created it) is dropped afterwards."""
+    name = unique_name("s")
+    yield name
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the dev stack's database."""
+    conn = await asyncpg.connect(settings.dsn)
+    yield conn
+    await conn.close()
