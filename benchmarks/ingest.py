@@ -1,0 +1,283 @@
+"""End-to-end ingest benchmark: a topic pre-filled with German-credit records, drained by one worker.
+
+Run against the dev stack: ``python -m benchmarks.ingest [--records 1000000]``. Prints, all measured in this run:
+
+- **throughput**: time until a ``consume --until-caught-up`` worker process has written every record; records/s;
+- **ceiling**: the same rows, already decoded and mapped in memory, COPY'd by asyncpg into the same kind of
+  table in batches of the same size; rows/s; and the ratio worker / ceiling;
+- **peak memory** of the worker process (max RSS) during the throughput run;
+- **latency** at a steady production rate (``--rate`` records/s for ``--latency-s`` seconds): produce-to-committed
+  p50/p99, by polling the committed offsets every 20 ms;
+- **memory during a database outage** (``--outage-s``): worker RSS while PostgreSQL is cut off (through a TCP proxy)
+  and records keep arriving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream_logger import datamart, records
+from stream_logger.config import Settings
+from stream_logger.identifiers import quote_ident
+from stream_logger.samples import german_credit_record
+from stream_logger.sink import Sink
+from stream_logger.subscriptions import Registry
+from tests.support import TcpProxy
+
+SUB = "bench_credit"
+BATCH = 10_000
+
+
+def message(i: int, ts: datetime | None = None) -> bytes:
+    rec = german_credit_record(i)
+    rec["subscription_id"] = SUB
+    rec["scoring_id"] = f"b-{i}"
+    if ts is not None:
+        rec["scoring_timestamp"] = ts.isoformat()
+    return orjson.dumps(rec)
+
+
+async def create_topic(settings: Settings, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+async def fill_topic(settings: Settings, topic: str, values: list[bytes]) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks=1, linger_ms=20, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    began = time.perf_counter()
+    try:
+        pending = []
+        for i, v in enumerate(values):
+            pending.append(await producer.send(topic, v, key=str(i).encode()))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - began
+
+
+def worker_cmd(topic: str, schema: str, settings: Settings, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "stream_logger", "--log-level", "WARNING", "consume", "--topic", topic,
+        "--schema", schema, "--group", f"bench-{schema}", "--batch-max-records", str(BATCH),
+        "--bootstrap-servers", settings.bootstrap_servers, "--dsn", settings.dsn, *extra,
+    ]  # fmt: skip
+
+
+async def ceiling(settings: Settings, schema: str, values: list[bytes]) -> float:
+    """Rows/s of bare binary COPY of the already-mapped rows, in batches of BATCH."""
+    pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=2)
+    try:
+        registry = Registry(schema)
+        sink = Sink(pool, schema, "ceiling", registry)
+
+        class Msg:
+            __slots__ = ("key", "offset", "partition", "topic", "value")
+
+            def __init__(self, i: int, value: bytes) -> None:
+                self.topic, self.partition, self.offset, self.key, self.value = "ceiling", 0, i, None, value
+
+        batches = []
+        for lo in range(0, len(values), BATCH):
+            msgs = [Msg(i, values[i]) for i in range(lo, min(lo + BATCH, len(values)))]
+            batches.append(await sink.prepare(msgs, {}))
+        async with pool.acquire() as conn:
+            for b in batches:
+                for t in b.tables.values():
+                    await registry.ensure_partitions(conn, t.sub, t.days)
+            began = time.perf_counter()
+            n = 0
+            for b in batches:
+                for t in b.tables.values():
+                    async with conn.transaction():
+                        await conn.copy_records_to_table(
+                            t.sub.table, schema_name=schema, columns=list(t.sub.columns), records=t.rows
+                        )
+                    n += len(t.rows)
+            return n / (time.perf_counter() - began)
+    finally:
+        await pool.close()
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+async def latency(settings: Settings, schema: str, rate: int, seconds: float, partitions: int) -> tuple[float, float]:
+    """Produce at a steady rate; p50/p99 of produce -> committed (polling committed offsets every 20 ms)."""
+    topic = f"bench_lat_{uuid.uuid4().hex[:8]}"
+    await create_topic(settings, topic, partitions)
+    proc = subprocess.Popen(worker_cmd(topic, schema, settings, "--flush-interval-ms", "50"))
+    sent: dict[tuple[int, int], float] = {}
+    committed_at: dict[tuple[int, int], float] = {}
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks=1, linger_ms=2)
+    await producer.start()
+    conn = await asyncpg.connect(settings.dsn)
+    stop = asyncio.Event()
+
+    async def poll() -> None:
+        last: dict[int, int] = {}
+        sql = f"SELECT partition, next_offset FROM {quote_ident(schema)}.consumer_offsets WHERE topic = $1"
+        while not stop.is_set():
+            now = time.perf_counter()
+            for r in await conn.fetch(sql, topic):
+                p, nxt = r["partition"], r["next_offset"]
+                for off in range(last.get(p, 0), nxt):
+                    committed_at[(p, off)] = now
+                last[p] = nxt
+            await asyncio.sleep(0.02)
+
+    poller = asyncio.create_task(poll())
+    try:
+        await asyncio.sleep(3)  # let the worker join its group
+        interval = 1 / rate
+        began = time.perf_counter()
+        i = 0
+        while (now := time.perf_counter()) - began < seconds:
+            due = int((now - began) / interval)
+            while i < due:
+                fut = await producer.send(topic, message(i, datetime.now(UTC)), key=str(i).encode())
+                fut.add_done_callback(lambda f, t=time.perf_counter(): sent.__setitem__((f.result().partition, f.result().offset), t))
+                i += 1
+            await asyncio.sleep(0.005)
+        await producer.flush()
+        deadline = time.perf_counter() + 60
+        while len(committed_at) < len(sent) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await poller
+        await producer.stop()
+        await conn.close()
+        proc.terminate()
+        proc.wait(60)
+    lat = sorted((committed_at[k] - t) * 1000 for k, t in sent.items() if k in committed_at)
+    if not lat:
+        return float("nan"), float("nan")
+    return statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+async def outage_memory(settings: Settings, schema: str, rate: int, seconds: float, partitions: int) -> tuple[int, int]:
+    """Worker RSS (KiB) before and at peak during a database outage while records keep arriving."""
+    topic = f"bench_out_{uuid.uuid4().hex[:8]}"
+    await create_topic(settings, topic, partitions)
+    dsn = urlsplit(settings.dsn)
+    proxy = TcpProxy(dsn.hostname or "127.0.0.1", dsn.port or 5432)
+    await proxy.start()
+    proxied = Settings(settings.bootstrap_servers, settings.dsn.replace(f":{dsn.port}/", f":{proxy.port}/"))
+    proc = subprocess.Popen(worker_cmd(topic, schema, proxied))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks=1, linger_ms=20)
+    await producer.start()
+    i = 0
+
+    async def produce_for(s: float) -> None:
+        nonlocal i
+        end = time.perf_counter() + s
+        while time.perf_counter() < end:
+            for _ in range(rate // 10):
+                await producer.send(topic, message(i), key=str(i).encode())
+                i += 1
+            await asyncio.sleep(0.1)
+
+    try:
+        await produce_for(10)
+        before = rss_kib(proc.pid)
+        await proxy.cut()
+        peak = before
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            await produce_for(1)
+            peak = max(peak, rss_kib(proc.pid))
+        await proxy.restore()
+    finally:
+        await producer.stop()
+        proc.terminate()
+        proc.wait(120)
+        await proxy.stop()
+    return before, peak
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--rate", type=int, default=5000, help="records/s for the latency and outage runs")
+    ap.add_argument("--latency-s", type=float, default=20)
+    ap.add_argument("--outage-s", type=float, default=120, help="0 skips the outage run")
+    args = ap.parse_args()
+    settings = Settings.from_env()
+    tag = uuid.uuid4().hex[:8]
+    topic, s_worker, s_ceiling, s_lat, s_out = (f"bench_{x}_{tag}" for x in ("in", "w", "c", "l", "o"))
+    conn = await asyncpg.connect(settings.dsn)
+    for s in (s_worker, s_ceiling, s_lat, s_out):
+        await datamart.setup(conn, s)
+    await conn.close()
+    await create_topic(settings, topic, args.partitions)
+
+    print(f"building {args.records:,} German-credit records ...", flush=True)
+    values = [message(i) for i in range(args.records)]
+    print(f"  mean value size: {sum(map(len, values)) / len(values):.0f} bytes")
+    produce_s = await fill_topic(settings, topic, values)
+    print(f"topic filled in {produce_s:.1f}s ({args.records / produce_s:,.0f} records/s)", flush=True)
+
+    began = time.perf_counter()
+    proc = subprocess.run(worker_cmd(topic, s_worker, settings, "--until-caught-up"), check=True)
+    worker_s = time.perf_counter() - began
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    worker_rate = args.records / worker_s
+    print(f"worker: {args.records:,} records in {worker_s:.1f}s = {worker_rate:,.0f} records/s, "
+          f"peak RSS {peak_kib / 1024:.0f} MiB (rc={proc.returncode})", flush=True)  # fmt: skip
+
+    ceiling_rate = await ceiling(settings, s_ceiling, values)
+    print(f"ceiling (bare COPY of the mapped rows): {ceiling_rate:,.0f} rows/s")
+    print(f"ratio worker / ceiling: {worker_rate / ceiling_rate:.2f}")
+    del values
+
+    p50, p99 = await latency(settings, s_lat, args.rate, args.latency_s, args.partitions)
+    print(f"latency at {args.rate:,} records/s: produce->committed p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+
+    if args.outage_s > 0:
+        before, peak = await outage_memory(settings, s_out, args.rate, args.outage_s, args.partitions)
+        print(f"database outage {args.outage_s:.0f}s at {args.rate:,} records/s: worker RSS {before / 1024:.0f} MiB "
+              f"before, peak {peak / 1024:.0f} MiB during")  # fmt: skip
+
+    conn = await asyncpg.connect(settings.dsn)
+    for s in (s_worker, s_ceiling, s_lat, s_out):
+        await conn.execute(f"DROP SCHEMA {quote_ident(s)} CASCADE")
+    await conn.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,547 @@
+"""The consumer worker: Kafka -> batches -> the datamart, exactly once, with backpressure and clean shutdown.
+
+Two tasks share one event loop:
+
+- the **fetch loop** reads messages (``getmany``), gathers them into a batch bounded by records, bytes and age,
+  prepares it (decode, validate, map to rows: :meth:`Sink.prepare`) and queues it;
+- the **writer** takes prepared batches in order and writes each in one transaction (:meth:`Sink.write`), then
+  commits the offsets to Kafka too, so standard lag tools see progress.
+
+At most ``max_in_flight_batches`` prepared batches wait for the writer; when they do, the fetch loop pauses every
+assigned partition (it keeps polling, so the group does not evict it) and resumes once the writer catches up.
+Memory is thus bounded by configuration, not by the broker's speed, even during a long database outage.
+
+The datamart's ``consumer_offsets`` table is the source of truth. On assignment each partition is sought to its
+stored offset; every batch is *fenced* (see ``sink.py``). When anything may have invalidated the batches in flight
+(a revocation, a fenced batch) the worker **rewinds**: it bumps a generation number (older batches are dropped
+unwritten), and seeks every partition it owns back to its stored offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from . import datamart, records
+from .config import Settings
+from .errors import FatalError, FencedError
+from .metrics import MetricsServer, WorkerMetrics
+from .retry import pg_errors, retrying
+from .sink import Message, PreparedBatch, Sink
+from .subscriptions import Registry
+
+__all__ = ["Worker", "WorkerConfig", "WorkerSummary"]
+
+log = logging.getLogger(__name__)
+
+TP = TopicPartition
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How a worker consumes. Sizes in records and bytes, durations in their unit's name."""
+
+    topics: tuple[str, ...]
+    group_id: str
+    schema: str
+    batch_max_records: int = 5000
+    batch_max_bytes: int = 8 * 1024 * 1024
+    flush_interval_ms: int = 500
+    max_in_flight_batches: int = 2
+    max_record_bytes: int = records.DEFAULT_MAX_RECORD_BYTES
+    shutdown_grace_s: float = 30.0
+    until_caught_up: bool = False
+    auto_register: bool = True
+    metrics_port: int | None = None
+    pool_size: int = 4
+    progress_interval_s: float = 10.0
+    assign_manually: bool = False
+    """Replay mode: read ``topics`` with manual assignment (no group, no rebalance, no Kafka commits)."""
+    start_offsets: dict[TP, int] | None = None
+    end_offsets: dict[TP, int] | None = None
+    subscriptions: frozenset[str] | None = None
+    """Keep only records of these subscriptions (others are skipped: no row, no dead letter)."""
+
+
+@dataclass(slots=True)
+class WorkerSummary:
+    """What a worker did, for its final log line and for ``--until-caught-up`` callers."""
+
+    messages: int = 0
+    rows: int = 0
+    duplicates_skipped: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    fenced_batches: int = 0
+    skipped: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(self.dead_letters.values())
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: Sequence[TP]) -> None:
+        await self._worker._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Sequence[TP]) -> None:
+        await self._worker._on_assigned(set(assigned))
+
+
+class Worker:
+    """One consumer-group member writing into one datamart schema. ``async with Worker(...) as w: await w.run()``."""
+
+    def __init__(self, config: WorkerConfig, settings: Settings | None = None) -> None:
+        if not config.topics:
+            raise ValueError("a worker needs at least one topic")
+        self.config = config
+        self.settings = settings or Settings.from_env()
+        self.metrics = WorkerMetrics()
+        self.summary = WorkerSummary()
+        self._pool: asyncpg.Pool | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._sink: Sink | None = None
+        self._metrics_server: MetricsServer | None = None
+        self._stopping = asyncio.Event()
+        self._started = False
+        self._closed = False
+        # partition state
+        self._owned: set[TP] = set()
+        self._start: dict[TP, int] = {}  # where reading began (stored offset, else Kafka's)
+        self._written: dict[TP, int] = {}  # next offset committed to the datamart
+        self._expected: dict[TP, int] = {}  # the start of the next batch handed to the writer
+        self._targets: dict[TP, int] = {}  # --until-caught-up: end offsets when first assigned
+        self._seen_to: dict[TP, int] = {}  # one past the last offset fetched (bounded reads: past the end too)
+        self._lag_labels: set[TP] = set()
+        self._paused = False
+        self._assigned_once = asyncio.Event()
+        # batches
+        self._generation = 0
+        self._pending: list[Message] = []
+        self._pending_ranges: dict[tuple[str, int], tuple[int, int]] = {}
+        self._pending_bytes = 0
+        self._pending_since = 0.0
+        self._ready: asyncio.Queue[PreparedBatch] = asyncio.Queue(maxsize=max(1, config.max_in_flight_batches))
+        self._write_idle = asyncio.Event()
+        self._write_idle.set()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect to PostgreSQL (checking the datamart exists) and Kafka, and join the group."""
+        if self._started:
+            return
+        self._started = True
+        cfg = self.config
+        with pg_errors(f"connecting to {self.settings.redacted_dsn}"):
+            self._pool = await asyncpg.create_pool(self.settings.dsn, min_size=1, max_size=cfg.pool_size)
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            with pg_errors("checking the datamart"):
+                await datamart.require_datamart(conn, cfg.schema)
+        registry = Registry(cfg.schema, auto_register=cfg.auto_register)
+        self._sink = Sink(
+            self._pool,
+            cfg.schema,
+            cfg.group_id,
+            registry,
+            max_record_bytes=cfg.max_record_bytes,
+            subscriptions=cfg.subscriptions,
+            on_retry=lambda exc: self.metrics.retries.labels("postgresql").inc(),
+        )
+        if cfg.metrics_port is not None:
+            self._metrics_server = MetricsServer(self.metrics, cfg.metrics_port)
+            await self._metrics_server.start()
+        fetch_bytes = max(cfg.max_record_bytes + 65536, 1024 * 1024)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            group_id=None if cfg.assign_manually else cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=fetch_bytes,
+            fetch_max_bytes=max(fetch_bytes, min(cfg.batch_max_bytes, 50 * 1024 * 1024)),
+            max_poll_interval_ms=600_000,
+            isolation_level="read_committed",
+        )
+        self._consumer = consumer
+        await consumer.start()
+        if cfg.assign_manually:
+            tps = await self._partitions_of(cfg.topics)
+            consumer.assign(list(tps))
+            await self._on_assigned(set(tps))
+        else:
+            consumer.subscribe(list(cfg.topics), listener=_Listener(self))
+        log.info(
+            "worker started",
+            extra={"group": cfg.group_id, "topics": list(cfg.topics), "schema": cfg.schema},
+        )
+
+    async def _partitions_of(self, topics: Sequence[str]) -> set[TP]:
+        assert self._consumer is not None
+        tps: set[TP] = set()
+        for topic in topics:
+            parts = None
+            for _ in range(50):
+                parts = self._consumer.partitions_for_topic(topic)
+                if parts:
+                    break
+                await self._consumer._client.force_metadata_update()
+                await asyncio.sleep(0.1)
+            if not parts:
+                raise FatalError(f"topic {topic!r} does not exist")
+            tps.update(TP(topic, p) for p in parts)
+        return tps
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop: it finishes the current batch within the grace period, then returns from run()."""
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Leave the group and close every connection. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 10)
+            except (TimeoutError, Exception):
+                self._pool.terminate()
+
+    # -- the main loop --------------------------------------------------------------------------------------
+
+    async def run(self) -> WorkerSummary:
+        """Consume until asked to stop (or, with ``until_caught_up``, until every partition is written)."""
+        await self.start()
+        began = time.monotonic()
+        writer = asyncio.create_task(self._write_loop(), name="stream-logger-writer")
+        fetcher = asyncio.create_task(self._fetch_loop(), name="stream-logger-fetcher")
+        try:
+            done, _ = await asyncio.wait({writer, fetcher}, return_when=asyncio.FIRST_COMPLETED)
+            if writer in done:  # the writer only ends by failing
+                fetcher.cancel()
+                writer.result()
+            await fetcher  # returns after flushing its last batch
+            await self._drain(writer)
+        finally:
+            for task in (fetcher, writer):
+                task.cancel()
+            await asyncio.gather(fetcher, writer, return_exceptions=True)
+            self.summary.elapsed_s = time.monotonic() - began
+            self._log_progress(final=True)
+        return self.summary
+
+    async def _drain(self, writer: asyncio.Task[None]) -> None:
+        """Let the writer finish what is queued, within the grace period (a stop) or without limit (caught up)."""
+        deadline = None if not self._stopping.is_set() else self.config.shutdown_grace_s
+        try:
+            await asyncio.wait_for(self._queue_empty_and_idle(writer), deadline)
+        except TimeoutError:
+            log.warning("shutdown grace period over: abandoning unwritten batches (they will be re-read)")
+
+    async def _queue_empty_and_idle(self, writer: asyncio.Task[None]) -> None:
+        while not (self._ready.empty() and self._write_idle.is_set()):
+            if writer.done():
+                writer.result()
+                return
+            await asyncio.sleep(0.02)
+
+    async def _fetch_loop(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        cfg = self.config
+        flush_s = cfg.flush_interval_ms / 1000
+        next_progress = time.monotonic() + cfg.progress_interval_s
+        while not self._stopping.is_set():
+            self._apply_backpressure()
+            room = cfg.batch_max_records - len(self._pending)
+            fetched = await consumer.getmany(timeout_ms=min(200, cfg.flush_interval_ms), max_records=max(1, room))
+            for tp, messages in fetched.items():
+                self._take(tp, messages)
+            now = time.monotonic()
+            if self._pending and not self._ready.full() and (
+                len(self._pending) >= cfg.batch_max_records
+                or self._pending_bytes >= cfg.batch_max_bytes
+                or now - self._pending_since >= flush_s
+            ):
+                await self._cut()
+            if now >= next_progress:
+                next_progress = now + cfg.progress_interval_s
+                self._update_lag()
+                self._log_progress()
+            if cfg.until_caught_up and self._caught_up():
+                log.info("caught up with the end offsets taken at start")
+                return
+        if self._pending:  # stopping: the last, partial batch is still written (within the grace period)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._cut(), self.config.shutdown_grace_s)
+
+    def _take(self, tp: TP, messages: Sequence[Any]) -> None:
+        """Add fetched messages to the pending batch, ignoring any a seek made stale."""
+        if tp not in self._owned or not messages:
+            return
+        self._seen_to[tp] = max(self._seen_to.get(tp, 0), messages[-1].offset + 1)
+        if self.config.end_offsets is not None:  # a bounded read (replay): nothing at or past the end
+            end_offset = self._targets.get(tp, 0)
+            messages = [m for m in messages if m.offset < end_offset]
+            if not messages:
+                return
+        expected = self._expected.get(tp, 0)
+        fresh = [m for m in messages if m.offset >= expected] if messages[0].offset < expected else messages
+        if not fresh:
+            return
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        key = (tp.topic, tp.partition)
+        start = self._pending_ranges[key][0] if key in self._pending_ranges else expected
+        end = fresh[-1].offset + 1
+        self._pending_ranges[key] = (start, end)
+        self._expected[tp] = end
+        self._pending.extend(fresh)
+        self._pending_bytes += sum(len(m.value) if m.value else 0 for m in fresh)
+        self.metrics.consumed.inc(len(fresh))
+
+    async def _cut(self) -> None:
+        """Prepare the pending messages as one batch and queue it for the writer."""
+        assert self._sink is not None
+        messages, ranges, generation = self._pending, self._pending_ranges, self._generation
+        self._pending, self._pending_ranges, self._pending_bytes = [], {}, 0
+        batch = await self._sink.prepare(messages, ranges, generation)
+        if batch.generation == self._generation:  # else a rewind happened meanwhile: those offsets are re-read
+            await self._ready.put(batch)
+            self.metrics.in_flight_batches.set(self._ready.qsize())
+
+    def _apply_backpressure(self) -> None:
+        assert self._consumer is not None
+        full = self._ready.full()
+        if full and not self._paused and self._owned:
+            self._consumer.pause(*self._owned)
+            self._paused = True
+            self.metrics.paused_partitions.set(len(self._owned))
+            log.info("writer behind: pausing %d partitions", len(self._owned))
+        elif not full and self._paused:
+            self._consumer.resume(*self._consumer.assignment())
+            self._paused = False
+            self.metrics.paused_partitions.set(0)
+            log.info("writer caught up: resuming")
+
+    async def _write_loop(self) -> None:
+        assert self._sink is not None and self._consumer is not None
+        while True:
+            batch = await self._ready.get()
+            self.metrics.in_flight_batches.set(self._ready.qsize() + 1)
+            if batch.generation != self._generation:
+                continue
+            self._write_idle.clear()
+            began = time.monotonic()
+            try:
+                outcome = await self._sink.write(batch)
+            except FencedError as exc:
+                self.metrics.fenced.inc()
+                self.summary.fenced_batches += 1
+                log.info("batch fenced, rewinding: %s", exc)
+                await self._rewind(refresh=True)
+                continue
+            finally:
+                self._write_idle.set()
+            self._account(batch, outcome.rows_written, outcome.duplicates_skipped, outcome.dead_letters, began)
+            await self._commit_to_kafka(batch)
+
+    def _account(
+        self, batch: PreparedBatch, rows: int, duplicates: int, dead: dict[str, int], began: float
+    ) -> None:
+        m, s = self.metrics, self.summary
+        for (topic, partition), (_, end) in batch.ranges.items():
+            self._written[TP(topic, partition)] = end
+        m.write_seconds.observe(time.monotonic() - began)
+        m.batch_records.observe(batch.messages)
+        m.records_committed.inc(batch.messages)
+        m.written_rows.inc(rows)
+        m.duplicates.inc(duplicates)
+        s.messages += batch.messages
+        s.skipped += batch.skipped
+        s.rows += rows
+        s.duplicates_skipped += duplicates
+        for code, n in dead.items():
+            m.dead_letters.labels(code).inc(n)
+            s.dead_letters[code] = s.dead_letters.get(code, 0) + n
+        if self._metrics_server is not None:
+            self._metrics_server.ready = True
+
+    async def _commit_to_kafka(self, batch: PreparedBatch) -> None:
+        """Mirror the datamart's offsets into the group's Kafka offsets (best effort; the datamart is the truth)."""
+        assert self._consumer is not None
+        if self.config.assign_manually:
+            return
+        offsets = {
+            TP(t, p): end for (t, p), (_, end) in batch.ranges.items() if TP(t, p) in self._owned
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except Exception as exc:  # a rebalance in progress, a broker restarting: the next commit catches up
+            log.info("Kafka offset commit skipped: %s", exc)
+
+    # -- rebalances and rewinds -----------------------------------------------------------------------------
+
+    async def _on_revoked(self, revoked: set[TP]) -> None:
+        self._owned -= revoked
+        self._invalidate_in_flight()
+        try:  # let a write in progress finish: its offsets are fenced, but finishing saves re-reading
+            await asyncio.wait_for(self._write_idle.wait(), min(10.0, self.config.shutdown_grace_s))
+        except TimeoutError:
+            log.warning("revoked while a batch write is still retrying; its offsets are fenced")
+        for tp in revoked & self._lag_labels:
+            self.metrics.lag.remove(tp.topic, str(tp.partition))
+        self._lag_labels -= revoked
+        self.metrics.assigned_partitions.set(len(self._owned))
+
+    async def _on_assigned(self, assigned: set[TP]) -> None:
+        assert self._consumer is not None and self._sink is not None
+        consumer = self._consumer
+        self._invalidate_in_flight()
+        self._owned = set(assigned)
+        self._paused = False
+        keys = [(tp.topic, tp.partition) for tp in assigned]
+        stored: dict[tuple[str, int], int] = {}
+        try:
+            async for attempt in retrying("reading stored offsets", max_total_s=15):
+                with attempt:
+                    stored = await self._sink.stored_offsets(keys)
+        except Exception as exc:  # fall back to Kafka's offsets: fencing corrects any difference later
+            log.warning("stored offsets unavailable (%s); starting from Kafka's committed offsets", exc)
+        missing = [tp for tp in assigned if (tp.topic, tp.partition) not in stored]
+        if self.config.start_offsets:
+            for tp in missing:
+                if tp in self.config.start_offsets:
+                    stored[(tp.topic, tp.partition)] = self.config.start_offsets[tp]
+            missing = [tp for tp in missing if (tp.topic, tp.partition) not in stored]
+        fallback: dict[TP, int] = {}
+        if missing:
+            begin = await consumer.beginning_offsets(missing)
+            for tp in missing:
+                committed = None if self.config.assign_manually else await consumer.committed(tp)
+                fallback[tp] = committed if committed is not None else begin[tp]
+        for tp in assigned:
+            key = (tp.topic, tp.partition)
+            pos = stored[key] if key in stored else fallback[tp]
+            if key in stored:
+                self._written[tp] = pos
+            else:
+                self._written.pop(tp, None)
+            self._start[tp] = pos
+            self._expected[tp] = pos
+            self._seen_to[tp] = pos
+            consumer.seek(tp, pos)
+        if self.config.until_caught_up or self.config.end_offsets is not None:
+            new = [tp for tp in assigned if tp not in self._targets]
+            if self.config.end_offsets is not None:
+                self._targets.update({tp: self.config.end_offsets.get(tp, 0) for tp in new})
+            elif new:
+                self._targets.update(await consumer.end_offsets(new))
+        self.metrics.assigned_partitions.set(len(self._owned))
+        self._assigned_once.set()
+        log.info("assigned %d partitions", len(assigned), extra={"partitions": sorted(map(str, assigned))})
+
+    def _invalidate_in_flight(self) -> None:
+        """Drop every batch not yet written: a new generation starts."""
+        self._generation += 1
+        self._pending, self._pending_ranges, self._pending_bytes = [], {}, 0
+        while not self._ready.empty():
+            self._ready.get_nowait()
+
+    async def _rewind(self, refresh: bool) -> None:
+        """Drop the batches in flight and re-read every owned partition from its stored offset."""
+        assert self._consumer is not None and self._sink is not None
+        self._invalidate_in_flight()
+        if refresh:
+            stored = await self._sink.stored_offsets((tp.topic, tp.partition) for tp in self._owned)
+            for tp in self._owned:
+                if (tp.topic, tp.partition) in stored:
+                    self._written[tp] = stored[(tp.topic, tp.partition)]
+        for tp in self._owned:
+            pos = self._written.get(tp, self._start.get(tp, 0))
+            self._expected[tp] = pos
+            self._seen_to[tp] = pos
+            self._consumer.seek(tp, pos)
+
+    # -- progress -------------------------------------------------------------------------------------------
+
+    def _position(self, tp: TP) -> int:
+        return self._written.get(tp, self._start.get(tp, 0))
+
+    def _caught_up(self) -> bool:
+        if not self._assigned_once.is_set() or self._pending or not self._ready.empty():
+            return False
+        if not self._write_idle.is_set():
+            return False
+        return all(self._partition_done(tp) for tp in self._owned)
+
+    def _partition_done(self, tp: TP) -> bool:
+        target = self._targets.get(tp, 0)
+        position = self._position(tp)
+        # Past the last message before the target there may be no message at all (a bounded read's end, or
+        # transaction markers): what was fetched up to the target and is all written counts as done.
+        return position >= target or (
+            self._seen_to.get(tp, 0) >= target and self._expected.get(tp, position) == position
+        )
+
+    def _update_lag(self) -> None:
+        assert self._consumer is not None
+        for tp in self._owned:
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - self._position(tp)))
+                self._lag_labels.add(tp)
+
+    def progress(self) -> dict[TP, tuple[int, int, int]]:
+        """Per owned partition: (start, position committed to the datamart, target); target 0 when unbounded."""
+        return {
+            tp: (self._start.get(tp, 0), self._position(tp), self._targets.get(tp, 0)) for tp in sorted(self._owned)
+        }
+
+    def lag(self) -> dict[TP, int]:
+        """Messages not yet committed to the datamart, per owned partition (from the last fetch's high water)."""
+        assert self._consumer is not None
+        out = {}
+        for tp in self._owned:
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                out[tp] = max(0, high - self._position(tp))
+        return out
+
+    def _log_progress(self, final: bool = False) -> None:
+        s = self.summary
+        log.info(
+            "%s: %d messages, %d rows, %d dead letters, %d duplicates skipped",
+            "done" if final else "progress",
+            s.messages,
+            s.rows,
+            s.dead_lettered,
+            s.duplicates_skipped,
+            extra={"messages": s.messages, "rows": s.rows, "dead_letters": s.dead_letters},
+        )

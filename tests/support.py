@@ -1,0 +1,103 @@
+"""Helpers for integration tests: producing messages, and a TCP proxy that can cut a service off."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from stream_logger import datamart
+from stream_logger.config import Settings
+from stream_logger.identifiers import quote_ident
+
+
+async def produce(
+    settings: Settings, topic: str, values: Sequence[bytes | None], keys: Sequence[bytes | None] | None = None
+) -> None:
+    """Send messages and wait until every one is acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value=v, key=keys[i] if keys is not None else None)
+            for i, v in enumerate(values)
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def setup_datamart(settings: Settings, schema: str) -> None:
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        await datamart.setup(conn, schema)
+    finally:
+        await conn.close()
+
+
+async def count_rows(settings: Settings, schema: str, table: str) -> int:
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        n: int = await conn.fetchval(f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(table)}")
+        return n
+    finally:
+        await conn.close()
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target; :meth:`cut` drops every connection and refuses new ones."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Close the listening socket and every open connection, as a crashed server would."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()
+        for t in list(self._pipes):
+            t.cancel()
+
+    async def restore(self) -> None:
+        await self.start()
+
+    async def stop(self) -> None:
+        await self.cut()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                dst.transport.abort()
+            self._writers.discard(dst)
