@@ -36,7 +36,7 @@ def settings() -> Iterator[Settings]:
     """The shared settings; the dev stack is brought up first when the services do not answer."""
     settings = Settings.from_env()
     if not asyncio.run(_services_answer(settings)):
-        from stream_logger.devstack import DevStack  # type: ignore[import-not-found]
+        from stream_logger.devstack import DevStack
 
         DevStack.from_env().up()
     yield settings
