@@ -7,7 +7,6 @@ and log live under ``<home>/kafka/``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import fcntl
@@ -270,7 +269,7 @@ class KafkaService:
                 raise DevStackError(
                     f"Kafka exited during start-up; the end of {self.log_file}:\n{process.tail(self.log_file)}"
                 )
-            return process.port_accepts(self.port) and asyncio.run(_metadata_answers(self.address))
+            return process.port_accepts(self.port) and process.run_sync(_metadata_answers(self.address))
 
         if not process.wait_until(ready, timeout_s, 0.5):
             raise DevStackError(

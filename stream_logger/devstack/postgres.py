@@ -8,7 +8,6 @@ that user); loopback TCP needs a password (scram-sha-256). Role, password and da
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import glob
 import logging
@@ -229,7 +228,7 @@ class PostgresService:
             raise DevStackError(
                 f"PostgreSQL did not stay up; the end of {self.log_file}:\n{process.tail(self.log_file)}"
             )
-        asyncio.run(self._ensure_role_and_database())
+        process.run_sync(self._ensure_role_and_database())
         return pid
 
     async def _ensure_role_and_database(self) -> None:
@@ -255,7 +254,7 @@ class PostgresService:
                 raise DevStackError(
                     f"PostgreSQL exited during start-up; the end of {self.log_file}:\n{process.tail(self.log_file)}"
                 )
-            return asyncio.run(_connects(self.dsn))
+            return process.run_sync(_connects(self.dsn))
 
         if not process.wait_until(ready, timeout_s, 0.25):
             raise DevStackError(

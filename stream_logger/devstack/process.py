@@ -5,6 +5,8 @@ Nothing here knows about Kafka or PostgreSQL; the two service modules build on t
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import os
@@ -12,8 +14,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ..errors import DevStackError
 
@@ -25,11 +28,25 @@ __all__ = [
     "process_cmdline",
     "read_pid",
     "rss_bytes",
+    "run_sync",
     "spawn_detached",
     "stop_process",
     "tail",
     "wait_until",
 ]
+
+
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, even when called from inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def read_pid(pid_file: Path) -> int | None:
