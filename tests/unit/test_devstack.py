@@ -211,3 +211,37 @@ def test_status_of_a_stack_never_started(tmp_path: Path) -> None:
 def test_service_status_line() -> None:
     line = ServiceStatus("kafka", True, 123, "127.0.0.1:9092", "started", 300 * 2**20).describe()
     assert line.split() == ["kafka", "running", "pid", "123", "127.0.0.1:9092", "rss", "300", "MiB", "(started)"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_a_service_that_dies_during_start_up_shows_its_log(tmp_path: Path) -> None:
+    service = kafka_mod.KafkaService(tmp_path, _closed_port(), _closed_port(), cache_dir=tmp_path / "cache")
+    service.dir.mkdir()
+    service.log_file.write_text("starting\nERROR Exiting Kafka due to fatal exception\n")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    with pytest.raises(DevStackError, match=r"Kafka exited during start-up(.|\n)*fatal exception"):
+        service.wait_ready(child.pid, timeout_s=5)
+
+
+def test_a_service_not_ready_in_time_shows_its_log_and_no_password(tmp_path: Path) -> None:
+    kafka = kafka_mod.KafkaService(tmp_path, _closed_port(), _closed_port(), cache_dir=tmp_path / "cache")
+    kafka.dir.mkdir()
+    kafka.log_file.write_text("still loading\n")
+    with pytest.raises(DevStackError, match=r"did not answer on 127\.0\.0\.1:\d+ within(.|\n)*still loading"):
+        kafka.wait_ready(os.getpid(), timeout_s=0.5)
+
+    postgres = pg_mod.PostgresService(tmp_path, _closed_port())
+    postgres.dir.mkdir()
+    postgres.log_file.write_text("FATAL:  could not create lock file\n")
+    with pytest.raises(DevStackError) as err:
+        postgres.wait_ready(os.getpid(), timeout_s=0.5)
+    assert "could not create lock file" in str(err.value)
+    assert "stream_logger:***@" in str(err.value)
+    assert pg_mod.PG_PASSWORD + "@" not in str(err.value)
