@@ -125,7 +125,6 @@ class DevStack:
 
         Each service's ``note`` says ``"started"`` or ``"already running"``.
         """
-        self.home.mkdir(parents=True, exist_ok=True)
         kafka_pid = self.kafka.pid()
         pg_pid = self.postgres.pid()
         # Check every port before starting anything, so a conflict leaves nothing half-started.
@@ -133,6 +132,7 @@ class DevStack:
             self._check_ports_free("Kafka", [self.kafka.port, self.kafka.controller_port], "--kafka-port")
         if pg_pid is None:
             self._check_ports_free("PostgreSQL", [self.postgres.port], "--pg-port")
+        self.home.mkdir(parents=True, exist_ok=True)
         kafka_note = pg_note = "already running"
         if kafka_pid is None:
             kafka_pid = self.kafka.start()  # Kafka first: its JVM warms up while PostgreSQL starts

@@ -13,7 +13,7 @@ class ServiceStatus:
 
     ``state`` is ``"running"`` or ``"stopped"``; ``note`` says what the last action did (``"started"``, ``"already
     running"``, ``"stopped"``, ``"not running"``) or is empty; ``rss_bytes`` is the resident memory of the service's
-    processes when known.
+    processes when known (summed over PostgreSQL's processes, so its shared buffers count more than once).
     """
 
     name: str
