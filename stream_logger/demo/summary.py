@@ -379,16 +379,16 @@ def render(summary: Summary, *, width: int = 78) -> str:
     out += ["  by sex", *_rate_lines(summary.by_sex)]
     out += ["  by age band", *_rate_lines(summary.by_age_band)]
     di = summary.disparate_impact
-    out.append("")
-    out.append(
-        '  Disparate impact (favourable outcome "No Risk"): P(No Risk | female) / P(No Risk | male) = '
-        + ("n/a" if di is None else f"{di:.2f}")
-    )
-    out.append(f"  Below {FOUR_FIFTHS:.2f} (the four-fifths rule) is the usual warning line for adverse impact.")
+    out += ["", '  Disparate impact (favourable outcome "No Risk"):']
+    if di is None:
+        out.append("    P(No Risk | female) / P(No Risk | male) = n/a (a group is missing)")
+    else:
+        out.append(f"    P(No Risk | female) / P(No Risk | male) = {di:.2f}")
+    out.append(f"    Below {FOUR_FIFTHS:.2f} is the usual warning line (the four-fifths rule).")
     if di is not None:
-        verdict = "BELOW the line: warning." if di < FOUR_FIFTHS else "above the line."
-        out.append(f"  Here: {di:.2f}, {verdict}")
-    out.append("  (The demo model adds risk for women and the young on purpose, so this view has something to show.)")
+        out.append("    Here: " + ("BELOW the line, a warning." if di < FOUR_FIFTHS else "above the line."))
+    out.append("  (The demo model adds risk for women and the young on purpose, so that this")
+    out.append("  view has something to show; see stream_logger/demo/model.py.)")
 
     out += ["", "The SQL behind these numbers (paste into psql):"]
     for query in summary.queries:
