@@ -12,8 +12,9 @@ its subscriptions table); :data:`DEFAULT_COLUMNS` fills in whatever the mapping 
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -30,6 +31,7 @@ __all__ = [
     "Query",
     "Summary",
     "choose_bucket_width_s",
+    "columns_from_fields",
     "quote_ident",
     "quote_literal",
     "render",
@@ -156,6 +158,15 @@ class Summary:
         return p / r
 
 
+def columns_from_fields(fields: Iterable[Mapping[str, Any]] | str) -> dict[str, str]:
+    """The field -> column mapping from a subscription's ``fields`` (``[{"name", "column", ...}, ...]``).
+
+    Accepts the list itself or its JSON text (asyncpg returns ``jsonb`` as text unless a codec is set).
+    """
+    items = json.loads(fields) if isinstance(fields, str) else fields
+    return {str(item["name"]): str(item["column"]) for item in items}
+
+
 def choose_bucket_width_s(first: datetime, last: datetime, max_buckets: int = 24) -> int:
     """The narrowest of :data:`BUCKET_WIDTHS_S` that covers ``first``..``last`` in at most ``max_buckets``."""
     for width in BUCKET_WIDTHS_S:
@@ -176,8 +187,8 @@ def _band_case(age: str) -> str:
             conditions.append(f"{age} >= {low}")
         if high is not None:
             conditions.append(f"{age} <= {high}")
-        arms.append(f"WHEN {' AND '.join(conditions)} THEN {quote_literal(label)}")
-    return "CASE " + " ".join(arms) + " END"
+        arms.append(f"            WHEN {' AND '.join(conditions)} THEN {quote_literal(label)}\n")
+    return "CASE\n" + "".join(arms) + "       END"
 
 
 class _Sql:

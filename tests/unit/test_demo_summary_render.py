@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from stream_logger.demo.summary import (
     Query,
     Summary,
     choose_bucket_width_s,
+    columns_from_fields,
     quote_ident,
     quote_literal,
     render,
@@ -112,3 +114,12 @@ def test_disparate_impact_and_render() -> None:
     fair = _summary(female_no_risk=78, male_no_risk=160)
     assert "above the line" in render(fair)
     assert _summary(female_no_risk=50, male_no_risk=0).disparate_impact is None
+
+
+def test_columns_from_the_subscription_fields() -> None:
+    fields = [
+        {"name": "Sex", "column": "sex", "role": "feature", "type": "text"},
+        {"name": "LoanDuration", "column": "loan_duration", "role": "feature", "type": "integer"},
+    ]
+    assert columns_from_fields(fields) == {"Sex": "sex", "LoanDuration": "loan_duration"}
+    assert columns_from_fields(json.dumps(fields)) == columns_from_fields(fields)
