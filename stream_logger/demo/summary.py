@@ -339,7 +339,7 @@ def render_chart(buckets: Sequence[Bucket], *, width: int = 72) -> str:
         return "(no requests)"
     fmt = _bucket_label_format(buckets)
     labels = [b.start.strftime(fmt) for b in buckets]
-    values = [f"{b.requests_per_minute:,.1f}/min" for b in buckets]
+    values = [f"{_rate_text(b.requests_per_minute)}/min" for b in buckets]
     label_w, value_w = max(map(len, labels)), max(map(len, values))
     bar_w = max(1, width - label_w - value_w - 4)  # " | " after the label, " " before the value
     peak = max(b.requests_per_minute for b in buckets)
@@ -350,6 +350,15 @@ def render_chart(buckets: Sequence[Bucket], *, width: int = 72) -> str:
             length = max(1, round(bar_w * bucket.requests_per_minute / peak))
         lines.append(f"{label:>{label_w}} | {'#' * length:<{bar_w}} {value:>{value_w}}")
     return "\n".join(lines)
+
+
+def _rate_text(per_minute: float) -> str:
+    # Back-dated history spread over days gives fractions of a request per minute: keep two significant digits.
+    if per_minute >= 100:
+        return f"{per_minute:,.0f}"
+    if per_minute >= 1 or per_minute == 0:
+        return f"{per_minute:.1f}"
+    return f"{per_minute:.2g}"
 
 
 def _pct(value: float | None) -> str:

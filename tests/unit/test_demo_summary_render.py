@@ -37,7 +37,7 @@ def test_chart_bars_scale_and_stay_within_width() -> None:
     assert bars[3] >= 1  # any request shows at least one mark
     assert bars[4] == max(bars) and bars[0] == pytest.approx(bars[4] / 20, abs=1)
     assert lines[0].startswith("12:00 |") and lines[0].endswith("10.0/min")
-    assert lines[4].endswith("200.0/min")
+    assert lines[4].endswith(" 200/min")
 
 
 def test_chart_reports_requests_per_minute_for_other_widths() -> None:
@@ -50,6 +50,7 @@ def test_chart_reports_requests_per_minute_for_other_widths() -> None:
 def test_chart_labels_carry_the_date_across_days_and_handle_nothing() -> None:
     lines = render_chart(_buckets([1] * 9, width_s=3 * 3600), width=60).splitlines()
     assert lines[0].startswith("03-01 12:00") and lines[-1].startswith("03-02 12:00")
+    assert lines[0].endswith(" 0.0056/min")  # one request in three hours
     assert render_chart([]) == "(no requests)"
     assert render_chart(_buckets([0, 0]), width=40).count("#") == 0
 
