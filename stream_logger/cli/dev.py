@@ -6,7 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from ..devstack import DevStack, StackStatus
+from ..config import Settings
+from ..devstack import DevStack, StackStatus, services_answer
+from ..devstack.process import run_sync
 
 __all__ = ["register"]
 
@@ -22,6 +24,14 @@ def _print(status: StackStatus) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    if args.reuse:
+        settings = Settings.from_env()
+        if run_sync(services_answer(settings)):
+            print(
+                f"Kafka at {settings.bootstrap_servers} and PostgreSQL at {settings.redacted_dsn} already answer: "
+                "using them, starting nothing"
+            )
+            return 0
     status = _stack(args).up()
     _print(status)
     if all(s.note == "already running" for s in status.services):
@@ -70,6 +80,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sub = dev.add_subparsers(dest="dev_command", metavar="SUBCOMMAND", required=True)
     up = sub.add_parser("up", parents=[common], help="start both services (idempotent); returns once they answer")
+    up.add_argument(
+        "--reuse",
+        action="store_true",
+        help="if Kafka and PostgreSQL already answer at STREAM_LOGGER_BOOTSTRAP_SERVERS / STREAM_LOGGER_DSN "
+        "(another stack, docker compose), use them and start nothing",
+    )
     up.set_defaults(func=_up)
     down = sub.add_parser("down", parents=[common], help="stop both services, keeping their data")
     down.add_argument("--purge", action="store_true", help="also delete their data (the downloaded jars stay)")

@@ -13,7 +13,15 @@ binaries), ``process`` (pid files, ports, log tails shared by both), ``stack`` (
 
 from __future__ import annotations
 
+from .probe import services_answer
 from .stack import DEFAULT_KAFKA_CONTROLLER_PORT, DEFAULT_KAFKA_PORT, DevStack, StackStatus
 from .status import ServiceStatus
 
-__all__ = ["DEFAULT_KAFKA_CONTROLLER_PORT", "DEFAULT_KAFKA_PORT", "DevStack", "ServiceStatus", "StackStatus"]
+__all__ = [
+    "DEFAULT_KAFKA_CONTROLLER_PORT",
+    "DEFAULT_KAFKA_PORT",
+    "DevStack",
+    "ServiceStatus",
+    "StackStatus",
+    "services_answer",
+]
