@@ -154,7 +154,7 @@ def decode(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Sc
     except orjson.JSONDecodeError as exc:
         raise RecordError("malformed_json", "", f"not UTF-8 JSON: {exc}") from None
     if type(obj) is not dict:
-        raise RecordError("malformed_json", "", f"the value is a JSON {_json_kind(obj)}, not an object")
+        raise RecordError("malformed_json", "", f"the value is JSON {_json_kind(obj)}, not an object")
     # A value nested too deep needs as many brackets: count them (fast) before looking for one (slow).
     return _build(obj, value.count(b"[") + value.count(b"{") > MAX_VALUE_DEPTH)
 
@@ -166,7 +166,7 @@ def from_obj(obj: Any) -> ScoringRecord:
     non-string keys, lone surrogates and other Python types are refused. The record shares ``obj``'s lists.
     """
     if not isinstance(obj, dict):
-        raise RecordError("malformed_json", "", f"the value is a {_json_kind(obj)}, not an object")
+        raise RecordError("malformed_json", "", f"the value is {_a_kind(obj)}, not an object")
     _check_version(obj)
     _check_json(obj)
     return _build(obj, True)
@@ -214,6 +214,10 @@ def _show(text: str, limit: int = 40) -> str:
     return shown if len(text) <= limit else shown + "…"
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _key_path(prefix: str, key: str) -> str:
     """``prefix.key`` for a plain key, else ``prefix["the key"]``."""
     if _PLAIN_KEY.match(key):
@@ -227,6 +231,12 @@ def _valid_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _a_kind(value: Any) -> str:
+    """``"an array"``, ``"a string"``, ``"null"``, ... for an error message."""
+    kind = _json_kind(value)
+    return kind if kind == "null" else f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
 def _json_kind(value: Any) -> str:
@@ -252,7 +262,7 @@ def _check_version(obj: dict[str, Any]) -> None:
     if version != 1 or isinstance(version, bool):
         if isinstance(version, int | float) and not isinstance(version, bool):
             _fail("schema_version", f"version {version!r} is not supported; this reader knows 1", "unsupported_version")
-        _fail("schema_version", f"must be the number 1, not a {_json_kind(version)}")
+        _fail("schema_version", f"must be the number 1, not {_a_kind(version)}")
 
 
 def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
@@ -362,7 +372,7 @@ def _check_name(value: Any, path: str, max_chars: int | None) -> None:
     if value is _MISSING:
         _fail(path, "required")
     if not isinstance(value, str):
-        _fail(path, f"must be a string, not a {_json_kind(value)}")
+        _fail(path, f"must be a string, not {_a_kind(value)}")
     if not value:
         _fail(path, "must not be empty")
     if max_chars is not None and len(value) > max_chars:
@@ -382,7 +392,7 @@ def _timestamp(value: Any) -> datetime:
 
 def _table(value: Any, path: str, keys: frozenset[str], check_depth: bool) -> Table:
     if type(value) is not dict and not isinstance(value, dict):
-        _fail(path, f'must be an object {{"fields": [...], "values": [[...], ...]}}, not a {_json_kind(value)}')
+        _fail(path, f'must be an object {{"fields": [...], "values": [[...], ...]}}, not {_a_kind(value)}')
     if not keys.issuperset(value):
         unknown = sorted(key for key in value if key not in keys)[0]
         _fail(_key_path(path, unknown), "unknown field; allowed: " + ", ".join(sorted(keys)))
@@ -429,7 +439,7 @@ def _check_fields(fields: Any, path: str) -> None:
     if fields is _MISSING:
         _fail(path, "required")
     if not isinstance(fields, list):
-        _fail(path, f"must be an array of field names, not a {_json_kind(fields)}")
+        _fail(path, f"must be an array of field names, not {_a_kind(fields)}")
     if not 0 < len(fields) <= MAX_FIELDS:
         _fail(path, f"{len(fields)} field names; 1 to {MAX_FIELDS} allowed")
     seen: dict[str, int] = {}
@@ -444,19 +454,19 @@ def _check_rows(rows: Any, path: str) -> None:
     if rows is _MISSING:
         _fail(path, "required")
     if not isinstance(rows, list):
-        _fail(path, f"must be an array of rows, not a {_json_kind(rows)}")
+        _fail(path, f"must be an array of rows, not {_a_kind(rows)}")
     if not 0 < len(rows) <= MAX_ROWS:
         _fail(path, f"{len(rows)} rows; 1 to {MAX_ROWS} allowed")
     for index, row in enumerate(rows):
         if not isinstance(row, list):
-            _fail(f"{path}[{index}]", f"a row must be an array of values, not a {_json_kind(row)}")
+            _fail(f"{path}[{index}]", f"a row must be an array of values, not {_a_kind(row)}")
 
 
 def _check_row_values(rows: list[list[Any]], width: int, path: str) -> None:
     """Raise for the first row of the wrong length or value nested too deep (slow path)."""
     for index, row in enumerate(rows):
         if len(row) != width:
-            _fail(f"{path}.values[{index}]", f"{len(row)} values for {width} fields")
+            _fail(f"{path}.values[{index}]", f"{_count(len(row), 'value')} for {_count(width, 'field')}")
         for column, value in enumerate(row):
             if isinstance(value, _CONTAINERS) and _depth(value) > MAX_VALUE_DEPTH:
                 _fail(f"{path}.values[{index}][{column}]", f"nests deeper than {MAX_VALUE_DEPTH} levels")
@@ -479,7 +489,7 @@ def _depth(value: Any) -> int:
 
 def _same_rows(table: Table, rows: int, path: str) -> None:
     if len(table.values) != rows:
-        _fail(path, f"{len(table.values)} rows for the request's {rows}")
+        _fail(path, f"{_count(len(table.values), 'row')} for the request's {rows}")
 
 
 def _integer(value: Any, path: str, low: int, high: int) -> int:
@@ -512,14 +522,14 @@ def _show_value(value: Any) -> str:
 
 def _check_tags(tags: Any) -> None:
     if not isinstance(tags, dict):
-        _fail("tags", f"must be an object of strings, not a {_json_kind(tags)}")
+        _fail("tags", f"must be an object of strings, not {_a_kind(tags)}")
     if len(tags) > MAX_TAGS:
         _fail("tags", f"{len(tags)} tags; at most {MAX_TAGS}")
     for key, value in tags.items():
         if not 0 < len(key) <= MAX_NAME_CHARS:
             _fail(_key_path("tags", key), f"a tag name must have 1 to {MAX_NAME_CHARS} characters")
         if not isinstance(value, str):
-            _fail(_key_path("tags", key), f"a tag value must be a string, not a {_json_kind(value)}")
+            _fail(_key_path("tags", key), f"a tag value must be a string, not {_a_kind(value)}")
 
 
 def _check_json(obj: Any) -> None:
