@@ -516,8 +516,7 @@ def _number(value: Any, path: str) -> float:
 
 
 def _show_value(value: Any) -> str:
-    kind = _json_kind(value)
-    return f"{kind} {_show(value)}" if kind == "string" else kind
+    return f"a string {_show(value)}" if isinstance(value, str) else _a_kind(value)
 
 
 def _check_tags(tags: Any) -> None:
