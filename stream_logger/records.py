@@ -281,7 +281,13 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
     subscription_id = get("subscription_id", _MISSING)
     if type(subscription_id) is not str or not 0 < len(subscription_id) <= MAX_NAME_CHARS:
         _check_name(subscription_id, "subscription_id", MAX_NAME_CHARS)
-    timestamp = _timestamp(get("scoring_timestamp", _MISSING))
+    timestamp = get("scoring_timestamp", _MISSING)
+    try:
+        if type(timestamp) is not str or _TIMESTAMP.match(timestamp) is None:
+            raise ValueError
+        timestamp = datetime.fromisoformat(timestamp)
+    except ValueError:
+        timestamp = _timestamp(timestamp)
 
     request_obj = get("request", _MISSING)
     if request_obj is _MISSING:
@@ -397,13 +403,15 @@ def _table(value: Any, path: str, keys: frozenset[str], check_depth: bool) -> Ta
         unknown = sorted(key for key in value if key not in keys)[0]
         _fail(_key_path(path, unknown), "unknown field; allowed: " + ", ".join(sorted(keys)))
     fields = value.get("fields", _MISSING)
-    try:
-        known = type(fields) is list and tuple(fields) in _fields_seen
-    except TypeError:  # an unhashable item: not a name
-        known = False
-    if not known:
-        _check_fields(fields, f"{path}.fields")
-        _remember_fields(fields)
+    if type(fields) is not list or fields != _fields_last.get(path):  # comparing beats hashing
+        try:
+            known = type(fields) is list and tuple(fields) in _fields_seen
+        except TypeError:  # an unhashable item: not a name
+            known = False
+        if not known:
+            _check_fields(fields, f"{path}.fields")
+            _remember_fields(fields)
+        _fields_last[path] = list(fields)  # a copy: the record's own list may change later
     width = len(fields)
     rows = value.get("values", _MISSING)
     if type(rows) is not list or not 0 < len(rows) <= MAX_ROWS:
@@ -419,7 +427,9 @@ def _table(value: Any, path: str, keys: frozenset[str], check_depth: bool) -> Ta
     return Table(fields, rows)
 
 
-_fields_seen: set[tuple[str, ...]] = set()  # field-name lists already found valid: most streams repeat a few
+# Field-name lists already found valid (most streams repeat a few), and the last one per block.
+_fields_seen: set[tuple[str, ...]] = set()
+_fields_last: dict[str, list[str]] = {}
 _fields_seen_chars = 0
 _FIELDS_SEEN_MAX_CHARS: Final = 1 << 22
 

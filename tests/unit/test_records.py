@@ -377,3 +377,12 @@ def test_a_value_without_json_form_is_refused_by_encode() -> None:
     with pytest.raises(RecordError) as err:
         encode(record)
     assert err.value.code == "invalid_record"
+
+
+def test_changing_a_decoded_record_does_not_make_bad_field_names_pass() -> None:
+    record = decode(_bytes(GOOD))
+    record.request.fields[1] = "Age"  # now a duplicate; the validator must not have remembered this list object
+    bad = _with(GOOD, ("request", "fields"), record.request.fields)
+    with pytest.raises(RecordError) as err:
+        decode(_bytes(bad))
+    assert err.value.path == "request.fields[12]"
