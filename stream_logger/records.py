@@ -391,9 +391,9 @@ def _timestamp(value: Any) -> datetime:
     if _TIMESTAMP.match(value) is None:
         _fail("scoring_timestamp", f"{_show(value)} is not an RFC 3339 date-time with an offset")
     try:
-        return datetime.fromisoformat(value)
-    except ValueError:
         return datetime.fromisoformat(value.upper())  # RFC 3339 allows a lower-case t and z
+    except ValueError as exc:  # not expected once the pattern matched: still say so as a record error
+        _fail("scoring_timestamp", f"{_show(value)}: {exc}")
 
 
 def _table(value: Any, path: str, keys: frozenset[str], check_depth: bool) -> Table:
