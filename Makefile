@@ -22,7 +22,7 @@ system-deps:  ## install the PostgreSQL server and Maven from Debian's packages 
 	@bash .ci/system-deps
 
 dev-up: install system-deps  ## start the local Kafka + PostgreSQL (idempotent)
-	$(BIN)/stream-logger dev up
+	$(BIN)/stream-logger dev up --reuse
 
 dev-down:  ## stop the local Kafka + PostgreSQL, keeping their data
 	$(BIN)/stream-logger dev down

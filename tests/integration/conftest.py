@@ -15,28 +15,17 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream_logger.config import Settings
+from stream_logger.devstack import services_answer
 
 pytestmark = pytest.mark.integration
-
-
-async def _services_answer(settings: Settings) -> bool:
-    try:
-        conn = await asyncpg.connect(settings.dsn, timeout=3)
-        await conn.close()
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=3000)
-        await admin.start()
-        await admin.close()
-    except Exception:
-        return False
-    return True
 
 
 @pytest.fixture(scope="session")
 def settings() -> Iterator[Settings]:
     """The shared settings; the dev stack is brought up first when the services do not answer."""
     settings = Settings.from_env()
-    if not asyncio.run(_services_answer(settings)):
-        from stream_logger.devstack import DevStack  # type: ignore[import-not-found]
+    if not asyncio.run(services_answer(settings)):
+        from stream_logger.devstack import DevStack
 
         DevStack.from_env().up()
     yield settings
