@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream_logger import datamart, records
+from stream_logger import datamart
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
 from stream_logger.samples import german_credit_record
@@ -124,6 +123,14 @@ async def ceiling(settings: Settings, schema: str, values: list[bytes]) -> float
         await pool.close()
 
 
+def _record_sent(sent: dict[tuple[int, int], float], at: float) -> Any:
+    def done(fut: Any) -> None:
+        meta = fut.result()
+        sent[(meta.partition, meta.offset)] = at
+
+    return done
+
+
 def rss_kib(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -169,7 +176,7 @@ async def latency(settings: Settings, schema: str, rate: int, seconds: float, pa
             due = int((now - began) / interval)
             while i < due:
                 fut = await producer.send(topic, message(i, datetime.now(UTC)), key=str(i).encode())
-                fut.add_done_callback(lambda f, t=time.perf_counter(): sent.__setitem__((f.result().partition, f.result().offset), t))
+                fut.add_done_callback(_record_sent(sent, time.perf_counter()))
                 i += 1
             await asyncio.sleep(0.005)
         await producer.flush()

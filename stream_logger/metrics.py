@@ -67,7 +67,8 @@ class WorkerMetrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)  # type: ignore[no-any-return]
+        body: bytes = generate_latest(self.registry)
+        return body
 
 
 class MetricsServer:
@@ -116,7 +117,10 @@ class MetricsServer:
                 ctype, body = "text/plain", b"ready\n" if ok else b"not ready\n"
             else:
                 status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
-            head = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
             writer.write(head.encode() + body)
             await writer.drain()
         except (TimeoutError, ConnectionError):

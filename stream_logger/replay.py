@@ -109,9 +109,7 @@ async def _holds_data(conn: asyncpg.Connection, schema: str) -> str | None:
     exists = await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
     if not exists:
         return None
-    tables = await conn.fetchval(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = $1", schema
-    )
+    tables = await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = $1", schema)
     try:
         summary = await datamart.info(conn, schema)
     except DatamartError:

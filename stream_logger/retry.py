@@ -116,7 +116,7 @@ def kafka_errors(what: str) -> Iterator[None]:
         if getattr(exc, "retriable", False) or isinstance(exc, kafka_errors_mod.KafkaConnectionError):
             raise BrokerUnavailable(f"{what}: Kafka unavailable ({type(exc).__name__}: {exc})") from exc
         raise FatalError(f"{what}: Kafka refused ({type(exc).__name__}: {exc})") from exc
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise BrokerUnavailable(f"{what}: Kafka unavailable ({type(exc).__name__}: {exc})") from exc
 
 
@@ -159,7 +159,8 @@ def retrying(
 
     return tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_is_retriable),
-        wait=tenacity.wait_exponential_jitter(initial=initial_delay_s, max=max_delay_s, jitter=initial_delay_s),
+        wait=tenacity.wait_exponential(multiplier=initial_delay_s, max=max_delay_s)
+        + tenacity.wait_random(0, initial_delay_s),
         stop=stop,
         before_sleep=before_sleep,
         reraise=True,

@@ -208,6 +208,9 @@ class Sink:
         return PreparedBatch(ranges, tables, dead, len(messages), value_bytes, generation, skipped)
 
     async def _prepare_subscriptions(self, recs: list[ScoringRecord]) -> dict[str, Subscription | RecordError]:
+        cached = self._registry.lookup(recs)
+        if cached is not None:
+            return cached
         async for attempt in retrying("registering subscriptions", on_retry=self._on_retry):
             with attempt, pg_errors("registering subscriptions"):
                 async with self._pool.acquire() as conn:
@@ -294,9 +297,7 @@ class Sink:
             f"DROP TABLE IF EXISTS pg_temp.{stage}; "
             f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-        await conn.copy_records_to_table(
-            stage_name, schema_name="pg_temp", columns=list(sub.columns), records=rows
-        )
+        await conn.copy_records_to_table(stage_name, schema_name="pg_temp", columns=list(sub.columns), records=rows)
         status = await conn.execute(
             f"INSERT INTO {target} ({cols}) SELECT {cols} FROM pg_temp.{stage} ON CONFLICT DO NOTHING"
         )

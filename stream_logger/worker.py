@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as TP
 
 from . import datamart, records
 from .config import Settings
@@ -41,8 +42,6 @@ from .subscriptions import Registry
 __all__ = ["Worker", "WorkerConfig", "WorkerSummary"]
 
 log = logging.getLogger(__name__)
-
-TP = TopicPartition
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,10 +281,14 @@ class Worker:
             for tp, messages in fetched.items():
                 self._take(tp, messages)
             now = time.monotonic()
-            if self._pending and not self._ready.full() and (
-                len(self._pending) >= cfg.batch_max_records
-                or self._pending_bytes >= cfg.batch_max_bytes
-                or now - self._pending_since >= flush_s
+            if (
+                self._pending
+                and not self._ready.full()
+                and (
+                    len(self._pending) >= cfg.batch_max_records
+                    or self._pending_bytes >= cfg.batch_max_bytes
+                    or now - self._pending_since >= flush_s
+                )
             ):
                 await self._cut()
             if now >= next_progress:
@@ -370,9 +373,7 @@ class Worker:
             self._account(batch, outcome.rows_written, outcome.duplicates_skipped, outcome.dead_letters, began)
             await self._commit_to_kafka(batch)
 
-    def _account(
-        self, batch: PreparedBatch, rows: int, duplicates: int, dead: dict[str, int], began: float
-    ) -> None:
+    def _account(self, batch: PreparedBatch, rows: int, duplicates: int, dead: dict[str, int], began: float) -> None:
         m, s = self.metrics, self.summary
         for (topic, partition), (_, end) in batch.ranges.items():
             self._written[TP(topic, partition)] = end
@@ -396,9 +397,7 @@ class Worker:
         assert self._consumer is not None
         if self.config.assign_manually:
             return
-        offsets = {
-            TP(t, p): end for (t, p), (_, end) in batch.ranges.items() if TP(t, p) in self._owned
-        }
+        offsets = {TP(t, p): end for (t, p), (_, end) in batch.ranges.items() if TP(t, p) in self._owned}
         if not offsets:
             return
         try:

@@ -22,8 +22,7 @@ async def produce(
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, value=v, key=keys[i] if keys is not None else None)
-            for i, v in enumerate(values)
+            await producer.send(topic, value=v, key=keys[i] if keys is not None else None) for i, v in enumerate(values)
         ]
         await asyncio.gather(*futures)
     finally:

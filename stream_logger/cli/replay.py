@@ -124,8 +124,7 @@ async def _show_progress(worker: Worker, plan: ReplayPlan, out: TextIO) -> None:
                 for tp, (start, pos, end) in progress.items()
             )
             line = (
-                f"{done:,}/{plan.total:,} messages ({100 * done / total:.0f}%), {rate:,.0f}/s, "
-                f"ETA {eta:.0f}s | {parts}"
+                f"{done:,}/{plan.total:,} messages ({100 * done / total:.0f}%), {rate:,.0f}/s, ETA {eta:.0f}s | {parts}"
             )
             if tty:
                 out.write("\r\x1b[2K" + line[:200])

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -72,7 +71,7 @@ async def test_replay_equals_the_live_worker_and_leaves_its_group_alone(
     settings: Settings, topic: str, schema: str, other_schema: str, pg: asyncpg.Connection
 ) -> None:
     await setup_datamart(settings, schema)
-    values = [encode(record(i, rows=1 + i % 3)) for i in range(600)]
+    values: list[bytes | None] = [encode(record(i, rows=1 + i % 3)) for i in range(600)]
     values[100:100] = [b"{broken", None, encode({**record(9999), "schema_version": 2})]
     await produce(settings, topic, values, [str(i).encode() for i in range(len(values))])
     live = await run_until_caught_up(settings, config(topic, schema))
