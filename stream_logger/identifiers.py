@@ -1,0 +1,187 @@
+"""Safe SQL identifiers from names that users and records supply. Pure functions, no I/O.
+
+Nothing user-supplied is ever spliced into SQL unquoted. The rules:
+
+- **Schema names** are chosen by an operator, so they are validated strictly (:func:`validate_schema_name`) and
+  rejected with a clear message rather than rewritten.
+- **Field names and subscription ids** come from records, so they are *mapped* to readable, safe identifiers
+  (:func:`column_name_for`, :func:`table_name_for`) and the mapping is stored in the ``subscriptions`` table. The
+  mapping always succeeds: camelCase becomes snake_case, everything is lowercased, every character outside
+  ``[a-z0-9]`` becomes ``_`` (accents are dropped first, so ``Größe`` -> ``gro_e``), a leading digit or an empty
+  result gets a prefix, reserved words and the payload table's own columns are avoided, names that collide
+  (``Age`` and ``age``) get a numeric suffix, and a name over PostgreSQL's 63-byte limit
+  is cut with a short hash of the original so two long names stay distinct.
+- Every identifier is still double-quoted by :func:`quote_ident` when it goes into SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Set as AbstractSet
+from typing import Final
+
+from .errors import IdentifierError
+
+__all__ = [
+    "MAX_IDENTIFIER_BYTES",
+    "MAX_TABLE_NAME_BYTES",
+    "RESERVED_WORDS",
+    "SYSTEM_COLUMNS",
+    "column_name_for",
+    "partition_name_for",
+    "quote_ident",
+    "table_name_for",
+    "validate_schema_name",
+]
+
+MAX_IDENTIFIER_BYTES: Final = 63
+"""PostgreSQL's NAMEDATALEN - 1: longer identifiers are silently truncated by the server, so we never send one."""
+
+PARTITION_SUFFIX_BYTES: Final = len("_p20240101")
+MAX_TABLE_NAME_BYTES: Final = MAX_IDENTIFIER_BYTES - PARTITION_SUFFIX_BYTES
+"""A payload table's name leaves room for its daily partitions' ``_pYYYYMMDD`` suffix."""
+
+TABLE_PREFIX: Final = "payload_"
+
+SYSTEM_COLUMNS: Final[tuple[str, ...]] = (
+    "scoring_id",
+    "row_index",
+    "scoring_timestamp",
+    "deployment_id",
+    "asset_revision",
+    "response_time_ms",
+    "status_code",
+    "error",
+    "user_id",
+    "request_id",
+    "trace_id",
+    "sampling_rate",
+    "tags",
+    "extra",
+    "src_topic",
+    "src_partition",
+    "src_offset",
+    "ingested_at",
+)
+"""The payload table's own columns, in COPY order; the declared fields' columns follow them."""
+
+# PostgreSQL's own hidden columns of every table: a user column cannot take these names.
+_PG_SYSTEM_COLUMNS: Final = frozenset({"oid", "tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})
+
+RESERVED_WORDS: Final = frozenset(
+    """all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate collation
+    column concurrently constraint create cross current_catalog current_date current_role current_schema current_time
+    current_timestamp current_user default deferrable desc distinct do else end except false fetch for foreign freeze
+    from full grant group having ilike in initially inner intersect into is isnull join lateral leading left like limit
+    localtime localtimestamp natural not notnull null offset on only or order outer overlaps placing primary
+    references returning right select session_user similar some symmetric table tablesample then to trailing true
+    union unique user using variadic verbose when where window with""".split()  # noqa: SIM905
+)
+"""PostgreSQL's reserved key words (``pg_get_keywords()`` categories R and T): never used as a column name, so a
+monitor's hand-written SQL needs no quotes."""
+
+_FORBIDDEN_COLUMNS: Final = frozenset(SYSTEM_COLUMNS) | _PG_SYSTEM_COLUMNS | RESERVED_WORDS
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_CAMEL_1 = re.compile(r"([a-z0-9])([A-Z])")
+_CAMEL_2 = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+_HASH_CHARS: Final = 8
+
+
+def validate_schema_name(name: str) -> str:
+    """Return ``name`` if it is a plain lowercase identifier fit for a datamart schema, else raise IdentifierError.
+
+    Accepted: ``^[a-z_][a-z0-9_]{0,62}$`` and not starting with ``pg_`` (reserved by PostgreSQL).
+    """
+    if not isinstance(name, str) or not _SCHEMA_NAME.match(name):
+        raise IdentifierError(
+            f"invalid schema name {name!r}: use 1 to 63 characters among lowercase letters, digits and '_', "
+            "not starting with a digit"
+        )
+    if name.startswith("pg_"):
+        raise IdentifierError(f"invalid schema name {name!r}: names starting with 'pg_' are reserved by PostgreSQL")
+    return name
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (embedded quotes doubled).
+
+    Raises IdentifierError for an empty name, a NUL character, or more than 63 bytes (which PostgreSQL would
+    silently truncate, making two names one).
+    """
+    if not name or "\x00" in name:
+        raise IdentifierError(f"invalid identifier {name!r}: empty or contains a NUL character")
+    if len(name.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+        raise IdentifierError(f"invalid identifier {name[:80]!r}...: longer than {MAX_IDENTIFIER_BYTES} bytes")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()[:_HASH_CHARS]
+
+
+def _slug(text: str) -> str:
+    """snake_case, ASCII lowercase letters, digits and single underscores; may be empty."""
+    text = _CAMEL_2.sub(r"\1_\2", _CAMEL_1.sub(r"\1_\2", text))
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    return _NOT_ALNUM.sub("_", text).strip("_")
+
+
+def _fit(base: str, original: str, limit: int) -> str:
+    """``base`` cut to ``limit`` bytes (it is ASCII), with a hash of ``original`` when anything was cut."""
+    if len(base) <= limit:
+        return base
+    return base[: limit - _HASH_CHARS - 1].rstrip("_") + "_" + _short_hash(original)
+
+
+def _unique(base: str, taken: AbstractSet[str], limit: int) -> str:
+    """``base``, or ``base_2``, ``base_3``, ... (kept within ``limit`` bytes): the first not in ``taken``."""
+    if base not in taken:
+        return base
+    n = 2
+    while True:
+        suffix = f"_{n}"
+        candidate = base[: limit - len(suffix)] + suffix
+        if candidate not in taken:
+            return candidate
+        n += 1
+
+
+def column_name_for(field: str, taken: set[str]) -> str:
+    """A readable, safe column name for ``field`` that is not in ``taken`` (``taken`` is not modified).
+
+    Always succeeds. Never a reserved word, never one of the payload table's own columns (:data:`SYSTEM_COLUMNS`),
+    at most 63 bytes. ``LoanAmount`` -> ``loan_amount``; ``2nd score`` -> ``f_2nd_score``; ``select`` ->
+    ``select_``; ``scoring_id`` -> ``scoring_id_2``; a second ``Age`` after ``age`` -> ``age_2``.
+    """
+    base = _slug(field)
+    if not base:
+        base = "field"
+    elif base[0].isdigit():
+        base = "f_" + base
+    if base in RESERVED_WORDS or base in _PG_SYSTEM_COLUMNS:
+        base += "_"
+    base = _fit(base, field, MAX_IDENTIFIER_BYTES)
+    return _unique(base, taken | _FORBIDDEN_COLUMNS, MAX_IDENTIFIER_BYTES)
+
+
+def table_name_for(subscription_id: str, taken: set[str]) -> str:
+    """A payload table name ``payload_<slug>`` for a subscription, not in ``taken`` (which is not modified).
+
+    Short enough (at most :data:`MAX_TABLE_NAME_BYTES`) that its daily partitions ``<table>_pYYYYMMDD`` fit in
+    PostgreSQL's 63 bytes.
+    """
+    slug = _slug(subscription_id) or "subscription"
+    base = _fit(TABLE_PREFIX + slug, subscription_id, MAX_TABLE_NAME_BYTES)
+    return _unique(base, taken, MAX_TABLE_NAME_BYTES)
+
+
+def partition_name_for(table: str, day_yyyymmdd: str) -> str:
+    """The daily partition of ``table`` for a UTC day given as ``YYYYMMDD``."""
+    if len(day_yyyymmdd) != 8 or not day_yyyymmdd.isdigit():
+        raise IdentifierError(f"invalid partition day {day_yyyymmdd!r}: expected YYYYMMDD")
+    return f"{table}_p{day_yyyymmdd}"

@@ -1,0 +1,461 @@
+"""Turning one scoring record into payload-table rows: the hot path of the sink. No I/O.
+
+:class:`Subscription` knows its fields and their columns; :meth:`Subscription.rows_for` gives one tuple per scored
+row in :attr:`Subscription.columns` order, ready for ``COPY``. Per distinct field layout of incoming records a
+:class:`_Plan` (which value goes to which column, through which converter) is computed once and cached.
+
+Hostile values — the decisions (issue #3, section 3):
+
+- A value that does not fit its column's type is **not coerced**: ``type_conflict`` (dead-lettered by the sink).
+  An integer into a float column is fine; a float into a bigint column, a string into a number column, a
+  boolean into an integer column are conflicts. Integers outside bigint's range (-2**63 .. 2**63-1) are
+  conflicts too (numbers PostgreSQL cannot hold never reach the COPY).
+- Text containing a NUL character (PostgreSQL text cannot hold one), and JSON containing ``\\u0000`` (jsonb
+  refuses it), raise ``unstorable_value`` here, before the COPY, so the record is dead-lettered alone and its
+  neighbours are written. Anything PostgreSQL still refuses (e.g. a lone surrogate in a string built in Python,
+  which orjson never decodes) fails the COPY and is isolated by the sink as ``unstorable_value``.
+- Absurdly long values are stored as they are: the record size limit (``too_large``) bounds them, no indexed
+  column takes user text except ``scoring_id`` (at most 128 characters), and field names longer than
+  ``MAX_NAME_CHARS`` are refused by ``records``; over-long names are mapped with a hash by ``identifiers``.
+- Fields a subscription does not declare go to the ``extra`` jsonb column as
+  ``{"request": {...}, "meta": {...}, "response": {...}}``: nothing the model sent is thrown away. Response
+  fields that echo a request field (same name) are not stored twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from .errors import RecordError
+from .identifiers import SYSTEM_COLUMNS
+from .records import ScoringRecord
+
+__all__ = [
+    "ROLES",
+    "SOURCES",
+    "SQL_TYPES",
+    "TYPE_ALIASES",
+    "Field",
+    "Source",
+    "Subscription",
+    "infer_type",
+    "json_text",
+    "role_source",
+]
+
+SQL_TYPES: Final = {
+    "bigint": "bigint",
+    "float8": "double precision",
+    "text": "text",
+    "boolean": "boolean",
+    "float8[]": "double precision[]",
+    "jsonb": "jsonb",
+}
+"""Field type (as stored in ``subscriptions.fields``) -> the column's SQL type."""
+
+TYPE_ALIASES: Final = {
+    "integer": "bigint",
+    "int": "bigint",
+    "int8": "bigint",
+    "bigint": "bigint",
+    "float": "float8",
+    "double": "float8",
+    "double precision": "float8",
+    "number": "float8",
+    "float8": "float8",
+    "text": "text",
+    "string": "text",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "float_array": "float8[]",
+    "array": "float8[]",
+    "float8[]": "float8[]",
+    "double precision[]": "float8[]",
+    "json": "jsonb",
+    "jsonb": "jsonb",
+}
+"""Type names accepted in a subscription declaration."""
+
+ROLES: Final = ("feature", "meta", "prediction", "probability", "response")
+"""What a field is. ``feature`` comes from ``request``, ``meta`` from ``request.meta``, the rest from
+``response``."""
+
+SOURCES: Final = ("request", "meta", "response")
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_INT32_MIN: Final = -(2**31)
+_INT32_MAX: Final = 2**31 - 1
+_PATH_PREFIX: Final = ("request.values", "request.meta.values", "response.values")
+_PLAN_CACHE_SIZE: Final = 256
+
+
+def role_source(role: str) -> str:
+    """Which block of the record a field with this role is read from: request, meta or response."""
+    return "request" if role == "feature" else "meta" if role == "meta" else "response"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record was read from."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A declared field: the record's field ``name``, its ``column``, its ``role`` and its type (a SQL_TYPES key)."""
+
+    name: str
+    column: str
+    role: str
+    type: str
+
+    @property
+    def source(self) -> str:
+        return role_source(self.role)
+
+    def as_json(self) -> dict[str, str]:
+        return {"name": self.name, "column": self.column, "role": self.role, "type": self.type}
+
+
+class _Conflict(Exception):
+    """A value does not fit: raised by converters, turned into RecordError with its path by rows_for."""
+
+    def __init__(self, detail: str, code: str = "type_conflict") -> None:
+        self.detail = detail
+        self.code = code
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind(value: Any) -> str:
+    return "boolean" if type(value) is bool else type(value).__name__
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text for a jsonb column; raises _Conflict(unstorable_value) for a NUL character."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits: the standard library writes them exactly, jsonb stores them
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=str)
+    if "\\u0000" in text:
+        raise _Conflict("a NUL character (\\u0000) cannot be stored in jsonb", "unstorable_value")
+    return text
+
+
+def _to_bigint(v: Any) -> Any:
+    if type(v) is int and _INT64_MIN <= v <= _INT64_MAX:
+        return v
+    if type(v) is int:
+        raise _Conflict(f"integer {_show(v)} is outside the bigint range")
+    raise _Conflict(f"expected an integer (bigint column), got {_kind(v)} {_show(v)}")
+
+
+def _to_float8(v: Any) -> Any:
+    t = type(v)
+    if t is float:
+        return v
+    if t is int:
+        try:
+            return float(v)
+        except OverflowError:
+            raise _Conflict(f"integer {_show(v)} is too large for a double precision column") from None
+    raise _Conflict(f"expected a number (double precision column), got {_kind(v)} {_show(v)}")
+
+
+def _to_text(v: Any) -> Any:
+    if type(v) is str:
+        if "\x00" in v:
+            raise _Conflict("a NUL character cannot be stored in text", "unstorable_value")
+        return v
+    raise _Conflict(f"expected a string (text column), got {_kind(v)} {_show(v)}")
+
+
+def _to_boolean(v: Any) -> Any:
+    if type(v) is bool:
+        return v
+    raise _Conflict(f"expected true or false (boolean column), got {_kind(v)} {_show(v)}")
+
+
+def _to_float8_array(v: Any) -> Any:
+    if type(v) is list:
+        out: list[float | None] = []
+        for x in v:
+            t = type(x)
+            if t is float or x is None:
+                out.append(x)
+            elif t is int:
+                out.append(_to_float8(x))
+            else:
+                raise _Conflict(f"expected an array of numbers (double precision[] column), got an element {_show(x)}")
+        return out
+    raise _Conflict(f"expected an array of numbers (double precision[] column), got {_kind(v)} {_show(v)}")
+
+
+_CONVERTERS: Final = {
+    "bigint": _to_bigint,
+    "float8": _to_float8,
+    "text": _to_text,
+    "boolean": _to_boolean,
+    "float8[]": _to_float8_array,
+    "jsonb": json_text,
+}
+
+
+def _value_kind(value: Any) -> str | None:
+    t = type(value)
+    if value is None:
+        return None
+    if t is bool:
+        return "boolean"
+    if t is int:
+        return "bigint" if _INT64_MIN <= value <= _INT64_MAX else "jsonb"
+    if t is float:
+        return "float8"
+    if t is str:
+        return "text"
+    if t is list and all(type(x) in (int, float) for x in value):
+        return "float8[]"
+    return "jsonb"
+
+
+def infer_type(values: Sequence[Any]) -> str | None:
+    """The column type for these values (None when all are null): integer, float (integers and floats mixed),
+    text, boolean, array of numbers; anything else, or a mix, is jsonb."""
+    kinds = {k for k in map(_value_kind, values) if k is not None}
+    if not kinds:
+        return None
+    if len(kinds) == 1:
+        return kinds.pop()
+    if kinds == {"bigint", "float8"}:
+        return "float8"
+    return "jsonb"
+
+
+LayoutKey = tuple[tuple[str, ...], tuple[str, ...] | None, tuple[str, ...] | None]
+
+
+def layout_key(record: ScoringRecord) -> LayoutKey:
+    """The field names of a record's three blocks: records with the same key share a row-building plan."""
+    meta = record.request_meta
+    resp = record.response
+    return (
+        tuple(record.request.fields),
+        None if meta is None else tuple(meta.fields),
+        None if resp is None else tuple(resp.fields),
+    )
+
+
+# Per column type, the test (on local ``v``) that a value can go to COPY as it is; when it fails, the slow
+# converter either converts (int -> float) or raises _Conflict. None always passes.
+_FAST_OK: Final = {
+    "bigint": "(type(v) is int and -9223372036854775808 <= v <= 9223372036854775807)",
+    "float8": "type(v) is float",
+    "text": "(type(v) is str and '\\x00' not in v)",
+    "boolean": "type(v) is bool",
+    "float8[]": "False",
+    "jsonb": "False",
+}
+
+
+class _ColumnConflict(Exception):
+    def __init__(self, index: int, conflict: _Conflict) -> None:
+        self.index = index
+        self.conflict = conflict
+
+
+def _compile(getters: Sequence[tuple[int, int, str]]) -> Any:
+    """A function ``(scoring_id, i, head, extra, tail, r0, r1, r2) -> row tuple`` for one field layout.
+
+    Generated Python (only integers and fixed type tests are spliced in, never a name from a record), so the
+    hot path is one call a row with the type checks inlined. ``getters`` are (block, index, type) per column.
+    """
+    converters = [_CONVERTERS[t] for _, _, t in getters]
+
+    def slow(j: int, v: Any) -> Any:
+        try:
+            return converters[j](v)
+        except _Conflict as exc:
+            raise _ColumnConflict(j, exc) from None
+
+    lines = ["def build(scoring_id, i, head, extra, tail, r0, r1, r2):"]
+    for j, (block, idx, type_) in enumerate(getters):
+        if idx < 0:
+            lines.append(f"    v{j} = None")
+            continue
+        fetch = f"r{block}[{idx}]" if block == 0 else f"(r{block}[{idx}] if r{block} is not None else None)"
+        lines.append(f"    v = {fetch}")
+        lines.append(f"    if v is not None and not {_FAST_OK[type_]}:")
+        lines.append(f"        v = slow({j}, v)")
+        lines.append(f"    v{j} = v")
+    values = "".join(f", v{j}" for j in range(len(getters)))
+    lines.append(f"    return (scoring_id, i, *head, extra, *tail{values})")
+    namespace: dict[str, Any] = {"slow": slow}
+    exec(compile("\n".join(lines), "<stream_logger.rows plan>", "exec"), namespace)
+    return namespace["build"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    build: Any  # the compiled row builder, see _compile
+    # (block, field name) per declared field, in column order: for error paths.
+    names: tuple[tuple[int, str], ...]
+    # (block index, index in the row, block name, field name) per undeclared field: goes to ``extra``.
+    extras: tuple[tuple[int, int, str, str], ...]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A monitored deployment: its payload table in ``schema`` and the mapping of record fields to columns."""
+
+    subscription_id: str
+    schema: str
+    table: str
+    fields: tuple[Field, ...]
+    deployment_id: str | None = None
+    asset_revision: str | None = None
+    evolve: bool = True
+    auto_registered: bool = False
+    columns: tuple[str, ...] = field(init=False)
+    """The COPY column order (unquoted identifiers): the system columns, then one per declared field."""
+    _plans: dict[LayoutKey, _Plan] = field(init=False, repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", SYSTEM_COLUMNS + tuple(f.column for f in self.fields))
+
+    def field_for(self, source: str, name: str) -> Field | None:
+        """The declared field ``name`` of block ``source`` (request, meta, response), if any."""
+        for f in self.fields:
+            if f.name == name and f.source == source:
+                return f
+        return None
+
+    def _plan(self, key: LayoutKey) -> _Plan:
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        req_fields, meta_fields, resp_fields = key
+        blocks = (req_fields, meta_fields or (), resp_fields or ())
+        positions: list[dict[str, int]] = []
+        for names in blocks:
+            pos: dict[str, int] = {}
+            for i, name in enumerate(names):
+                pos.setdefault(name, i)
+            positions.append(pos)
+        getters: list[tuple[int, int, str]] = []
+        declared: set[tuple[int, str]] = set()
+        column_fields: list[tuple[int, str]] = []
+        for f in self.fields:
+            block = SOURCES.index(f.source)
+            declared.add((block, f.name))
+            column_fields.append((block, f.name))
+            getters.append((block, positions[block].get(f.name, -1), f.type))
+        extras: list[tuple[int, int, str, str]] = []
+        request_names = set(req_fields)
+        for block, names in enumerate(blocks):
+            for i, name in enumerate(names):
+                if (block, name) in declared or positions[block][name] != i:
+                    continue
+                if block == 2 and name in request_names:  # an echo of a request field
+                    continue
+                extras.append((block, i, SOURCES[block], name))
+        plan = _Plan(_compile(getters), tuple(column_fields), tuple(extras))
+        if len(self._plans) >= _PLAN_CACHE_SIZE:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
+    def rows_for(self, record: ScoringRecord, source: Source, ingested_at: datetime) -> list[tuple[Any, ...]]:
+        """One tuple per scored row of ``record``, in :attr:`columns` order.
+
+        Raises RecordError with code ``type_conflict`` (a value does not fit its column) or ``unstorable_value``
+        (a NUL character), and a path such as ``request.values[2][Age]``.
+        """
+        plan = self._plan(layout_key(record))
+        head = self._head(record)
+        tail = (source.topic, source.partition, source.offset, ingested_at)
+        meta = record.request_meta
+        resp = record.response
+        meta_values: list[list[Any]] = [] if meta is None else meta.values
+        resp_values: list[list[Any]] = [] if resp is None else resp.values
+        n_meta = len(meta_values)
+        n_resp = len(resp_values)
+        build = plan.build
+        extras = plan.extras
+        scoring_id = record.scoring_id
+        rows: list[tuple[Any, ...]] = []
+        for i, req_row in enumerate(record.request.values):
+            meta_row = meta_values[i] if i < n_meta else None
+            resp_row = resp_values[i] if i < n_resp else None
+            extra_json = None
+            if extras:
+                blocks = (req_row, meta_row, resp_row)
+                extra: dict[str, dict[str, Any]] = {}
+                for block, idx, block_name, name in extras:
+                    row = blocks[block]
+                    if row is not None:
+                        extra.setdefault(block_name, {})[name] = row[idx]
+                if extra:
+                    try:
+                        extra_json = json_text(extra)
+                    except _Conflict as exc:
+                        raise RecordError(exc.code, f"{_PATH_PREFIX[0]}[{i}]", f"extra: {exc.detail}") from None
+            try:
+                rows.append(build(scoring_id, i, head, extra_json, tail, req_row, meta_row, resp_row))
+            except _ColumnConflict as exc:
+                block, name = plan.names[exc.index]
+                path = f"{_PATH_PREFIX[block]}[{i}][{name}]"
+                raise RecordError(exc.conflict.code, path, exc.conflict.detail) from None
+        return rows
+
+    @staticmethod
+    def _head(record: ScoringRecord) -> tuple[Any, ...]:
+        """The per-record system columns from scoring_timestamp to tags."""
+        for path, text in (
+            ("scoring_id", record.scoring_id),
+            ("deployment_id", record.deployment_id),
+            ("asset_revision", record.asset_revision),
+            ("error", record.error),
+            ("user_id", record.user_id),
+            ("request_id", record.request_id),
+            ("trace_id", record.trace_id),
+        ):
+            if text is not None and "\x00" in text:
+                raise RecordError("unstorable_value", path, "a NUL character cannot be stored in text")
+        status = record.status_code
+        if status is not None and not (type(status) is int and _INT32_MIN <= status <= _INT32_MAX):
+            raise RecordError("type_conflict", "status_code", f"expected a 32-bit integer, got {_show(status)}")
+        path = "tags"
+        try:
+            tags = json_text(record.tags) if record.tags else None
+            path = "response_time_ms"
+            response_time = None if record.response_time_ms is None else _to_float8(record.response_time_ms)
+            path = "sampling_rate"
+            sampling_rate = _to_float8(record.sampling_rate)
+        except _Conflict as exc:
+            raise RecordError(exc.code, path, exc.detail) from None
+        return (
+            record.scoring_timestamp,
+            record.deployment_id,
+            record.asset_revision,
+            response_time,
+            status,
+            record.error,
+            record.user_id,
+            record.request_id,
+            record.trace_id,
+            sampling_rate,
+            tags,
+        )

@@ -1,0 +1,492 @@
+"""Subscriptions: one per monitored deployment, each with its own typed, daily-partitioned payload table.
+
+A subscription is declared explicitly (:func:`declare`, ``stream-logger subscription add``) or registered
+automatically from the first records that name it (:class:`Registry`, types inferred from the values). A field
+that appears later becomes a new column (additive evolution; never a change of type or a dropped column), unless
+the subscription says ``evolve: false``, in which case new fields are kept in the ``extra`` JSON column.
+
+Every DDL statement runs in its own short transaction under a PostgreSQL advisory lock (one per datamart for
+registering, one per payload table for new columns and partitions), and the state is re-read from the database
+under the lock, so several workers can register, evolve and partition the same subscription concurrently. Call
+these functions **outside** a transaction: DDL inside a long write transaction would hold its locks until commit
+and can deadlock two workers.
+
+Names are never spliced into SQL: subscription ids and field names are mapped to safe identifiers by
+:mod:`stream_logger.identifiers` and the mapping is stored in ``subscriptions.fields``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, timedelta
+from typing import Any, Final
+
+import asyncpg
+import orjson
+
+from .datamart import advisory_key
+from .errors import DatamartError, RecordError, SubscriptionError
+from .identifiers import column_name_for, partition_name_for, quote_ident, table_name_for, validate_schema_name
+from .records import MAX_NAME_CHARS, ScoringRecord
+from .rows import ROLES, SOURCES, SQL_TYPES, TYPE_ALIASES, Field, Source, Subscription, infer_type, layout_key
+
+__all__ = [
+    "MAX_DECLARED_FIELDS",
+    "Field",
+    "Registry",
+    "Source",
+    "Subscription",
+    "declare",
+    "list_subscriptions",
+    "partition_days",
+]
+
+MAX_DECLARED_FIELDS: Final = 1500
+"""PostgreSQL allows 1600 columns a table (dropped ones included); past this many fields, new ones go to extra."""
+
+_SPEC_KEYS: Final = frozenset({"subscription_id", "deployment_id", "asset_revision", "evolve", "fields"})
+_FIELD_KEYS: Final = frozenset({"name", "type", "role"})
+
+
+def partition_days(records: Iterable[ScoringRecord]) -> set[date]:
+    """The UTC days of the records' scoring timestamps: the daily partitions their rows go to."""
+    return {r.scoring_timestamp.astimezone(UTC).date() for r in records}
+
+
+def _refuse_in_transaction(conn: asyncpg.Connection, what: str) -> None:
+    if conn.is_in_transaction():
+        raise DatamartError(f"{what} runs DDL in its own short transaction: call it outside a transaction")
+
+
+def _subscription_from_row(schema: str, row: Mapping[str, Any]) -> Subscription:
+    fields = tuple(Field(f["name"], f["column"], f["role"], f["type"]) for f in orjson.loads(row["fields"]))
+    return Subscription(
+        subscription_id=row["subscription_id"],
+        schema=schema,
+        table=row["table_name"],
+        fields=fields,
+        deployment_id=row["deployment_id"],
+        asset_revision=row["asset_revision"],
+        evolve=row["evolve"],
+        auto_registered=row["auto_registered"],
+    )
+
+
+_SELECT = (
+    "SELECT subscription_id, table_name, deployment_id, asset_revision, fields::text AS fields, evolve, "
+    "auto_registered FROM {schema}.subscriptions"
+)
+
+
+async def _load(conn: asyncpg.Connection, schema: str, subscription_id: str) -> Subscription | None:
+    row = await conn.fetchrow(
+        _SELECT.format(schema=quote_ident(schema)) + " WHERE subscription_id = $1", subscription_id
+    )
+    return None if row is None else _subscription_from_row(schema, row)
+
+
+async def list_subscriptions(conn: asyncpg.Connection, schema: str) -> list[Subscription]:
+    """Every subscription of the datamart, by id."""
+    validate_schema_name(schema)
+    rows = await conn.fetch(_SELECT.format(schema=quote_ident(schema)) + " ORDER BY subscription_id")
+    return [_subscription_from_row(schema, r) for r in rows]
+
+
+def _column_sql(f: Field) -> str:
+    return f"{quote_ident(f.column)} {SQL_TYPES[f.type]}"
+
+
+async def _lock(conn: asyncpg.Connection, *parts: str) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(*parts))
+
+
+async def _create(
+    conn: asyncpg.Connection,
+    schema: str,
+    subscription_id: str,
+    wanted: Sequence[tuple[str, str, str]],
+    *,
+    deployment_id: str | None,
+    asset_revision: str | None,
+    evolve: bool,
+    auto_registered: bool,
+) -> Subscription:
+    """Create the payload table and the subscriptions row. Caller holds the datamart's registry lock."""
+    q_schema = quote_ident(schema)
+    taken_tables = {
+        r[0]
+        for r in await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 "
+            f"UNION SELECT table_name FROM {q_schema}.subscriptions",
+            schema,
+        )
+    }
+    table = table_name_for(subscription_id, taken_tables)
+    fields = _new_fields((), wanted)
+    q_table = f"{q_schema}.{quote_ident(table)}"
+    columns = "".join(f",\n    {_column_sql(f)}" for f in fields)
+    await conn.execute(
+        f"""CREATE TABLE {q_table} (
+    scoring_id text NOT NULL,
+    row_index integer NOT NULL,
+    scoring_timestamp timestamptz NOT NULL,
+    deployment_id text,
+    asset_revision text,
+    response_time_ms double precision,
+    status_code integer,
+    error text,
+    user_id text,
+    request_id text,
+    trace_id text,
+    sampling_rate double precision,
+    tags jsonb,
+    extra jsonb,
+    src_topic text,
+    src_partition integer,
+    src_offset bigint,
+    ingested_at timestamptz NOT NULL DEFAULT now(){columns},
+    CONSTRAINT {quote_ident(table + "_pkey")} PRIMARY KEY (scoring_id, row_index, scoring_timestamp)
+) PARTITION BY RANGE (scoring_timestamp)"""
+    )
+    await conn.execute(f"CREATE INDEX {quote_ident(table + '_ts_idx')} ON {q_table} (scoring_timestamp DESC)")
+    await conn.execute(
+        f"INSERT INTO {q_schema}.subscriptions (subscription_id, table_name, deployment_id, asset_revision, fields, "
+        "auto_registered, evolve) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+        subscription_id,
+        table,
+        deployment_id,
+        asset_revision,
+        orjson.dumps([f.as_json() for f in fields]).decode(),
+        auto_registered,
+        evolve,
+    )
+    return Subscription(
+        subscription_id, schema, table, fields, deployment_id, asset_revision, evolve, auto_registered=auto_registered
+    )
+
+
+def _new_fields(existing: Sequence[Field], wanted: Sequence[tuple[str, str, str]]) -> tuple[Field, ...]:
+    """Fields for the (name, role, type) in ``wanted`` that ``existing`` lacks, with fresh column names."""
+    taken = {f.column for f in existing}
+    have = {(f.source, f.name) for f in existing}
+    out: list[Field] = []
+    for name, role, type_ in wanted:
+        key = (Field(name, "", role, type_).source, name)
+        if key in have:
+            continue
+        if len(existing) + len(out) >= MAX_DECLARED_FIELDS:
+            break
+        column = column_name_for(name, taken)
+        taken.add(column)
+        have.add(key)
+        out.append(Field(name, column, role, type_))
+    return tuple(out)
+
+
+async def _add_fields(
+    conn: asyncpg.Connection, sub: Subscription, wanted: Sequence[tuple[str, str, str]]
+) -> Subscription:
+    """Add columns for the fields of ``wanted`` that ``sub`` lacks. Caller holds the table's lock and has just
+    re-read ``sub`` from the database."""
+    added = _new_fields(sub.fields, wanted)
+    if not added:
+        return sub
+    q_schema = quote_ident(sub.schema)
+    q_table = f"{q_schema}.{quote_ident(sub.table)}"
+    await conn.execute(
+        f"ALTER TABLE {q_table} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {_column_sql(f)}" for f in added)
+    )
+    fields = sub.fields + added
+    await conn.execute(
+        f"UPDATE {q_schema}.subscriptions SET fields = $2::jsonb, updated_at = now() WHERE subscription_id = $1",
+        sub.subscription_id,
+        orjson.dumps([f.as_json() for f in fields]).decode(),
+    )
+    return Subscription(
+        sub.subscription_id,
+        sub.schema,
+        sub.table,
+        fields,
+        sub.deployment_id,
+        sub.asset_revision,
+        sub.evolve,
+        sub.auto_registered,
+    )
+
+
+class Registry:
+    """The subscriptions of one datamart, cached in memory, registered and evolved on demand.
+
+    ``auto_register``: a record naming an unknown subscription registers it (types inferred from the records);
+    when off, such records get ``unknown_subscription``. A response field named ``prediction_field`` gets the
+    prediction role, ``probability_field`` the probability role; other response fields that do not echo a
+    request field get the response role.
+    """
+
+    def __init__(
+        self,
+        schema: str,
+        *,
+        auto_register: bool = True,
+        prediction_field: str = "prediction",
+        probability_field: str = "probability",
+    ) -> None:
+        self.schema = validate_schema_name(schema)
+        self.auto_register = auto_register
+        self.prediction_field = prediction_field
+        self.probability_field = probability_field
+        self._subs: dict[str, Subscription] = {}
+        self._covered: dict[str, set[Any]] = {}
+        self._partitions: set[tuple[str, date]] = set()
+
+    def cached(self, subscription_id: str) -> Subscription | None:
+        """The cached subscription, if loaded."""
+        return self._subs.get(subscription_id)
+
+    def _role(self, block: int, name: str) -> str:
+        if block == 0:
+            return "feature"
+        if block == 1:
+            return "meta"
+        if name == self.prediction_field:
+            return "prediction"
+        if name == self.probability_field:
+            return "probability"
+        return "response"
+
+    def _wanted(self, records: Sequence[ScoringRecord], sub: Subscription | None) -> list[tuple[str, str, str]]:
+        """(name, role, type) of the fields these records carry that ``sub`` lacks, in first-seen order; types
+        inferred from every row of every record; fields that are null everywhere are left out (kept in extra)."""
+        order: list[tuple[int, str]] = []
+        values: dict[tuple[int, str], list[Any]] = {}
+        for record in records:
+            request_names = set(record.request.fields)
+            blocks = (record.request, record.request_meta, record.response)
+            for b, table in enumerate(blocks):
+                if table is None:
+                    continue
+                for i, name in enumerate(table.fields):
+                    if b == 2 and name in request_names:
+                        continue  # an echo of a request field
+                    if sub is not None and sub.field_for(SOURCES[b], name) is not None:
+                        continue
+                    key = (b, name)
+                    if key not in values:
+                        order.append(key)
+                        values[key] = []
+                    values[key].extend(row[i] for row in table.values if i < len(row))
+        wanted: list[tuple[str, str, str]] = []
+        for b, name in order:
+            type_ = infer_type(values[(b, name)])
+            if type_ is not None:
+                wanted.append((name, self._role(b, name), type_))
+        return wanted
+
+    def _covers(self, sub: Subscription, records: Sequence[ScoringRecord]) -> bool:
+        """Whether ``sub`` already has a column for every field of ``records`` that should have one."""
+        covered = self._covered.setdefault(sub.subscription_id, set())
+        for record in records:
+            key = layout_key(record)
+            if key in covered:
+                continue
+            if not sub.evolve or len(sub.fields) >= MAX_DECLARED_FIELDS or not self._undeclared(sub, record):
+                covered.add(key)  # nothing to add, ever, for this layout: new fields go to extra
+            elif self._wanted([record], sub):
+                return False
+            # else: the undeclared fields are null in this record; a later non-null value will add their column.
+        return True
+
+    @staticmethod
+    def _undeclared(sub: Subscription, record: ScoringRecord) -> bool:
+        request_names = record.request.fields
+        for b, table in enumerate((record.request, record.request_meta, record.response)):
+            if table is None:
+                continue
+            for name in table.fields:
+                if sub.field_for(SOURCES[b], name) is None and not (b == 2 and name in request_names):
+                    return True
+        return False
+
+    async def prepare(
+        self, conn: asyncpg.Connection, records: Sequence[ScoringRecord]
+    ) -> dict[str, Subscription | RecordError]:
+        """The subscription of every subscription id in ``records``: loaded, registered or evolved as needed.
+
+        Unknown ids map to RecordError(unknown_subscription) when auto-registration is off. Call outside a
+        transaction (DDL runs in its own short transactions).
+        """
+        by_id: dict[str, list[ScoringRecord]] = {}
+        for record in records:
+            by_id.setdefault(record.subscription_id, []).append(record)
+        out: dict[str, Subscription | RecordError] = {}
+        for subscription_id, recs in by_id.items():
+            sub = self._subs.get(subscription_id)
+            if sub is not None and self._covers(sub, recs):
+                out[subscription_id] = sub
+                continue
+            _refuse_in_transaction(conn, "Registry.prepare")
+            out[subscription_id] = await self._sync(conn, subscription_id, recs)
+        return out
+
+    async def _sync(
+        self, conn: asyncpg.Connection, subscription_id: str, records: Sequence[ScoringRecord]
+    ) -> Subscription | RecordError:
+        schema = self.schema
+        async with conn.transaction():
+            sub = await _load(conn, schema, subscription_id)
+            if sub is None:
+                if not self.auto_register:
+                    return RecordError(
+                        "unknown_subscription",
+                        "subscription_id",
+                        f"subscription {subscription_id!r} is not declared and auto-registration is off",
+                    )
+                await _lock(conn, schema, "registry")
+                sub = await _load(conn, schema, subscription_id)
+                if sub is None:
+                    first = records[0]
+                    sub = await _create(
+                        conn,
+                        schema,
+                        subscription_id,
+                        self._wanted([first], None),
+                        deployment_id=first.deployment_id,
+                        asset_revision=first.asset_revision,
+                        evolve=True,
+                        auto_registered=True,
+                    )
+            if sub.evolve:
+                await _lock(conn, schema, "table", sub.table)
+                sub = await _load(conn, schema, subscription_id) or sub
+                wanted = self._wanted(records, sub)
+                if wanted:
+                    sub = await _add_fields(conn, sub, wanted)
+        self._subs[subscription_id] = sub
+        self._covered.pop(subscription_id, None)
+        return sub
+
+    async def ensure_partitions(self, conn: asyncpg.Connection, sub: Subscription, days: Iterable[date]) -> None:
+        """Create the daily (UTC) partitions of ``sub``'s table for ``days`` that do not exist yet."""
+        missing = sorted({d for d in days if (sub.table, d) not in self._partitions})
+        if not missing:
+            return
+        _refuse_in_transaction(conn, "Registry.ensure_partitions")
+        await create_partitions(conn, sub, missing)
+        self._partitions.update((sub.table, d) for d in missing)
+
+    def forget(self, subscription_id: str | None = None) -> None:
+        """Drop cached state (all of it, or one subscription's), e.g. after the datamart was recreated."""
+        if subscription_id is None:
+            self._subs.clear()
+            self._covered.clear()
+            self._partitions.clear()
+        else:
+            sub = self._subs.pop(subscription_id, None)
+            self._covered.pop(subscription_id, None)
+            if sub is not None:
+                self._partitions = {p for p in self._partitions if p[0] != sub.table}
+
+
+async def create_partitions(conn: asyncpg.Connection, sub: Subscription, days: Iterable[date]) -> None:
+    """``CREATE TABLE IF NOT EXISTS`` the daily partitions of ``sub``'s table, under the table's lock."""
+    q_schema = quote_ident(sub.schema)
+    q_parent = f"{q_schema}.{quote_ident(sub.table)}"
+    async with conn.transaction():
+        await _lock(conn, sub.schema, "table", sub.table)
+        for day in days:
+            name = partition_name_for(sub.table, day.strftime("%Y%m%d"))
+            upper = "MAXVALUE" if day == date.max else f"'{(day + timedelta(days=1)).isoformat()} 00:00:00+00'"
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {q_schema}.{quote_ident(name)} PARTITION OF {q_parent} "
+                f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') TO ({upper})"
+            )
+
+
+def _spec_error(where: str, message: str) -> SubscriptionError:
+    return SubscriptionError(f"subscription declaration: {where}: {message}")
+
+
+def _check_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS or "\x00" in value:
+        raise _spec_error(where, f"expected a non-empty string of at most {MAX_NAME_CHARS} characters, no NUL")
+    return value
+
+
+def parse_spec(spec: Any) -> tuple[str, list[tuple[str, str, str]], dict[str, Any]]:
+    """Validate a declaration; returns (subscription_id, [(name, role, type)], {deployment_id, asset_revision,
+    evolve}). Raises SubscriptionError saying what is wrong and where."""
+    if not isinstance(spec, dict):
+        raise _spec_error("top level", "expected a JSON object")
+    unknown = set(spec) - _SPEC_KEYS
+    if unknown:
+        raise _spec_error("top level", f"unknown keys {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
+    subscription_id = _check_name(spec.get("subscription_id"), "subscription_id")
+    options: dict[str, Any] = {"deployment_id": None, "asset_revision": None, "evolve": True}
+    for option in ("deployment_id", "asset_revision"):
+        if spec.get(option) is not None:
+            options[option] = _check_name(spec[option], option)
+    if "evolve" in spec:
+        if not isinstance(spec["evolve"], bool):
+            raise _spec_error("evolve", "expected true or false")
+        options["evolve"] = spec["evolve"]
+    fields = spec.get("fields")
+    if not isinstance(fields, list) or not fields:
+        raise _spec_error("fields", "expected a non-empty list of {name, type, role} objects")
+    wanted: list[tuple[str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for i, f in enumerate(fields):
+        where = f"fields[{i}]"
+        if not isinstance(f, dict):
+            raise _spec_error(where, "expected an object with name, type and role")
+        if set(f) - _FIELD_KEYS:
+            raise _spec_error(where, f"unknown keys {sorted(set(f) - _FIELD_KEYS)}; allowed: name, type, role")
+        name = _check_name(f.get("name"), f"{where}.name")
+        type_name = f.get("type")
+        if not isinstance(type_name, str) or type_name.lower() not in TYPE_ALIASES:
+            raise _spec_error(f"{where}.type", f"unknown type {type_name!r}; use one of {sorted(TYPE_ALIASES)}")
+        role = f.get("role", "feature")
+        if role not in ROLES:
+            raise _spec_error(f"{where}.role", f"unknown role {role!r}; use one of {list(ROLES)}")
+        key = (Field(name, "", role, "").source, name)
+        if key in seen:
+            raise _spec_error(f"{where}.name", f"field {name!r} is declared twice in the {key[0]} block")
+        seen.add(key)
+        wanted.append((name, role, TYPE_ALIASES[type_name.lower()]))
+    return subscription_id, wanted, options
+
+
+async def declare(conn: asyncpg.Connection, schema: str, spec: dict[str, Any]) -> Subscription:
+    """Declare a subscription (the format of ``subscription.json``, see ``examples/``), or add fields to one.
+
+    ``{"subscription_id": "...", "deployment_id": "...", "asset_revision": "...", "evolve": true, "fields":
+    [{"name": "Age", "type": "integer", "role": "feature"}, ...]}``. Types: integer, float, text, boolean,
+    float_array, json (or their SQL names); roles: feature, meta, prediction, probability, response. Declaring
+    again adds the new fields; a field already there must keep its role and type.
+    """
+    validate_schema_name(schema)
+    subscription_id, wanted, options = parse_spec(spec)
+    _refuse_in_transaction(conn, "declare")
+    async with conn.transaction():
+        await _lock(conn, schema, "registry")
+        sub = await _load(conn, schema, subscription_id)
+        if sub is None:
+            return await _create(conn, schema, subscription_id, wanted, auto_registered=False, **options)
+        for name, role, type_ in wanted:
+            have = sub.field_for(Field(name, "", role, type_).source, name)
+            if have is not None and (have.role, have.type) != (role, type_):
+                raise SubscriptionError(
+                    f"subscription {subscription_id!r}: field {name!r} is already {have.role} {have.type}; "
+                    f"it cannot become {role} {type_} (evolution only adds fields)"
+                )
+        await _lock(conn, schema, "table", sub.table)
+        sub = await _add_fields(conn, sub, wanted)
+        await conn.execute(
+            f"UPDATE {quote_ident(schema)}.subscriptions SET evolve = $2, "
+            "deployment_id = coalesce($3, deployment_id), asset_revision = coalesce($4, asset_revision), "
+            "updated_at = now() WHERE subscription_id = $1",
+            subscription_id,
+            options["evolve"],
+            options["deployment_id"],
+            options["asset_revision"],
+        )
+        return await _load(conn, schema, subscription_id) or sub
