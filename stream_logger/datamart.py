@@ -12,6 +12,7 @@ The per-subscription payload tables are created by :mod:`stream_logger.subscript
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -171,7 +172,13 @@ async def info(conn: asyncpg.Connection, schema: str) -> dict[str, Any]:
     version = await require_datamart(conn, schema)
     q_schema = quote_ident(schema)
     subscriptions: list[dict[str, Any]] = []
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
+    # One snapshot for all counts; inside a caller's transaction, that transaction's snapshot rules.
+    snapshot = (
+        contextlib.nullcontext()
+        if conn.is_in_transaction()
+        else conn.transaction(isolation="repeatable_read", readonly=True)
+    )
+    async with snapshot:
         for row in await conn.fetch(
             f"SELECT subscription_id, table_name, jsonb_array_length(fields) AS n_fields "
             f"FROM {q_schema}.subscriptions ORDER BY subscription_id"
