@@ -366,7 +366,7 @@ class Worker:
                 self.metrics.fenced.inc()
                 self.summary.fenced_batches += 1
                 log.info("batch fenced, rewinding: %s", exc)
-                await self._rewind(refresh=True)
+                await self._rewind()
                 continue
             finally:
                 self._write_idle.set()
@@ -422,9 +422,8 @@ class Worker:
     async def _on_assigned(self, assigned: set[TP]) -> None:
         assert self._consumer is not None and self._sink is not None
         consumer = self._consumer
-        self._invalidate_in_flight()
-        self._owned = set(assigned)
-        self._paused = False
+        # Every await comes first; the state change after it has none, so the fetch loop (which only drops
+        # messages of partitions it does not own meanwhile) sees either the old state or the new one, never a mix.
         keys = [(tp.topic, tp.partition) for tp in assigned]
         stored: dict[tuple[str, int], int] = {}
         try:
@@ -433,38 +432,45 @@ class Worker:
                     stored = await self._sink.stored_offsets(keys)
         except Exception as exc:  # fall back to Kafka's offsets: fencing corrects any difference later
             log.warning("stored offsets unavailable (%s); starting from Kafka's committed offsets", exc)
-        missing = [tp for tp in assigned if (tp.topic, tp.partition) not in stored]
-        if self.config.start_offsets:
-            for tp in missing:
-                if tp in self.config.start_offsets:
-                    stored[(tp.topic, tp.partition)] = self.config.start_offsets[tp]
-            missing = [tp for tp in missing if (tp.topic, tp.partition) not in stored]
-        fallback: dict[TP, int] = {}
+        written = {TP(*key): pos for key, pos in stored.items()}
+        start = dict(written)
+        missing = [tp for tp in assigned if tp not in start]
+        for tp in missing:
+            if self.config.start_offsets and tp in self.config.start_offsets:
+                start[tp] = self.config.start_offsets[tp]
+        missing = [tp for tp in assigned if tp not in start]
         if missing:
             begin = await consumer.beginning_offsets(missing)
             for tp in missing:
                 committed = None if self.config.assign_manually else await consumer.committed(tp)
-                fallback[tp] = committed if committed is not None else begin[tp]
+                start[tp] = committed if committed is not None else begin[tp]
+        new_targets: dict[TP, int] = {}
+        new = [tp for tp in assigned if tp not in self._targets]
+        if self.config.end_offsets is not None:
+            new_targets = {tp: self.config.end_offsets.get(tp, 0) for tp in new}
+        elif self.config.until_caught_up and new:
+            new_targets = await consumer.end_offsets(new)
+
+        self._invalidate_in_flight()
+        self._owned = set(assigned)
+        self._paused = False
+        self._targets.update(new_targets)
         for tp in assigned:
-            key = (tp.topic, tp.partition)
-            pos = stored[key] if key in stored else fallback[tp]
-            if key in stored:
-                self._written[tp] = pos
+            if tp in written:
+                self._written[tp] = written[tp]
             else:
                 self._written.pop(tp, None)
-            self._start[tp] = pos
-            self._expected[tp] = pos
-            self._seen_to[tp] = pos
-            consumer.seek(tp, pos)
-        if self.config.until_caught_up or self.config.end_offsets is not None:
-            new = [tp for tp in assigned if tp not in self._targets]
-            if self.config.end_offsets is not None:
-                self._targets.update({tp: self.config.end_offsets.get(tp, 0) for tp in new})
-            elif new:
-                self._targets.update(await consumer.end_offsets(new))
+            self._seek(tp, start[tp])
+            self._start[tp] = start[tp]
         self.metrics.assigned_partitions.set(len(self._owned))
         self._assigned_once.set()
         log.info("assigned %d partitions", len(assigned), extra={"partitions": sorted(map(str, assigned))})
+
+    def _seek(self, tp: TP, offset: int) -> None:
+        assert self._consumer is not None
+        self._expected[tp] = offset
+        self._seen_to[tp] = offset
+        self._consumer.seek(tp, offset)
 
     def _invalidate_in_flight(self) -> None:
         """Drop every batch not yet written: a new generation starts."""
@@ -473,20 +479,16 @@ class Worker:
         while not self._ready.empty():
             self._ready.get_nowait()
 
-    async def _rewind(self, refresh: bool) -> None:
+    async def _rewind(self) -> None:
         """Drop the batches in flight and re-read every owned partition from its stored offset."""
-        assert self._consumer is not None and self._sink is not None
+        assert self._sink is not None
+        # awaited before any state changes, as in _on_assigned
+        stored = await self._sink.stored_offsets([(tp.topic, tp.partition) for tp in self._owned])
         self._invalidate_in_flight()
-        if refresh:
-            stored = await self._sink.stored_offsets((tp.topic, tp.partition) for tp in self._owned)
-            for tp in self._owned:
-                if (tp.topic, tp.partition) in stored:
-                    self._written[tp] = stored[(tp.topic, tp.partition)]
         for tp in self._owned:
-            pos = self._written.get(tp, self._start.get(tp, 0))
-            self._expected[tp] = pos
-            self._seen_to[tp] = pos
-            self._consumer.seek(tp, pos)
+            if (tp.topic, tp.partition) in stored:
+                self._written[tp] = stored[(tp.topic, tp.partition)]
+            self._seek(tp, self._written.get(tp, self._start.get(tp, 0)))
 
     # -- progress -------------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..replay import ReplayPlan, plan_replay
 from ..worker import Worker, WorkerSummary
 from ._options import add_connection_options, settings_from
-from .consume import install_stop_signals, print_summary
+from .consume import install_stop_signals, print_summary, tune_gc
 
 __all__ = ["register"]
 
@@ -95,6 +95,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> WorkerSummary:
     )
     log.info("replaying %d messages from %d partitions into %s", plan.total, len(plan.start), args.schema)
     worker = Worker(plan.worker_config(args.schema, batch_max_records=args.batch_max_records), settings)
+    tune_gc()
     install_stop_signals(worker.request_stop)
     async with worker:
         show = asyncio.create_task(_show_progress(worker, plan, sys.stderr))

@@ -128,9 +128,7 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
             sub = await subscriptions.declare(conn, opts.schema, declaration)
         print(f"demo: subscription {sub_id} declared -> table {opts.schema}.{sub.table}", file=out)
 
-        cfg = WorkerConfig(
-            topics=(topic,), group_id=f"demo-{opts.schema}", schema=opts.schema, flush_interval_ms=200
-        )
+        cfg = WorkerConfig(topics=(topic,), group_id=f"demo-{opts.schema}", schema=opts.schema, flush_interval_ms=200)
         workers = [Worker(cfg, settings) for _ in range(max(1, opts.workers))]
         for w in workers:
             await w.start()
