@@ -107,12 +107,12 @@ async def ceiling(settings: Settings, schema: str, values: list[bytes]) -> float
             batches.append(await sink.prepare(msgs, {}))
         async with pool.acquire() as conn:
             for b in batches:
-                for t in b.tables.values():
+                for t in b.tables:
                     await registry.ensure_partitions(conn, t.sub, t.days)
             began = time.perf_counter()
             n = 0
             for b in batches:
-                for t in b.tables.values():
+                for t in b.tables:
                     async with conn.transaction():
                         await conn.copy_records_to_table(
                             t.sub.table, schema_name=schema, columns=list(t.sub.columns), records=t.rows

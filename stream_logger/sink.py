@@ -110,7 +110,7 @@ class PreparedBatch:
     """
 
     ranges: dict[tuple[str, int], tuple[int, int]]
-    tables: dict[str, TableRows]
+    tables: list[TableRows]
     dead_letters: list[DeadLetter]
     messages: int
     value_bytes: int
@@ -119,7 +119,7 @@ class PreparedBatch:
 
     @property
     def rows(self) -> int:
-        return sum(len(t.rows) for t in self.tables.values())
+        return sum(len(t.rows) for t in self.tables)
 
 
 @dataclass(slots=True)
@@ -167,10 +167,16 @@ class Sink:
     async def prepare(
         self, messages: Sequence[Message], ranges: dict[tuple[str, int], tuple[int, int]], generation: int = 0
     ) -> PreparedBatch:
-        """Decode, validate and map a batch of messages to rows; failures become dead letters."""
+        """Decode, validate and map a batch of messages to rows; failures become dead letters.
+
+        A record whose subscription and fields the registry already knows is mapped at once (and its decoded form
+        freed); the others wait for one registry round trip at the end of the batch.
+        """
         dead: list[DeadLetter] = []
-        decoded: list[tuple[Message, ScoringRecord]] = []
+        tables: dict[int, TableRows] = {}
+        unknown: list[tuple[Message, ScoringRecord]] = []
         value_bytes = skipped = 0
+        ingested_at = datetime.now(UTC)
         for i, msg in enumerate(messages):
             if i % _YIELD_EVERY == _YIELD_EVERY - 1:
                 await asyncio.sleep(0)
@@ -181,36 +187,45 @@ class Sink:
             except RecordError as exc:
                 dead.append(DeadLetter.of(msg, exc))
                 continue
-            if self._only is None or rec.subscription_id in self._only:
-                decoded.append((msg, rec))
-            else:
+            if self._only is not None and rec.subscription_id not in self._only:
                 skipped += 1
+                continue
+            sub = self._registry.lookup(rec)
+            if sub is None:
+                unknown.append((msg, rec))
+            else:
+                self._map(msg, rec, sub, ingested_at, tables, dead)
+        if unknown:
+            subs = await self._prepare_subscriptions([rec for _, rec in unknown])
+            for msg, rec in unknown:
+                self._map(msg, rec, subs[rec.subscription_id], ingested_at, tables, dead)
+        return PreparedBatch(ranges, list(tables.values()), dead, len(messages), value_bytes, generation, skipped)
 
-        subs = await self._prepare_subscriptions([rec for _, rec in decoded])
-        tables: dict[str, TableRows] = {}
-        ingested_at = datetime.now(UTC)
-        for i, (msg, rec) in enumerate(decoded):
-            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
-                await asyncio.sleep(0)
-            sub = subs[rec.subscription_id]
-            if isinstance(sub, RecordError):
-                dead.append(DeadLetter.of(msg, sub, rec.subscription_id))
-                continue
-            try:
-                rows = sub.rows_for(rec, Source(msg.topic, msg.partition, msg.offset), ingested_at)
-            except RecordError as exc:
-                dead.append(DeadLetter.of(msg, exc, rec.subscription_id))
-                continue
-            table = tables.get(sub.table)
-            if table is None or table.sub is not sub:
-                table = tables[sub.table] = TableRows(sub)
-            table.add(msg, rows, rec.scoring_timestamp.astimezone(UTC).date())
-        return PreparedBatch(ranges, tables, dead, len(messages), value_bytes, generation, skipped)
+    @staticmethod
+    def _map(
+        msg: Message,
+        rec: ScoringRecord,
+        sub: Subscription | RecordError,
+        ingested_at: datetime,
+        tables: dict[int, TableRows],
+        dead: list[DeadLetter],
+    ) -> None:
+        if isinstance(sub, RecordError):
+            dead.append(DeadLetter.of(msg, sub, rec.subscription_id))
+            return
+        try:
+            rows = sub.rows_for(rec, Source(msg.topic, msg.partition, msg.offset), ingested_at)
+        except RecordError as exc:
+            dead.append(DeadLetter.of(msg, exc, rec.subscription_id))
+            return
+        # keyed by the Subscription object: a batch may hold rows of one table from before and after it gained
+        # a column, and each set is copied with its own column list
+        table = tables.get(id(sub))
+        if table is None:
+            table = tables[id(sub)] = TableRows(sub)
+        table.add(msg, rows, rec.scoring_timestamp.astimezone(UTC).date())
 
     async def _prepare_subscriptions(self, recs: list[ScoringRecord]) -> dict[str, Subscription | RecordError]:
-        cached = self._registry.lookup(recs)
-        if cached is not None:
-            return cached
         async for attempt in retrying("registering subscriptions", on_retry=self._on_retry):
             with attempt, pg_errors("registering subscriptions"):
                 async with self._pool.acquire() as conn:
@@ -228,13 +243,13 @@ class Sink:
         async for attempt in retrying("writing a batch", on_retry=self._on_retry):
             with attempt, pg_errors("writing a batch"):
                 async with self._pool.acquire() as conn:
-                    for table in batch.tables.values():
+                    for table in batch.tables:
                         await self._registry.ensure_partitions(conn, table.sub, table.days)
                     outcome = WriteOutcome()
                     async with conn.transaction():
                         await self._fence(conn, batch.ranges)
                         dead = list(batch.dead_letters)
-                        for table in batch.tables.values():
+                        for table in batch.tables:
                             dead += await self._write_table(conn, table, 0, len(table.messages), False, outcome)
                         await self._insert_dead_letters(conn, dead)
                     for letter in dead:

@@ -307,21 +307,13 @@ class Registry:
                     return True
         return False
 
-    def lookup(self, records: Sequence[ScoringRecord]) -> dict[str, Subscription | RecordError] | None:
-        """What :meth:`prepare` would return, from the cache alone; None when the database must be asked.
-
-        The common case (known subscriptions, known fields) thus needs no connection at all.
-        """
-        by_id: dict[str, list[ScoringRecord]] = {}
-        for record in records:
-            by_id.setdefault(record.subscription_id, []).append(record)
-        out: dict[str, Subscription | RecordError] = {}
-        for subscription_id, recs in by_id.items():
-            sub = self._subs.get(subscription_id)
-            if sub is None or not self._covers(sub, recs):
-                return None
-            out[subscription_id] = sub
-        return out
+    def lookup(self, record: ScoringRecord) -> Subscription | None:
+        """The record's subscription when the cache alone knows it and has a column for each of the record's
+        fields (no I/O: the common case); None when :meth:`prepare` must ask the database."""
+        sub = self._subs.get(record.subscription_id)
+        if sub is not None and self._covers(sub, (record,)):
+            return sub
+        return None
 
     async def prepare(
         self, conn: asyncpg.Connection, records: Sequence[ScoringRecord]
