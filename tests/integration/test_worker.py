@@ -347,3 +347,21 @@ async def test_metrics_and_health_endpoints(settings: Settings, topic: str, data
     assert (health, ready, status) == (200, 200, 200)
     assert "stream_logger_rows_written_total 50.0" in body
     assert "stream_logger_batch_write_seconds_bucket" in body
+
+
+async def test_a_new_field_mid_batch_becomes_a_column_and_no_row_is_lost(
+    settings: Settings, topic: str, datamart_schema: str, pg: asyncpg.Connection
+) -> None:
+    await produce_records(settings, topic, 0, 10)
+    await run_until_caught_up(settings, config(topic, datamart_schema))  # registers the subscription
+    evolved = record(100)
+    evolved["request"]["fields"].append("IncomeBand")
+    evolved["request"]["values"][0].append("high")
+    values = [encode(record(i)) for i in range(10, 20)] + [encode(evolved)] + [encode(record(i)) for i in range(20, 30)]
+    await produce(settings, topic, values, [b"one-partition"] * len(values))
+    summary = await run_until_caught_up(settings, config(topic, datamart_schema, batch_max_records=1000))
+    assert summary.rows == 21 and summary.dead_lettered == 0
+    await assert_exactly(pg, datamart_schema, 31)
+    table = await payload_table(pg, datamart_schema)
+    assert await pg.fetchval(f"SELECT income_band FROM {table} WHERE scoring_id = 's-100'") == "high"
+    assert await pg.fetchval(f"SELECT count(income_band) FROM {table}") == 1
