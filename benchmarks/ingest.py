@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import statistics
 import subprocess
 import sys
@@ -131,11 +130,12 @@ def _record_sent(sent: dict[tuple[int, int], float], at: float) -> Any:
     return done
 
 
-def rss_kib(pid: int) -> int:
+def status_kib(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of a live process from /proc (VmRSS: now; VmHWM: its peak so far), in KiB."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1])
     except OSError:
         pass
@@ -220,13 +220,13 @@ async def outage_memory(settings: Settings, schema: str, rate: int, seconds: flo
 
     try:
         await produce_for(10)
-        before = rss_kib(proc.pid)
+        before = status_kib(proc.pid)
         await proxy.cut()
         peak = before
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             await produce_for(1)
-            peak = max(peak, rss_kib(proc.pid))
+            peak = max(peak, status_kib(proc.pid))
         await proxy.restore()
     finally:
         await producer.stop()
@@ -260,9 +260,12 @@ async def main() -> None:
     print(f"topic filled in {produce_s:.1f}s ({args.records / produce_s:,.0f} records/s)", flush=True)
 
     began = time.perf_counter()
-    proc = subprocess.run(worker_cmd(topic, s_worker, settings, "--until-caught-up"), check=True)
+    proc = subprocess.Popen(worker_cmd(topic, s_worker, settings, "--until-caught-up"))
+    peak_kib = 0
+    while proc.poll() is None:  # the child's own high-water mark (ru_maxrss would include this process's, from fork)
+        peak_kib = max(peak_kib, status_kib(proc.pid, "VmHWM"))
+        await asyncio.sleep(0.2)
     worker_s = time.perf_counter() - began
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     worker_rate = args.records / worker_s
     print(f"worker: {args.records:,} records in {worker_s:.1f}s = {worker_rate:,.0f} records/s, "
           f"peak RSS {peak_kib / 1024:.0f} MiB (rc={proc.returncode})", flush=True)  # fmt: skip
