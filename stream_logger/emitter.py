@@ -109,6 +109,10 @@ class _EmitterBase:
             )
         )
         _live.add(self)
+        self._created()
+
+    def _created(self) -> None:
+        """Called at the end of ``__init__``."""
 
     def log(
         self,
@@ -163,6 +167,10 @@ class _EmitterBase:
         self._pipeline.submit(record.scoring_id.encode(), value, self._block_timeout_s)
         return record.scoring_id
 
+    def log_encoded(self, scoring_id: str, value: bytes) -> None:
+        """Queue a record already encoded (and validated) by the caller, e.g. read from a file of v1 records."""
+        self._pipeline.submit(scoring_id.encode(), value, self._block_timeout_s)
+
     def store(
         self, records: Iterable[PayloadRecord], subscription_id: str, deployment_id: str | None = None
     ) -> list[str]:
@@ -200,9 +208,7 @@ class Emitter(_EmitterBase):
     each record by its ``scoring_id``. ``spool_dir`` defaults to ``$STREAM_LOGGER_HOME/spool/<topic>``.
     """
 
-    def __init__(self, topic: str, bootstrap_servers: str | None = None, **options: Any) -> None:
-        super().__init__(topic, bootstrap_servers, **options)
-        self._state: Literal["new", "started", "stopped"] = "new"
+    _state: Literal["new", "started", "stopped"] = "new"
 
     async def start(self) -> None:
         """Start delivering (succeeds even when the broker is unreachable). Calling it again does nothing."""

@@ -28,8 +28,7 @@ class ThreadedEmitter(_EmitterBase):
     Starts on creation (or ``start()``); use ``with ThreadedEmitter(...) as em:`` or call ``close()``.
     """
 
-    def __init__(self, topic: str, bootstrap_servers: str | None = None, **options: Any) -> None:
-        super().__init__(topic, bootstrap_servers, **options)
+    def _created(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
