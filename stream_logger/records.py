@@ -1,23 +1,54 @@
 """The scoring record v1: the Kafka message a model service publishes for every scoring call.
 
 Decode bytes into a validated :class:`ScoringRecord` (or raise :class:`~stream_logger.errors.RecordError`),
-and encode one with orjson. No I/O here. The contract is ``schemas/scoring_record.v1.json``.
+and encode one with orjson. No I/O here. The contract is ``schemas/scoring_record.v1.json``; this module is
+a hand-written validator for the same rules (plus the cross-field rules a JSON Schema cannot express, listed in
+the schema's description), and ``tests/unit/test_schema_agreement.py`` checks that the two agree.
+
+Decisions worth knowing:
+
+- A value in a ``values`` row may be any JSON value (the datamart types its column from it, else stores it as
+  JSON); container values may nest at most :data:`MAX_VALUE_DEPTH` levels.
+- Optional fields may be ``null``, meaning absent.
+- Integer fields (``schema_version``, ``status_code``) accept ``404.0`` as JSON Schema does; ``true`` is never a
+  number.
+- Timestamps must match :data:`TIMESTAMP_PATTERN` (RFC 3339 with an offset, a real calendar date, no leap
+  second); digits past the microsecond are dropped.
+- :func:`decode` trusts orjson for JSON itself (it refuses NaN, Infinity and bad UTF-8; integers past 64 bits
+  become floats). :func:`from_obj` checks that as well, and refuses integers that do not fit 64 bits.
+- :func:`encode` does not validate (it is on the serving path): non-finite floats, as orjson writes them, become
+  ``null``. ``from_obj(to_obj(record))`` validates a record built by hand.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final
+from datetime import UTC, date, datetime, time
+from typing import Any, Final, NoReturn
+
+import orjson
+
+from .errors import RecordError
 
 __all__ = [
     "DEFAULT_DEPLOYMENT_ID",
+    "DEFAULT_MAX_RECORD_BYTES",
     "ERROR_CODES",
     "MAX_FIELDS",
     "MAX_NAME_CHARS",
     "MAX_ROWS",
+    "MAX_SCORING_ID_CHARS",
+    "MAX_TAGS",
+    "MAX_VALUE_DEPTH",
+    "TIMESTAMP_PATTERN",
     "ScoringRecord",
     "Table",
+    "decode",
+    "encode",
+    "from_obj",
+    "to_obj",
 ]
 
 DEFAULT_DEPLOYMENT_ID: Final = "generic_deployment"
@@ -27,7 +58,27 @@ columns a table)."""
 MAX_ROWS: Final = 10_000
 """At most this many scored rows in one record."""
 MAX_NAME_CHARS: Final = 256
-"""Longest field name, subscription id or deployment id accepted."""
+"""Longest field name, subscription id or deployment id accepted (also asset revision, user, request and trace
+ids, and tag names)."""
+MAX_TAGS: Final = 100
+"""At most this many ``tags``."""
+MAX_SCORING_ID_CHARS: Final = 128
+"""Longest ``scoring_id``."""
+MAX_VALUE_DEPTH: Final = 64
+"""How deep a value in a ``values`` row may nest arrays and objects (orjson writes at most 254 levels)."""
+DEFAULT_MAX_RECORD_BYTES: Final = 8 * 1024 * 1024
+"""The default largest message value :func:`decode` accepts (Kafka's own default limit is 1 MiB)."""
+
+TIMESTAMP_PATTERN: Final = (
+    r"^(?!0000)(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)"
+    r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$(?!\n)"
+)
+"""RFC 3339 date-time with an offset, as a regular expression that means the same in ECMA 262 (JSON Schema) and
+Python: real calendar dates only (leap years included), year 0001-9999, no leap second. ``$(?!\\n)`` because
+Python's ``$`` also matches before a final newline."""
 
 ERROR_CODES: Final = frozenset(
     {
@@ -83,3 +134,504 @@ class ScoringRecord:
     def failed(self) -> bool:
         """Whether the record logs a failed call (``status_code`` >= 400 or ``error`` set)."""
         return self.error is not None or (self.status_code is not None and self.status_code >= 400)
+
+
+# ---------------------------------------------------------------------------------------------------- decoding
+
+
+def decode(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ScoringRecord:
+    """Decode a Kafka message value into a validated record.
+
+    Raises :class:`RecordError` whose ``code`` is ``empty_message``, ``too_large``, ``malformed_json``,
+    ``unsupported_version`` or ``invalid_record``, with the ``path`` of the offending part.
+    """
+    if not value:
+        raise RecordError("empty_message", "", "the message has no value (a tombstone or zero bytes)")
+    if len(value) > max_bytes:
+        raise RecordError("too_large", "", f"{len(value)} bytes; at most {max_bytes} accepted")
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise RecordError("malformed_json", "", f"not UTF-8 JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise RecordError("malformed_json", "", f"the value is JSON {_json_kind(obj)}, not an object")
+    # A value nested too deep needs as many brackets: count them (fast) before looking for one (slow).
+    return _build(obj, value.count(b"[") + value.count(b"{") > MAX_VALUE_DEPTH)
+
+
+def from_obj(obj: Any) -> ScoringRecord:
+    """Validate an already-parsed JSON object (dicts, lists, str, int, float, bool, None) into a record.
+
+    Stricter than :func:`decode` about what JSON cannot hold: NaN and infinities, integers beyond 64 bits,
+    non-string keys, lone surrogates and other Python types are refused. The record shares ``obj``'s lists.
+    """
+    if not isinstance(obj, dict):
+        raise RecordError("malformed_json", "", f"the value is {_a_kind(obj)}, not an object")
+    _check_version(obj)
+    _check_json(obj)
+    return _build(obj, True)
+
+
+_MISSING: Final[Any] = object()
+_INF: Final = float("inf")
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1  # orjson reads and writes unsigned 64-bit integers too
+_TIMESTAMP: Final = re.compile(TIMESTAMP_PATTERN)
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_TOP_KEYS: Final = frozenset(
+    {
+        "schema_version",
+        "scoring_id",
+        "scoring_timestamp",
+        "subscription_id",
+        "request",
+        "response",
+        "deployment_id",
+        "asset_revision",
+        "response_time_ms",
+        "status_code",
+        "error",
+        "sampling_rate",
+        "user_id",
+        "request_id",
+        "trace_id",
+        "tags",
+    }
+)
+_REQUEST_KEYS: Final = frozenset({"fields", "values", "meta"})
+_TABLE_KEYS: Final = frozenset({"fields", "values"})
+_OPTIONAL_NAMES: Final = ("asset_revision", "user_id", "request_id", "trace_id")
+_CONTAINERS: Final = (list, dict)
+
+
+def _fail(path: str, detail: str, code: str = "invalid_record") -> NoReturn:
+    raise RecordError(code, path, detail)
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """A user-supplied string quoted for an error message: cut short, lone surrogates escaped."""
+    shown = json.dumps(text[:limit], ensure_ascii=False).encode("utf-8", "backslashreplace").decode()
+    return shown if len(text) <= limit else shown + "…"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _key_path(prefix: str, key: str) -> str:
+    """``prefix.key`` for a plain key, else ``prefix["the key"]``."""
+    if _PLAIN_KEY.match(key):
+        return f"{prefix}.{key}" if prefix else key
+    return f"{prefix}[{_show(key)}]"
+
+
+def _valid_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _a_kind(value: Any) -> str:
+    """``"an array"``, ``"a string"``, ``"null"``, ... for an error message."""
+    kind = _json_kind(value)
+    return kind if kind == "null" else f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _check_version(obj: dict[str, Any]) -> None:
+    version = obj.get("schema_version", _MISSING)
+    if version is _MISSING:
+        _fail("schema_version", "required")
+    if version != 1 or isinstance(version, bool):
+        if isinstance(version, int | float) and not isinstance(version, bool):
+            _fail("schema_version", f"version {version!r} is not supported; this reader knows 1", "unsupported_version")
+        _fail("schema_version", f"must be the number 1, not {_a_kind(version)}")
+
+
+def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
+    """Validate a dict of JSON values against the v1 contract; ``check_depth`` looks for over-nested values."""
+    version = obj.get("schema_version", _MISSING)
+    if version != 1 or type(version) is bool:
+        _check_version(obj)
+    if not _TOP_KEYS.issuperset(obj):
+        unknown = sorted(key for key in obj if key not in _TOP_KEYS)
+        _fail(_key_path("", unknown[0]), "unknown field (a typo? v1 allows: " + ", ".join(sorted(_TOP_KEYS)) + ")")
+    get = obj.get
+
+    scoring_id = get("scoring_id", _MISSING)
+    if type(scoring_id) is not str or not 0 < len(scoring_id) <= MAX_SCORING_ID_CHARS:
+        _check_name(scoring_id, "scoring_id", MAX_SCORING_ID_CHARS)
+    subscription_id = get("subscription_id", _MISSING)
+    if type(subscription_id) is not str or not 0 < len(subscription_id) <= MAX_NAME_CHARS:
+        _check_name(subscription_id, "subscription_id", MAX_NAME_CHARS)
+    timestamp = get("scoring_timestamp", _MISSING)
+    try:
+        if type(timestamp) is not str or _TIMESTAMP.match(timestamp) is None:
+            raise ValueError
+        timestamp = datetime.fromisoformat(timestamp)
+    except ValueError:
+        timestamp = _timestamp(timestamp)
+
+    request_obj = get("request", _MISSING)
+    if request_obj is _MISSING:
+        _fail("request", "required")
+    request = _table(request_obj, "request", _REQUEST_KEYS, check_depth)
+    rows = len(request.values)
+    field_count = len(request.fields)
+    meta = None
+    meta_obj = request_obj.get("meta")
+    if meta_obj is not None:
+        meta = _table(meta_obj, "request.meta", _TABLE_KEYS, check_depth)
+        _same_rows(meta, rows, "request.meta.values")
+        field_count += len(meta.fields)
+
+    status_code = get("status_code")
+    if status_code is not None:
+        status_code = _integer(status_code, "status_code", 100, 599)
+    error = get("error")
+    if error is not None and (type(error) is not str or not error):
+        _check_name(error, "error", None)
+    response = None
+    response_obj = get("response")
+    if response_obj is not None:
+        response = _table(response_obj, "response", _TABLE_KEYS, check_depth)
+        _same_rows(response, rows, "response.values")
+        field_count += len(response.fields)
+    elif error is None and (status_code is None or status_code < 400):
+        _fail("response", "required unless the record logs a failed call (status_code >= 400 or error set)")
+    if field_count > MAX_FIELDS:
+        _fail("", f"{field_count} fields in request, request.meta and response together; at most {MAX_FIELDS}")
+
+    deployment_id = get("deployment_id")
+    if deployment_id is None:
+        deployment_id = DEFAULT_DEPLOYMENT_ID
+    elif type(deployment_id) is not str or not 0 < len(deployment_id) <= MAX_NAME_CHARS:
+        _check_name(deployment_id, "deployment_id", MAX_NAME_CHARS)
+    asset_revision = get("asset_revision")
+    user_id = get("user_id")
+    request_id = get("request_id")
+    trace_id = get("trace_id")
+    if not (asset_revision is user_id is request_id is trace_id is None):
+        for key in _OPTIONAL_NAMES:
+            name = get(key)
+            if name is not None and (type(name) is not str or not 0 < len(name) <= MAX_NAME_CHARS):
+                _check_name(name, key, MAX_NAME_CHARS)
+
+    response_time_ms = get("response_time_ms")
+    if response_time_ms is not None and (type(response_time_ms) is not float or not 0 <= response_time_ms < _INF):
+        response_time_ms = _number(response_time_ms, "response_time_ms")
+        if not response_time_ms >= 0:
+            _fail("response_time_ms", f"{response_time_ms!r} is negative")
+    sampling_rate = get("sampling_rate")
+    if sampling_rate is None:
+        sampling_rate = 1.0
+    elif type(sampling_rate) is not float or not 0 < sampling_rate <= 1:
+        sampling_rate = _number(sampling_rate, "sampling_rate")
+        if not 0 < sampling_rate <= 1:
+            _fail("sampling_rate", f"{sampling_rate!r} is outside 0 < rate <= 1")
+    tags = get("tags")
+    if tags is None:
+        tags = {}
+    elif type(tags) is not dict or tags:
+        _check_tags(tags)
+
+    return ScoringRecord(
+        scoring_id,
+        timestamp,
+        subscription_id,
+        request,
+        response,
+        meta,
+        deployment_id,
+        asset_revision,
+        response_time_ms,
+        status_code,
+        error,
+        sampling_rate,
+        user_id,
+        request_id,
+        trace_id,
+        tags,
+        1,
+    )
+
+
+def _check_name(value: Any, path: str, max_chars: int | None) -> None:
+    """Raise unless ``value`` is a non-empty string of at most ``max_chars`` characters (slow path)."""
+    if value is _MISSING:
+        _fail(path, "required")
+    if not isinstance(value, str):
+        _fail(path, f"must be a string, not {_a_kind(value)}")
+    if not value:
+        _fail(path, "must not be empty")
+    if max_chars is not None and len(value) > max_chars:
+        _fail(path, f"{len(value)} characters; at most {max_chars}")
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        _check_name(value, "scoring_timestamp", None)
+    if _TIMESTAMP.match(value) is None:
+        _fail("scoring_timestamp", f"{_show(value)} is not an RFC 3339 date-time with an offset")
+    try:
+        return datetime.fromisoformat(value.upper())  # RFC 3339 allows a lower-case t and z
+    except ValueError as exc:  # not expected once the pattern matched: still say so as a record error
+        _fail("scoring_timestamp", f"{_show(value)}: {exc}")
+
+
+def _table(value: Any, path: str, keys: frozenset[str], check_depth: bool) -> Table:
+    if type(value) is not dict and not isinstance(value, dict):
+        _fail(path, f'must be an object {{"fields": [...], "values": [[...], ...]}}, not {_a_kind(value)}')
+    if not keys.issuperset(value):
+        unknown = sorted(key for key in value if key not in keys)[0]
+        _fail(_key_path(path, unknown), "unknown field; allowed: " + ", ".join(sorted(keys)))
+    fields = value.get("fields", _MISSING)
+    if type(fields) is not list or fields != _fields_last.get(path):  # comparing beats hashing
+        try:
+            known = type(fields) is list and tuple(fields) in _fields_seen
+        except TypeError:  # an unhashable item: not a name
+            known = False
+        if not known:
+            _check_fields(fields, f"{path}.fields")
+            _remember_fields(fields)
+        _fields_last[path] = list(fields)  # a copy: the record's own list may change later
+    width = len(fields)
+    rows = value.get("values", _MISSING)
+    if type(rows) is not list or not 0 < len(rows) <= MAX_ROWS:
+        _check_rows(rows, f"{path}.values")
+    for row in rows:
+        if type(row) is not list or len(row) != width:
+            _check_rows(rows, f"{path}.values")
+            _check_row_values(rows, width, path)
+    if check_depth:
+        for row in rows:
+            if not set(map(type, row)).isdisjoint(_CONTAINERS):
+                _check_row_values(rows, width, path)
+    return Table(fields, rows)
+
+
+# Field-name lists already found valid (most streams repeat a few), and the last one per block.
+_fields_seen: set[tuple[str, ...]] = set()
+_fields_last: dict[str, list[str]] = {}
+_fields_seen_chars = 0
+_FIELDS_SEEN_MAX_CHARS: Final = 1 << 22
+
+
+def _remember_fields(fields: list[str]) -> None:
+    """Remember a valid list of field names, within a bounded memory."""
+    global _fields_seen_chars
+    chars = sum(map(len, fields))
+    if _fields_seen_chars + chars > _FIELDS_SEEN_MAX_CHARS:
+        _fields_seen.clear()
+        _fields_seen_chars = 0
+    _fields_seen.add(tuple(fields))
+    _fields_seen_chars += chars
+
+
+def _check_fields(fields: Any, path: str) -> None:
+    if fields is _MISSING:
+        _fail(path, "required")
+    if not isinstance(fields, list):
+        _fail(path, f"must be an array of field names, not {_a_kind(fields)}")
+    if not 0 < len(fields) <= MAX_FIELDS:
+        _fail(path, f"{len(fields)} field names; 1 to {MAX_FIELDS} allowed")
+    seen: dict[str, int] = {}
+    for index, name in enumerate(fields):
+        _check_name(name, f"{path}[{index}]", MAX_NAME_CHARS)
+        if name in seen:
+            _fail(f"{path}[{index}]", f"duplicate field name {_show(name)} (also at [{seen[name]}])")
+        seen[name] = index
+
+
+def _check_rows(rows: Any, path: str) -> None:
+    if rows is _MISSING:
+        _fail(path, "required")
+    if not isinstance(rows, list):
+        _fail(path, f"must be an array of rows, not {_a_kind(rows)}")
+    if not 0 < len(rows) <= MAX_ROWS:
+        _fail(path, f"{len(rows)} rows; 1 to {MAX_ROWS} allowed")
+    for index, row in enumerate(rows):
+        if not isinstance(row, list):
+            _fail(f"{path}[{index}]", f"a row must be an array of values, not {_a_kind(row)}")
+
+
+def _check_row_values(rows: list[list[Any]], width: int, path: str) -> None:
+    """Raise for the first row of the wrong length or value nested too deep (slow path)."""
+    for index, row in enumerate(rows):
+        if len(row) != width:
+            _fail(f"{path}.values[{index}]", f"{_count(len(row), 'value')} for {_count(width, 'field')}")
+        for column, value in enumerate(row):
+            if isinstance(value, _CONTAINERS) and _depth(value) > MAX_VALUE_DEPTH:
+                _fail(f"{path}.values[{index}][{column}]", f"nests deeper than {MAX_VALUE_DEPTH} levels")
+
+
+def _depth(value: Any) -> int:
+    """How many levels of arrays and objects ``value`` nests (0 for a scalar), without recursing."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, list | dict):
+            if level > deepest:
+                deepest = level
+                if deepest > MAX_VALUE_DEPTH:
+                    break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _same_rows(table: Table, rows: int, path: str) -> None:
+    if len(table.values) != rows:
+        _fail(path, f"{_count(len(table.values), 'row')} for the request's {rows}")
+
+
+def _integer(value: Any, path: str, low: int, high: int) -> int:
+    if type(value) is not int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON Schema counts 404.0 as an integer
+        elif not isinstance(value, int) or isinstance(value, bool):
+            _fail(path, f"must be an integer, not {_show_value(value)}")
+    if not low <= value <= high:
+        _fail(path, f"{value} is outside {low}..{high}")
+    return int(value)
+
+
+def _number(value: Any, path: str) -> float:
+    if type(value) is float:
+        if value != value or value in (_INF, -_INF):
+            _fail(path, f"{value!r} is not a finite number")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(path, f"must be a number, not {_show_value(value)}")
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        _fail(path, "integer beyond 64 bits")
+    return _number(float(value), path)
+
+
+def _show_value(value: Any) -> str:
+    return f"a string {_show(value)}" if isinstance(value, str) else _a_kind(value)
+
+
+def _check_tags(tags: Any) -> None:
+    if not isinstance(tags, dict):
+        _fail("tags", f"must be an object of strings, not {_a_kind(tags)}")
+    if len(tags) > MAX_TAGS:
+        _fail("tags", f"{len(tags)} tags; at most {MAX_TAGS}")
+    for key, value in tags.items():
+        if not 0 < len(key) <= MAX_NAME_CHARS:
+            _fail(_key_path("tags", key), f"a tag name must have 1 to {MAX_NAME_CHARS} characters")
+        if not isinstance(value, str):
+            _fail(_key_path("tags", key), f"a tag value must be a string, not {_a_kind(value)}")
+
+
+def _check_json(obj: Any) -> None:
+    """Raise unless ``obj`` is made only of what JSON can carry (finite numbers, 64-bit integers, ...)."""
+    stack: list[tuple[Any, str]] = [(obj, "")]
+    while stack:
+        value, path = stack.pop()
+        if value is None or isinstance(value, bool):
+            continue
+        if isinstance(value, str):
+            if not value.isascii() and not _valid_utf8(value):
+                _fail(path, "a string with a lone surrogate is not valid UTF-8")
+        elif isinstance(value, int):
+            if not _INT_MIN <= value <= _INT_MAX:
+                _fail(path, "integer beyond 64 bits")
+        elif isinstance(value, float):
+            if value != value or value in (_INF, -_INF):
+                _fail(path, f"{value!r} is not valid JSON")
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    _fail(path, f"object keys must be strings, not {type(key).__name__}")
+                if not key.isascii() and not _valid_utf8(key):
+                    _fail(path, "a key with a lone surrogate is not valid UTF-8")
+                stack.append((item, _key_path(path, key)))
+        else:
+            _fail(path, f"a {type(value).__name__} is not a JSON value")
+
+
+# ---------------------------------------------------------------------------------------------------- encoding
+
+_ENCODE_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z
+
+
+def encode(record: ScoringRecord) -> bytes:
+    """The record as UTF-8 JSON bytes, the Kafka message value (``decode(encode(r)) == r`` for a valid record).
+
+    Timestamps are written RFC 3339 with their offset (``Z`` for UTC); numpy scalars and arrays as numbers and
+    arrays; non-finite floats as ``null``. Raises :class:`RecordError` (``invalid_record``) for a naive
+    timestamp or a value that has no JSON form.
+    """
+    try:
+        return orjson.dumps(_wire(record), default=_default, option=_ENCODE_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        raise RecordError("invalid_record", "", f"cannot encode: {exc}") from None
+
+
+def to_obj(record: ScoringRecord) -> dict[str, Any]:
+    """The record as a plain JSON object: exactly what :func:`encode` writes, parsed back."""
+    result: dict[str, Any] = orjson.loads(encode(record))
+    return result
+
+
+def _wire(record: ScoringRecord) -> dict[str, Any]:
+    timestamp = record.scoring_timestamp
+    offset = timestamp.utcoffset()
+    if offset is None:
+        raise RecordError("invalid_record", "scoring_timestamp", "a naive datetime; give it a timezone")
+    if offset.seconds % 60 or offset.microseconds:  # RFC 3339 offsets are whole minutes
+        timestamp = timestamp.astimezone(UTC)
+    request: dict[str, Any] = {"fields": record.request.fields, "values": record.request.values}
+    if record.request_meta is not None:
+        request["meta"] = {"fields": record.request_meta.fields, "values": record.request_meta.values}
+    obj: dict[str, Any] = {
+        "schema_version": record.schema_version,
+        "scoring_id": record.scoring_id,
+        "scoring_timestamp": timestamp,
+        "subscription_id": record.subscription_id,
+        "deployment_id": record.deployment_id,
+        "request": request,
+    }
+    if record.response is not None:
+        obj["response"] = {"fields": record.response.fields, "values": record.response.values}
+    for key in ("asset_revision", "response_time_ms", "status_code", "error", "user_id", "request_id", "trace_id"):
+        value = getattr(record, key)
+        if value is not None:
+            obj[key] = value
+    if record.sampling_rate != 1.0:
+        obj["sampling_rate"] = record.sampling_rate
+    if record.tags:
+        obj["tags"] = record.tags
+    return obj
+
+
+def _default(value: Any) -> Any:
+    """What orjson cannot write itself: numpy values it does not know, decimals, datetime subclasses."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    tolist = getattr(value, "tolist", None)  # numpy arrays (non-contiguous, other dtypes) and scalars
+    if callable(tolist):
+        return tolist()
+    if type(value).__name__ == "Decimal":
+        return float(value)
+    raise TypeError(f"{type(value).__name__} has no JSON form")
