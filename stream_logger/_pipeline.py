@@ -34,7 +34,7 @@ __all__ = ["RECORD_OVERHEAD_BYTES", "EmitterStats", "Overflow", "Pipeline", "Pip
 log = logging.getLogger("stream_logger.emitter")
 
 Overflow = Literal["spill", "drop", "block"]
-RECORD_OVERHEAD_BYTES = 100
+RECORD_OVERHEAD_BYTES = 160
 """Bytes counted per pending record on top of its key and value (tuple, bytes headers, deque slot)."""
 _DROP_WARNING_INTERVAL_S = 10.0
 _FSYNC_INTERVAL_S = 1.0
@@ -135,7 +135,9 @@ class Pipeline:
             if not self._memory_path_open(size) and block_timeout_s is not None and not self._stopping:
                 self._room.wait_for(lambda: self._memory_path_open(size) or self._stopping, block_timeout_s)
             if self._memory_path_open(size):
-                self._buf.append((key, value))
+                # orjson's bytes keep their whole work buffer (KiBs for a 1 KB record): keep an exact-size copy,
+                # or the memory cap would be exceeded several times over.
+                self._buf.append((key, bytes(memoryview(value))))
                 self._buf_bytes += size
                 self._unsent_bytes += size
                 self._queued += 1
