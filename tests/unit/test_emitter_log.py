@@ -103,3 +103,23 @@ def test_a_closed_threaded_emitter_stays_closed(tmp_path: Path) -> None:
     assert em.stats().spool_records == 1  # not delivered, kept on disk for the next emitter
     with pytest.raises(ConfigError):
         em.start()
+
+
+def test_block_waits_then_falls_back_to_drop(tmp_path: Path) -> None:
+    em = ThreadedEmitter(
+        "t",
+        "127.0.0.1:1",
+        overflow="block",
+        block_fallback="drop",
+        block_timeout_s=0.05,
+        max_buffer_bytes=3_000,
+        spool_dir=tmp_path,
+        close_timeout_s=1,
+    )
+    r = german_credit_record(1)
+    for _ in range(6):
+        em.log(request=r["request"], response=r["response"], subscription_id="gc")
+    stats = em.stats()
+    em.close()
+    assert stats.dropped > 0
+    assert stats.dropped + stats.queued == 6
