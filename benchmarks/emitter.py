@@ -1,0 +1,155 @@
+"""Emitter figures: cost of ``log()`` on the event loop, records/s into the broker, memory while it is down.
+
+Run: ``python -m benchmarks.emitter [--records N]``. The throughput part needs the local broker (127.0.0.1:9092 or
+``STREAM_LOGGER_BOOTSTRAP_SERVERS``); it creates a topic ``bench_emitter_<hex>`` and deletes it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import statistics
+import tempfile
+import time
+import tracemalloc
+import uuid
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream_logger import Emitter
+from stream_logger._build import build_record
+from stream_logger.config import Settings
+from stream_logger.records import encode
+from stream_logger.samples import german_credit_record
+
+UNREACHABLE = "127.0.0.1:1"
+
+
+def _calls(n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        r = german_credit_record(i)
+        out.append({"request": r["request"], "response": r["response"], "subscription_id": r["subscription_id"]})
+    return out
+
+
+def _pct(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=1000)[int(q * 1000) - 1]
+
+
+async def log_cost(calls: list[dict[str, Any]], validate: bool) -> tuple[float, float]:
+    """p50 and p99 of one ``log()`` call in µs, the sender running against the real broker between chunks."""
+    settings = Settings.from_env()
+    samples: list[float] = []
+    topic = f"bench_emitter_cost_{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as spool:
+        async with Emitter(topic, settings.bootstrap_servers, spool_dir=spool, validate=validate) as em:
+            clock = time.perf_counter_ns
+            for start in range(0, len(calls), 500):
+                for call in calls[start : start + 500]:
+                    t0 = clock()
+                    em.log(**call)
+                    samples.append((clock() - t0) / 1000)
+                await asyncio.sleep(0)
+            await em.flush(60)
+    await _delete_topic(settings, topic)
+    return _pct(samples, 0.5), _pct(samples, 0.99)
+
+
+async def throughput(calls: list[dict[str, Any]], total: int, validate: bool | None) -> tuple[float, int]:
+    """Records/s from the first log() to the last acknowledgement, and how many were acknowledged.
+
+    ``validate=None``: records encoded beforehand and queued with ``log_encoded`` (the sender's own ceiling).
+    """
+    settings = Settings.from_env()
+    topic = f"bench_emitter_{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    finally:
+        await admin.close()
+    with tempfile.TemporaryDirectory() as spool:
+        async with Emitter(topic, settings.bootstrap_servers, spool_dir=spool, validate=bool(validate)) as em:
+            encoded = [(f"{i:032x}", encode(build_record(**c))) for i, c in enumerate(calls)]
+            await asyncio.sleep(0.5)  # connected
+            started = time.perf_counter()
+            n = len(calls)
+            for i in range(total):
+                if validate is None:
+                    em.log_encoded(*encoded[i % n])
+                else:
+                    em.log(**calls[i % n])
+                if i % 1000 == 999:
+                    await asyncio.sleep(0)
+            await em.flush(120)
+            elapsed = time.perf_counter() - started
+            acked = em.stats().acknowledged
+    await _delete_topic(settings, topic)
+    return total / elapsed, acked
+
+
+async def memory_while_down(calls: list[dict[str, Any]], total: int, cap: int) -> tuple[int, int, int]:
+    """Peak traced memory (bytes) while logging ``total`` records to an unreachable broker with a memory cap."""
+    with tempfile.TemporaryDirectory() as spool:
+        em = Emitter("bench_down", UNREACHABLE, overflow="drop", max_buffer_bytes=cap, spool_dir=spool)
+        await em.start()
+        gc.collect()
+        tracemalloc.start()
+        base, _ = tracemalloc.get_traced_memory()
+        n = len(calls)
+        for i in range(total):
+            em.log(**calls[i % n])
+            if i % 1000 == 999:
+                await asyncio.sleep(0)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        stats = em.stats()
+        await em.stop()
+    return peak - base, stats.dropped, stats.queued
+
+
+async def _delete_topic(settings: Settings, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    except Exception:
+        pass
+    finally:
+        await admin.close()
+
+
+async def _main(args: argparse.Namespace) -> None:
+    calls = _calls(5_000)
+    print("log() cost on the event loop (German-credit record, 1 row, 20 features), 20,000 calls:")
+    for validate in (True, False):
+        p50, p99 = await log_cost(calls * 4, validate)
+        print(f"  validate={validate!s:5}  p50 {p50:6.1f} µs   p99 {p99:6.1f} µs")
+    print(f"sustained records/s into the local broker, {args.records:,} records, one process:")
+    for mode in (True, False, None):
+        rate, acked = await throughput(calls, args.records, mode)
+        what = "pre-encoded (log_encoded)" if mode is None else f"log(validate={mode})"
+        print(f"  {what:26} {rate:9,.0f} records/s  ({acked:,} acknowledged)")
+    cap = 8 << 20
+    peak, dropped, queued = await memory_while_down(calls, 60_000, cap)
+    print(
+        f"memory while the broker is unreachable (overflow=drop, max_buffer_bytes={cap:,}, 60,000 records): "
+        f"peak traced {peak:,} bytes ({peak / cap:.2f}x the cap); queued {queued:,}, dropped {dropped:,}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--records", type=int, default=200_000, help="records for the throughput run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(_main(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
