@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from .config import Settings
+from .emitter import Emitter, EmitterStats
 from .errors import RecordError, StreamLoggerError
+from .openscale import PayloadRecord
 from .records import ScoringRecord, Table
+from .threaded import ThreadedEmitter
 
-__all__ = ["RecordError", "ScoringRecord", "Settings", "StreamLoggerError", "Table", "__version__"]
+__all__ = [
+    "Emitter",
+    "EmitterStats",
+    "PayloadRecord",
+    "RecordError",
+    "ScoringRecord",
+    "Settings",
+    "StreamLoggerError",
+    "Table",
+    "ThreadedEmitter",
+    "__version__",
+]
 
 __version__ = "0.1.0"

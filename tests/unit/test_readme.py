@@ -8,6 +8,7 @@ reads, every worker metric and every dead-letter code. ``tests/integration/test_
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 from pathlib import Path
@@ -17,7 +18,6 @@ import pytest
 
 from stream_logger import records
 from stream_logger.cli import build_parser
-from stream_logger.subscriptions import parse_spec
 from tests.readme_snippets import LANGUAGES, README, ROOT, Snippet, command_lines, parse_readme
 
 SNIPPETS = parse_readme()
@@ -98,7 +98,7 @@ def test_a_block_without_a_marker_is_found() -> None:
 def test_every_runnable_snippet_is_run_by_the_integration_test_or_says_why_not() -> None:
     for s in SNIPPETS:
         if s.language in {"python", "sql"}:
-            assert s.name in RUN_BY_INTEGRATION_TEST, f"{s.name}: {s.language} snippets must run in the integration test"
+            assert s.name in RUN_BY_INTEGRATION_TEST, f"{s.name}: {s.language} snippets must run in integration"
         if s.language == "bash":
             assert (s.name in RUN_BY_INTEGRATION_TEST) != (s.name in PARSE_ONLY), s.name
     assert set(RUN_BY_INTEGRATION_TEST) <= set(BY_NAME), set(RUN_BY_INTEGRATION_TEST) - set(BY_NAME)
@@ -167,8 +167,13 @@ def test_sql_snippets_name_only_datamart_tables(snippet: Snippet) -> None:
 
 def test_the_architecture_diagram_names_the_real_tables_and_commands() -> None:
     diagram = BY_NAME["architecture"].code
-    for name in ("Emitter", "stream-logger consume", "stream-logger replay", "payload_", *sorted(DATAMART_TABLES - {
-        "payload_german_credit", "schema_migrations"})):
+    for name in (
+        "Emitter",
+        "stream-logger consume",
+        "stream-logger replay",
+        "payload_",
+        *sorted(DATAMART_TABLES - {"payload_german_credit", "schema_migrations"}),
+    ):
         assert name in diagram, name
     migrations = "".join(p.read_text() for p in (ROOT / "schemas/datamart").glob("*.sql"))
     for table in ("subscriptions", "dead_letters", "consumer_offsets"):
@@ -190,9 +195,9 @@ def test_every_environment_variable_the_code_reads_is_in_the_configuration_table
 
 def test_every_consume_and_replay_flag_is_documented() -> None:
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for command in ("consume", "replay"):
-        for action in sub.choices[command]._actions:  # type: ignore[union-attr]
+        for action in sub.choices[command]._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag not in {"--help", "--bootstrap-servers", "--dsn"}:
                     assert f"`{flag}" in TEXT, f"{command} {flag} is not in the README"

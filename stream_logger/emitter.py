@@ -1,0 +1,282 @@
+"""What serving code imports: log every scoring call to Kafka in one call that never blocks and never raises.
+
+::
+
+    async with Emitter("scoring") as em:
+        scoring_id = em.log(request={"fields": [...], "values": [[...]]}, response=..., subscription_id="credit")
+
+``log()`` builds, validates and encodes the v1 record on the spot (an invalid record is counted and logged with its
+reason, or raises :class:`~stream_logger.errors.RecordError` with ``strict=True``), then queues the bytes; a
+background task sends them. When memory for pending records reaches ``max_buffer_bytes`` or the broker is down, the
+``overflow`` policy applies:
+
+- ``"spill"`` (default): records go to a size-capped spool on local disk (``spool_dir``) and are sent, in order,
+  when the broker is back; an emitter started later on the same folder sends what an earlier one left.
+- ``"drop"``: the record is counted in ``stats().dropped``, with a rate-limited warning.
+- ``"block"``: only :class:`~stream_logger.threaded.ThreadedEmitter` can wait (up to ``block_timeout_s``) before
+  falling back to ``block_fallback``; ``log()`` on an event loop must not wait, so here ``"block"`` means
+  ``block_fallback`` at once.
+
+This module never imports asyncpg: a model service needs only the producer side.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+
+from ._build import build_record, encode_checked
+from ._pipeline import EmitterStats, Overflow, Pipeline, PipelineConfig
+from .config import Settings, default_home
+from .errors import ConfigError, RecordError
+from .records import encode
+
+if TYPE_CHECKING:
+    from .openscale import PayloadRecord
+
+__all__ = ["COMPRESSIONS", "Emitter", "EmitterStats"]
+
+log = logging.getLogger("stream_logger.emitter")
+
+COMPRESSIONS = ("zstd", "lz4", "gzip", "snappy", None)
+_live: weakref.WeakSet[_EmitterBase] = weakref.WeakSet()
+
+
+class _EmitterBase:
+    """Settings, ``log()``, ``store()`` and ``stats()``, shared by the async and the threaded emitter."""
+
+    _block_timeout_s: float | None = None  # only the threaded emitter waits
+
+    def __init__(
+        self,
+        topic: str,
+        bootstrap_servers: str | None = None,
+        *,
+        compression: Literal["zstd", "lz4", "gzip", "snappy"] | None = "zstd",
+        linger_ms: float = 5.0,
+        max_batch_bytes: int = 512 * 1024,
+        max_buffer_bytes: int = 64 * 1024 * 1024,
+        overflow: Overflow = "spill",
+        spool_dir: str | os.PathLike[str] | None = None,
+        max_spool_bytes: int = 1024 * 1024 * 1024,
+        block_timeout_s: float = 1.0,
+        block_fallback: Literal["spill", "drop"] = "spill",
+        delivery_timeout_s: float = 30.0,
+        close_timeout_s: float = 10.0,
+        strict: bool = False,
+        validate: bool = True,
+    ) -> None:
+        if compression not in COMPRESSIONS:
+            raise ConfigError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+        if overflow not in ("spill", "drop", "block"):
+            raise ConfigError(f"overflow must be spill, drop or block, got {overflow!r}")
+        if block_fallback not in ("spill", "drop"):
+            raise ConfigError(f"block_fallback must be spill or drop, got {block_fallback!r}")
+        if max_buffer_bytes <= 0 or max_batch_bytes <= 0 or max_spool_bytes <= 0:
+            raise ConfigError("max_buffer_bytes, max_batch_bytes and max_spool_bytes must be positive")
+        if not topic:
+            raise ConfigError("a topic is required")
+        servers = bootstrap_servers or Settings.from_env().bootstrap_servers
+        Settings(bootstrap_servers=servers)  # validates host:port[,...]
+        if spool_dir is None:
+            spool_dir = default_home() / "spool" / topic
+        self.topic = topic
+        self.strict = strict
+        self.validate = validate or strict
+        self._block_timeout_s = block_timeout_s if overflow == "block" else None
+        self._pipeline = Pipeline(
+            PipelineConfig(
+                topic=topic,
+                bootstrap_servers=servers,
+                compression=compression,
+                linger_ms=linger_ms,
+                max_batch_bytes=max_batch_bytes,
+                max_buffer_bytes=max_buffer_bytes,
+                overflow=overflow,
+                block_fallback=block_fallback,
+                spool_dir=Path(spool_dir),
+                max_spool_bytes=max_spool_bytes,
+                delivery_timeout_s=delivery_timeout_s,
+                close_timeout_s=close_timeout_s,
+            )
+        )
+        _live.add(self)
+        self._created()
+
+    def _created(self) -> None:
+        """Called at the end of ``__init__``."""
+
+    def log(
+        self,
+        *,
+        request: Any,
+        response: Any,
+        subscription_id: str,
+        deployment_id: str | None = None,
+        scoring_id: str | None = None,
+        scoring_timestamp: datetime | str | None = None,
+        response_time_ms: float | None = None,
+        asset_revision: str | None = None,
+        status_code: int | None = None,
+        error: str | None = None,
+        user_id: str | None = None,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        meta: Any = None,
+        sampling_rate: float | None = None,
+    ) -> str:
+        """Queue one scoring call for delivery and return its ``scoring_id`` (generated when not given).
+
+        Returns at once. ``request``/``response``/``meta``: ``{"fields", "values"}`` (values may be a numpy
+        array), a pandas DataFrame or a list of dicts; ``response`` is ``None`` for a failed call. A missing
+        timestamp is now (UTC). Broker trouble never raises here; an invalid record raises only with ``strict``.
+        """
+        try:
+            record = build_record(
+                request=request,
+                response=response,
+                subscription_id=subscription_id,
+                deployment_id=deployment_id,
+                scoring_id=scoring_id,
+                scoring_timestamp=scoring_timestamp,
+                response_time_ms=response_time_ms,
+                asset_revision=asset_revision,
+                status_code=status_code,
+                error=error,
+                user_id=user_id,
+                request_id=request_id,
+                trace_id=trace_id,
+                tags=tags,
+                meta=meta,
+                sampling_rate=sampling_rate,
+            )
+            value = encode_checked(record) if self.validate else encode(record)
+        except RecordError as exc:
+            return self._invalid(exc, scoring_id or "")
+        except (TypeError, ValueError) as exc:  # e.g. a value orjson cannot encode
+            return self._invalid(RecordError("invalid_record", "", f"{type(exc).__name__}: {exc}"), scoring_id or "")
+        self._pipeline.submit(record.scoring_id.encode(), value, self._block_timeout_s)
+        return record.scoring_id
+
+    def log_encoded(self, scoring_id: str, value: bytes) -> None:
+        """Queue a record already encoded (and validated) by the caller, e.g. read from a file of v1 records."""
+        self._pipeline.submit(scoring_id.encode(), value, self._block_timeout_s)
+
+    def store(
+        self, records: Iterable[PayloadRecord], subscription_id: str, deployment_id: str | None = None
+    ) -> list[str]:
+        """OpenScale's ``payload_logging.store``: log each :class:`PayloadRecord`; returns their scoring ids."""
+        return [r.log_to(self, subscription_id=subscription_id, deployment_id=deployment_id) for r in records]
+
+    def stats(self) -> EmitterStats:
+        """Counts of what happened to the records logged so far."""
+        return self._pipeline.stats()
+
+    def _invalid(self, exc: RecordError, scoring_id: str) -> str:
+        if self.strict:
+            raise exc
+        self._pipeline.count_invalid()
+        # The reason and where, never the payload's contents.
+        log.warning(
+            "topic %s: invalid scoring record not sent (%s at %s: %s)",
+            self.topic,
+            exc.code,
+            exc.path or "<record>",
+            exc.detail,
+            extra={"scoring_id": scoring_id, "error_code": exc.code},
+        )
+        return scoring_id
+
+
+class Emitter(_EmitterBase):
+    """Logs scoring calls to a Kafka topic from asyncio code; use ``async with`` or ``start()``/``stop()``.
+
+    ``validate=False`` skips the full v1 check in ``log()`` (about half its cost); records that break v1 then reach
+    the worker's dead-letter table instead of being refused here. ``strict=True`` implies ``validate``.
+
+    ``bootstrap_servers`` defaults to the settings' (``STREAM_LOGGER_BOOTSTRAP_SERVERS``). The producer waits for
+    every replica (``acks="all"``), is idempotent, compresses batches (``compression``; zstd by default) and keys
+    each record by its ``scoring_id``. ``spool_dir`` defaults to ``$STREAM_LOGGER_HOME/spool/<topic>``.
+    """
+
+    _state: Literal["new", "started", "stopped"] = "new"
+
+    async def start(self) -> None:
+        """Start delivering (succeeds even when the broker is unreachable). Calling it again does nothing."""
+        if self._state == "started":
+            return
+        if self._state == "stopped":
+            raise ConfigError("a stopped emitter cannot be started again: create a new one")
+        await self._pipeline.start()
+        self._state = "started"
+
+    async def stop(self) -> None:
+        """Deliver what can be within ``close_timeout_s``, spool the rest, close. Safe to call twice."""
+        if self._state != "started":
+            self._state = "stopped"
+            return
+        self._state = "stopped"
+        await self._pipeline.stop()
+
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until everything logged so far is acknowledged (or spooled while the broker is down).
+
+        Returns ``False`` when ``timeout_s`` passed first; nothing is lost then, it stays queued.
+        """
+        return await self._pipeline.flush(timeout_s)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) == "started":
+            log.warning("topic %s: an Emitter was never stopped; records still queued may be lost", self.topic)
+
+
+def live_emitters() -> Sequence[_EmitterBase]:
+    """Every emitter object still alive (for the metrics collector)."""
+    return list(_live)
+
+
+class _StatsCollector:
+    """Exposes every live emitter's stats to Prometheus, summed by topic; costs nothing until scraped."""
+
+    def collect(self) -> Iterator[Any]:
+        totals: dict[str, dict[str, int]] = {}
+        spool: dict[str, int] = {}
+        for emitter in live_emitters():
+            stats = emitter.stats()
+            by_outcome = totals.setdefault(emitter.topic, dict.fromkeys(_OUTCOMES, 0))
+            for outcome in _OUTCOMES:
+                by_outcome[outcome] += getattr(stats, outcome)
+            spool[emitter.topic] = spool.get(emitter.topic, 0) + stats.spool_bytes
+        records = CounterMetricFamily(
+            "stream_logger_emitter_records", "Scoring records by what happened to them", labels=["topic", "outcome"]
+        )
+        for topic, by_outcome in totals.items():
+            for outcome, count in by_outcome.items():
+                records.add_metric([topic, outcome], count)
+        yield records
+        spooled = GaugeMetricFamily("stream_logger_emitter_spool_bytes", "Bytes waiting in the spool", labels=["topic"])
+        for topic, size in spool.items():
+            spooled.add_metric([topic], size)
+        yield spooled
+
+
+_OUTCOMES = ("sent", "acknowledged", "failed", "dropped", "spilled", "invalid")
+REGISTRY.register(_StatsCollector())

@@ -1,0 +1,144 @@
+"""The emitter against the real broker: byte-for-byte delivery, spilling through an outage and a restart, drops."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from stream_logger import Emitter, PayloadRecord
+from stream_logger._build import build_record
+from stream_logger.config import Settings
+from stream_logger.records import decode, encode
+from stream_logger.samples import german_credit_record
+
+from ._kafka import consume_all
+
+pytestmark = pytest.mark.integration
+
+UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1: the broker is "down"
+
+
+def _call(i: int) -> dict[str, Any]:
+    r = german_credit_record(i)
+    return {
+        "request": r["request"],
+        "response": r["response"],
+        "subscription_id": r["subscription_id"],
+        "scoring_id": f"call-{i:06d}",
+        "scoring_timestamp": datetime(2025, 3, 1, 12, 0, i % 60, tzinfo=UTC),
+        "response_time_ms": 3.5,
+    }
+
+
+async def test_records_arrive_byte_for_byte(settings: Settings, topic: str, tmp_path: Path) -> None:
+    calls = [_call(i) for i in range(200)]
+    async with Emitter(topic, settings.bootstrap_servers, spool_dir=tmp_path) as em:
+        ids = [em.log(**c) for c in calls]
+        assert await em.flush(30)
+        stats = em.stats()
+    assert ids == [c["scoring_id"] for c in calls]
+    assert stats.acknowledged == 200 and stats.spilled == 0 and stats.dropped == 0
+    got = dict(await consume_all(settings, topic, 200))
+    assert len(got) == 200
+    for c in calls:
+        assert got[c["scoring_id"].encode()] == encode(build_record(**c))
+
+
+async def test_payload_records_keep_openscale_meaning(settings: Settings, topic: str, tmp_path: Path) -> None:
+    r = german_credit_record(7)
+    records = [PayloadRecord(request=r["request"], response=r["response"], response_time=12)]
+    async with Emitter(topic, settings.bootstrap_servers, spool_dir=tmp_path) as em:
+        (scoring_id,) = em.store(records=records, subscription_id="german-credit")
+        await em.flush(30)
+    ((key, value),) = await consume_all(settings, topic, 1)
+    record = decode(value)
+    assert key == scoring_id.encode() == record.scoring_id.encode() and len(scoring_id) == 32
+    assert record.response_time_ms == 12
+    assert record.scoring_timestamp.tzinfo is not None
+    assert abs((datetime.now(UTC) - record.scoring_timestamp).total_seconds()) < 60
+
+
+async def test_an_outage_and_a_restart_lose_nothing(settings: Settings, topic: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    # The service runs while the broker cannot be reached: every call is answered, every record spilled.
+    async with Emitter(topic, UNREACHABLE, spool_dir=spool, close_timeout_s=2) as down:
+        ids = [down.log(**_call(i)) for i in range(300)]
+        await down.flush(5)
+    stats = down.stats()
+    assert stats.spilled == 300 and stats.acknowledged == 0 and stats.spool_records == 300
+    # The service restarts with the broker back: the new emitter sends what the old one spooled, then its own.
+    async with Emitter(topic, settings.bootstrap_servers, spool_dir=spool) as up:
+        ids += [up.log(**_call(i)) for i in range(300, 400)]
+        assert await up.flush(60)
+        after = up.stats()
+    assert after.spool_records == 0 and after.spool_bytes == 0
+    assert not list(spool.glob("*.spool"))
+    got = await consume_all(settings, topic, 400)
+    assert {k.decode() for k, _ in got} == set(ids)
+
+
+async def test_drop_counts_what_it_drops(tmp_path: Path) -> None:
+    async with Emitter(
+        "never-reached", UNREACHABLE, overflow="drop", max_buffer_bytes=20_000, spool_dir=tmp_path, close_timeout_s=1
+    ) as em:
+        for i in range(100):
+            em.log(**_call(i))
+        stats = em.stats()
+    assert stats.dropped > 0
+    assert stats.dropped + stats.queued == 100
+    final = em.stats()
+    assert final.dropped == 100 and final.acknowledged == 0  # nothing silently gone: all counted as dropped
+
+
+def test_the_threaded_emitter_flushes_at_exit(settings: Settings, topic: str, tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        from stream_logger import ThreadedEmitter
+        from stream_logger.samples import german_credit_record
+        em = ThreadedEmitter({topic!r}, {settings.bootstrap_servers!r}, spool_dir={str(tmp_path)!r})
+        for i in range(250):
+            r = german_credit_record(i)
+            em.log(request=r["request"], response=r["response"], subscription_id="german-credit")
+        # no close(): interpreter exit must deliver
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, env=os.environ.copy())
+    got = asyncio.run(consume_all(settings, topic, 250))
+    assert len({k for k, _ in got}) == 250
+
+
+def test_emit_names_the_bad_lines(settings: Settings, topic: str, tmp_path: Path) -> None:
+    lines = [orjson.dumps(german_credit_record(i)) for i in range(5)]
+    lines.insert(1, b'{"schema_version": 1}')
+    lines.append(b"not json")
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream_logger",
+            "emit",
+            "--topic",
+            topic,
+            "--file",
+            str(path),
+            "--bootstrap-servers",
+            settings.bootstrap_servers,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "sent 5, invalid 2, undelivered 0" in result.stdout
+    assert "invalid lines: 2, 7" in result.stderr

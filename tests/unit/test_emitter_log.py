@@ -1,0 +1,105 @@
+"""log() at the call site: what inputs it accepts, and what it does with a bad record (no broker needed)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stream_logger import Emitter, RecordError, ThreadedEmitter
+from stream_logger._build import as_table, build_record
+from stream_logger.errors import ConfigError
+from stream_logger.records import Table, decode
+from stream_logger.samples import german_credit_record
+
+REQUEST = {"fields": ["Age", "Sex"], "values": [[33, "female"], [41, "male"]]}
+RESPONSE = {"fields": ["prediction", "probability"], "values": [["No Risk", [0.8, 0.2]], ["Risk", [0.3, 0.7]]]}
+
+
+class _Frame:
+    """Just enough of a pandas DataFrame: ``columns`` and ``frame[column].tolist()``."""
+
+    def __init__(self, data: dict[str, list[Any]]) -> None:
+        self.columns = list(data)
+        self._data = {k: np.array(v, dtype=object) for k, v in data.items()}
+
+    def __getitem__(self, column: str) -> Any:
+        return self._data[column]
+
+
+def test_inputs_of_every_accepted_shape_give_the_same_table() -> None:
+    expected = Table(fields=["Age", "Sex"], values=[[33, "female"], [41, "male"]])
+    assert as_table(REQUEST, "request") == expected
+    assert as_table([{"Age": 33, "Sex": "female"}, {"Age": 41, "Sex": "male"}], "request") == expected
+    assert as_table(_Frame({"Age": [33, 41], "Sex": ["female", "male"]}), "request") == expected
+    numeric = as_table({"fields": ["a", "b"], "values": np.array([[1.5, 2.0], [3.0, 4.0]])}, "request")
+    assert numeric == Table(fields=["a", "b"], values=[[1.5, 2.0], [3.0, 4.0]])
+    assert type(numeric.values[0][0]) is float
+
+
+def test_a_bare_array_is_refused_with_a_reason() -> None:
+    with pytest.raises(RecordError, match="no field names"):
+        as_table(np.zeros((2, 2)), "request")
+
+
+def test_missing_id_and_timestamp_are_generated_in_utc() -> None:
+    record = build_record(request=REQUEST, response=RESPONSE, subscription_id="s")
+    assert len(record.scoring_id) == 32
+    assert record.scoring_timestamp.utcoffset() is not None
+
+
+def test_log_returns_the_scoring_id_without_a_broker(tmp_path: Path) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    r = german_credit_record(1)
+    assert em.log(request=r["request"], response=r["response"], subscription_id="gc", scoring_id="abc") == "abc"
+    generated = em.log(request=r["request"], response=r["response"], subscription_id="gc")
+    assert len(generated) == 32
+    assert em.stats().queued == 2
+
+
+def test_an_invalid_record_is_counted_logged_and_not_queued(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    secret = "do-not-log-me"
+    with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
+        em.log(request={"fields": ["a", "b"], "values": [[secret]]}, response=None, subscription_id="s")
+    stats = em.stats()
+    assert stats.invalid == 1 and stats.queued == 0
+    assert "invalid scoring record" in caplog.text
+    assert secret not in caplog.text
+
+
+def test_strict_raises_on_an_invalid_record(tmp_path: Path) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
+    with pytest.raises(RecordError):
+        em.log(request={"fields": ["a"], "values": [[float("nan"), 1]]}, response=None, subscription_id="s")
+
+
+def test_the_queued_bytes_are_a_valid_v1_record(tmp_path: Path) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    scoring_id = em.log(request=REQUEST, response=RESPONSE, subscription_id="s", tags={"env": "test"})
+    key, value = em._pipeline._buf[0]
+    assert key == scoring_id.encode()
+    record = decode(value)
+    assert record.request.values == REQUEST["values"] and record.tags == {"env": "test"}
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ConfigError):
+        Emitter("t", "127.0.0.1:1", compression="brotli")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        Emitter("t", "127.0.0.1:1", overflow="panic")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        Emitter("t", "not a server")
+
+
+def test_a_closed_threaded_emitter_stays_closed(tmp_path: Path) -> None:
+    em = ThreadedEmitter("t", "127.0.0.1:1", spool_dir=tmp_path, close_timeout_s=1)
+    em.log(request=REQUEST, response=RESPONSE, subscription_id="s")
+    em.close()
+    em.close()
+    assert em.stats().spool_records == 1  # not delivered, kept on disk for the next emitter
+    with pytest.raises(ConfigError):
+        em.start()

@@ -1,0 +1,104 @@
+"""The disk spool: order, size cap, crash safety, hand-over between processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream_logger.errors import ConfigError
+from stream_logger.spool import FRAME_HEADER_BYTES, Spool
+
+
+def _records(n: int) -> list[tuple[bytes, bytes]]:
+    return [(f"id-{i}".encode(), b'{"n":%d}' % i) for i in range(n)]
+
+
+def _drain(spool: Spool) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    for segment in spool.ready_segments():
+        out.extend(spool.read(segment).records)
+        spool.remove(segment)
+    return out
+
+
+def test_records_come_back_in_order_across_segments(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200)
+    spool.open()
+    records = _records(50)
+    for key, value in records:
+        assert spool.append(key, value)
+    assert spool.records == 50
+    assert len(spool.ready_segments()) > 1
+    assert _drain(spool) == records
+    assert not spool.has_pending
+    assert spool.bytes == 0 and spool.records == 0
+    assert not list(tmp_path.glob("*.spool"))
+    spool.close()
+
+
+def test_a_full_spool_refuses_records(tmp_path: Path) -> None:
+    record_bytes = FRAME_HEADER_BYTES + len(b"id-0") + len(b'{"n":0}')
+    spool = Spool(tmp_path, max_bytes=record_bytes * 3)
+    spool.open()
+    accepted = [spool.append(k, v) for k, v in _records(5)]
+    assert accepted == [True, True, True, False, False]
+    spool.close()
+
+
+def test_a_new_spool_on_the_same_folder_finds_what_the_old_one_left(tmp_path: Path) -> None:
+    first = Spool(tmp_path, max_bytes=1 << 20)
+    first.open()
+    for key, value in _records(10):
+        first.append(key, value)
+    first.close()
+    second = Spool(tmp_path, max_bytes=1 << 20)
+    second.open()
+    assert second.has_pending and second.records == 10
+    second.append(b"late", b"{}")
+    assert _drain(second) == [*_records(10), (b"late", b"{}")]
+    second.close()
+
+
+def test_a_torn_last_frame_is_skipped_and_counted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.open()
+    for key, value in _records(3):
+        spool.append(key, value)
+    spool.close()
+    (segment,) = tmp_path.glob("*.spool")
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-4])  # a crash in the middle of the last write
+    reopened = Spool(tmp_path, max_bytes=1 << 20)
+    reopened.open()
+    assert _drain(reopened) == _records(2)
+    assert reopened.torn == 1
+    reopened.close()
+
+
+def test_a_corrupt_frame_is_not_sent(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.open()
+    for key, value in _records(3):
+        spool.append(key, value)
+    spool.close()
+    (segment,) = tmp_path.glob("*.spool")
+    data = bytearray(segment.read_bytes())
+    data[-2] ^= 0xFF  # the last record's value, flipped
+    segment.write_bytes(bytes(data))
+    reopened = Spool(tmp_path, max_bytes=1 << 20)
+    reopened.open()
+    assert _drain(reopened) == _records(2)
+    assert reopened.torn == 1
+    reopened.close()
+
+
+def test_two_spools_cannot_share_a_folder(tmp_path: Path) -> None:
+    first = Spool(tmp_path, max_bytes=1 << 20)
+    first.open()
+    with pytest.raises(ConfigError, match="in use"):
+        Spool(tmp_path, max_bytes=1 << 20).open()
+    first.close()
+    second = Spool(tmp_path, max_bytes=1 << 20)
+    second.open()
+    second.close()
