@@ -97,7 +97,6 @@ async def dead_letters(conn: asyncpg.Connection, schema: str) -> list[str]:
 async def test_the_readme_walkthrough(
     settings: Settings, topic: str, schema: str, pg: asyncpg.Connection, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    pytest.importorskip("stream_logger.emitter", reason="the emitter is not merged yet")
     replay_schema = unique_name("s")
     names = {"topic": topic, "schema": schema, "replay_schema": replay_schema, "group": unique_name("g")}
     walk = Walkthrough(settings, names, tmp_path)
