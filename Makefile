@@ -45,7 +45,10 @@ demo: dev-up  ## the main job: sample traffic through Kafka into the datamart
 	$(BIN)/stream-logger demo
 
 bench: dev-up  ## the benchmarks (figures go to benchmarks/RESULTS.md by hand)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.validate
+	$(BIN)/python -m benchmarks.rows
+	$(BIN)/python -m benchmarks.emitter
+	$(BIN)/python -m benchmarks.ingest
 
 clean:  ## remove the virtualenv (the dev stack's data stays in .stream-logger/)
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

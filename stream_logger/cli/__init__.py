@@ -15,7 +15,7 @@ from ..logs import configure_logging
 __all__ = ["build_parser", "main"]
 
 # Each module named here defines ``register(subparsers)``; the parsers it adds set ``func(args) -> int``.
-COMMAND_MODULES: tuple[str, ...] = ("dev", "datamart", "subscription", "emit", "consume", "replay")
+COMMAND_MODULES: tuple[str, ...] = ("dev", "datamart", "subscription", "emit", "consume", "replay", "demo")
 
 log = logging.getLogger("stream_logger.cli")
 
