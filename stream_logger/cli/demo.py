@@ -56,7 +56,9 @@ def _demo(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     # the live display says what the workers do; their own INFO lines would only interleave with it
-    logging.getLogger("stream_logger.worker").setLevel(max(logging.WARNING, logging.getLogger().level))
+    quiet = max(logging.WARNING, logging.getLogger().level)
+    logging.getLogger("stream_logger.worker").setLevel(quiet)
+    logging.getLogger("aiokafka").setLevel(max(logging.ERROR, quiet))  # e.g. "rebalancing" while workers join
     settings = settings_from(args)
     result = asyncio.run(run_demo(options, settings, sys.stdout))
     print(f"\nExplore it yourself: psql '{settings.redacted_dsn}' (the password is in STREAM_LOGGER_DSN, or ")
