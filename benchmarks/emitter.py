@@ -17,13 +17,12 @@ import tracemalloc
 import uuid
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 from stream_logger import Emitter
 from stream_logger._build import build_record
 from stream_logger.config import Settings
 from stream_logger.records import encode
 from stream_logger.samples import german_credit_record
+from stream_logger.topics import create_topic, delete_topic
 
 UNREACHABLE = "127.0.0.1:1"
 
@@ -55,7 +54,7 @@ async def log_cost(calls: list[dict[str, Any]], validate: bool) -> tuple[float, 
                     samples.append((clock() - t0) / 1000)
                 await asyncio.sleep(0)
             await em.flush(60)
-    await _delete_topic(settings, topic)
+    await delete_topic(settings.bootstrap_servers, topic)
     return _pct(samples, 0.5), _pct(samples, 0.99)
 
 
@@ -66,12 +65,7 @@ async def throughput(calls: list[dict[str, Any]], total: int, validate: bool | N
     """
     settings = Settings.from_env()
     topic = f"bench_emitter_{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(settings.bootstrap_servers, topic, partitions=3)
     with tempfile.TemporaryDirectory() as spool:
         async with Emitter(topic, settings.bootstrap_servers, spool_dir=spool, validate=bool(validate)) as em:
             encoded = [(f"{i:032x}", encode(build_record(**c))) for i, c in enumerate(calls)]
@@ -88,7 +82,7 @@ async def throughput(calls: list[dict[str, Any]], total: int, validate: bool | N
             await em.flush(120)
             elapsed = time.perf_counter() - started
             acked = em.stats().acknowledged
-    await _delete_topic(settings, topic)
+    await delete_topic(settings.bootstrap_servers, topic)
     return total / elapsed, acked
 
 
@@ -110,17 +104,6 @@ async def memory_while_down(calls: list[dict[str, Any]], total: int, cap: int) -
         stats = em.stats()
         await em.stop()
     return peak - base, stats.dropped, stats.queued
-
-
-async def _delete_topic(settings: Settings, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-    except Exception:
-        pass
-    finally:
-        await admin.close()
 
 
 async def _main(args: argparse.Namespace) -> None:

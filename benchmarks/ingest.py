@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream_logger import datamart
 from stream_logger.config import Settings
@@ -36,6 +35,7 @@ from stream_logger.identifiers import quote_ident
 from stream_logger.samples import german_credit_record
 from stream_logger.sink import Sink
 from stream_logger.subscriptions import Registry
+from stream_logger.topics import create_topic
 from tests.support import TcpProxy
 
 SUB = "bench_credit"
@@ -49,15 +49,6 @@ def message(i: int, ts: datetime | None = None) -> bytes:
     if ts is not None:
         rec["scoring_timestamp"] = ts.isoformat()
     return orjson.dumps(rec)
-
-
-async def create_topic(settings: Settings, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    finally:
-        await admin.close()
 
 
 async def fill_topic(settings: Settings, topic: str, values: list[bytes]) -> float:
@@ -145,7 +136,7 @@ def status_kib(pid: int, field: str = "VmRSS") -> int:
 async def latency(settings: Settings, schema: str, rate: int, seconds: float, partitions: int) -> tuple[float, float]:
     """Produce at a steady rate; p50/p99 of produce -> committed (polling committed offsets every 20 ms)."""
     topic = f"bench_lat_{uuid.uuid4().hex[:8]}"
-    await create_topic(settings, topic, partitions)
+    await create_topic(settings.bootstrap_servers, topic, partitions)
     proc = subprocess.Popen(worker_cmd(topic, schema, settings, "--flush-interval-ms", "50"))
     sent: dict[tuple[int, int], float] = {}
     committed_at: dict[tuple[int, int], float] = {}
@@ -199,7 +190,7 @@ async def latency(settings: Settings, schema: str, rate: int, seconds: float, pa
 async def outage_memory(settings: Settings, schema: str, rate: int, seconds: float, partitions: int) -> tuple[int, int]:
     """Worker RSS (KiB) before and at peak during a database outage while records keep arriving."""
     topic = f"bench_out_{uuid.uuid4().hex[:8]}"
-    await create_topic(settings, topic, partitions)
+    await create_topic(settings.bootstrap_servers, topic, partitions)
     dsn = urlsplit(settings.dsn)
     proxy = TcpProxy(dsn.hostname or "127.0.0.1", dsn.port or 5432)
     await proxy.start()
@@ -251,7 +242,7 @@ async def main() -> None:
     for s in (s_worker, s_ceiling, s_lat, s_out):
         await datamart.setup(conn, s)
     await conn.close()
-    await create_topic(settings, topic, args.partitions)
+    await create_topic(settings.bootstrap_servers, topic, args.partitions)
 
     print(f"building {args.records:,} German-credit records ...", flush=True)
     values = [message(i) for i in range(args.records)]

@@ -12,9 +12,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-__all__ = ["GERMAN_CREDIT_FEATURES", "german_credit_record", "german_credit_row"]
+__all__ = ["CATEGORIES", "GERMAN_CREDIT_FEATURES", "INTEGER_RANGES", "german_credit_record", "german_credit_row"]
 
-_CATEGORIES: Final[dict[str, tuple[str, ...]]] = {
+CATEGORIES: Final[dict[str, tuple[str, ...]]] = {
     "CheckingStatus": ("less_0", "0_to_200", "greater_200", "no_checking"),
     "CreditHistory": (
         "no_credits",
@@ -47,7 +47,8 @@ _CATEGORIES: Final[dict[str, tuple[str, ...]]] = {
     "Telephone": ("none", "yes"),
     "ForeignWorker": ("yes", "no"),
 }
-_INTEGERS: Final[dict[str, tuple[int, int]]] = {
+"""The value set of every text feature of the German credit risk data set."""
+INTEGER_RANGES: Final[dict[str, tuple[int, int]]] = {
     "LoanDuration": (4, 64),
     "LoanAmount": (250, 11676),
     "InstallmentPercent": (1, 6),
@@ -56,6 +57,7 @@ _INTEGERS: Final[dict[str, tuple[int, int]]] = {
     "ExistingCreditsCount": (1, 4),
     "Dependents": (1, 2),
 }
+"""The inclusive range of every integer feature."""
 GERMAN_CREDIT_FEATURES: Final = (
     "CheckingStatus",
     "LoanDuration",
@@ -87,11 +89,11 @@ def german_credit_row(rng: random.Random) -> list[Any]:
     """One applicant: a value for each of :data:`GERMAN_CREDIT_FEATURES`, in order."""
     row: list[Any] = []
     for name in GERMAN_CREDIT_FEATURES:
-        if name in _INTEGERS:
-            low, high = _INTEGERS[name]
+        if name in INTEGER_RANGES:
+            low, high = INTEGER_RANGES[name]
             row.append(rng.randint(low, high))
         else:
-            row.append(rng.choice(_CATEGORIES[name]))
+            row.append(rng.choice(CATEGORIES[name]))
     return row
 
 

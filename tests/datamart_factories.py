@@ -6,29 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream_logger.records import ScoringRecord, Table
+from stream_logger.samples import GERMAN_CREDIT_FEATURES
 
-GERMAN_CREDIT_FIELDS = [
-    "CheckingStatus",
-    "LoanDuration",
-    "CreditHistory",
-    "LoanPurpose",
-    "LoanAmount",
-    "ExistingSavings",
-    "EmploymentDuration",
-    "InstallmentPercent",
-    "Sex",
-    "OthersOnLoan",
-    "CurrentResidenceDuration",
-    "OwnsProperty",
-    "Age",
-    "InstallmentPlans",
-    "Housing",
-    "ExistingCreditsCount",
-    "Job",
-    "Dependents",
-    "Telephone",
-    "ForeignWorker",
-]
+GERMAN_CREDIT_FIELDS = list(GERMAN_CREDIT_FEATURES)
 
 
 def german_credit_row(i: int = 0) -> list[Any]:

@@ -20,6 +20,8 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
+from ..samples import CATEGORIES, GERMAN_CREDIT_FEATURES, INTEGER_RANGES
+
 __all__ = [
     "CATEGORIES",
     "FIELDS",
@@ -29,75 +31,8 @@ __all__ = [
     "ApplicantGenerator",
 ]
 
-FIELDS: Final[tuple[str, ...]] = (
-    "CheckingStatus",
-    "LoanDuration",
-    "CreditHistory",
-    "LoanPurpose",
-    "LoanAmount",
-    "ExistingSavings",
-    "EmploymentDuration",
-    "InstallmentPercent",
-    "Sex",
-    "OthersOnLoan",
-    "CurrentResidenceDuration",
-    "OwnsProperty",
-    "Age",
-    "InstallmentPlans",
-    "Housing",
-    "ExistingCreditsCount",
-    "Job",
-    "Dependents",
-    "Telephone",
-    "ForeignWorker",
-)
+FIELDS: Final[tuple[str, ...]] = GERMAN_CREDIT_FEATURES
 """The 20 feature names, in the order of the reference data set (and of every request's ``fields``)."""
-
-CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
-    "CheckingStatus": ("less_0", "0_to_200", "greater_200", "no_checking"),
-    "CreditHistory": (
-        "no_credits",
-        "all_credits_paid_back",
-        "credits_paid_to_date",
-        "prior_payments_delayed",
-        "outstanding_credit",
-    ),
-    "LoanPurpose": (
-        "car_new",
-        "car_used",
-        "furniture",
-        "radio_tv",
-        "appliances",
-        "repairs",
-        "education",
-        "vacation",
-        "retraining",
-        "business",
-        "other",
-    ),
-    "ExistingSavings": ("less_100", "100_to_500", "500_to_1000", "greater_1000", "unknown"),
-    "EmploymentDuration": ("unemployed", "less_1", "1_to_4", "4_to_7", "greater_7"),
-    "Sex": ("male", "female"),
-    "OthersOnLoan": ("none", "co-applicant", "guarantor"),
-    "OwnsProperty": ("real_estate", "savings_insurance", "car_other", "unknown"),
-    "InstallmentPlans": ("none", "stores", "bank"),
-    "Housing": ("own", "rent", "free"),
-    "Job": ("unemployed", "unskilled", "skilled", "management_self-employed"),
-    "Telephone": ("none", "yes"),
-    "ForeignWorker": ("yes", "no"),
-}
-"""The value set of every text feature."""
-
-INTEGER_RANGES: Final[Mapping[str, tuple[int, int]]] = {
-    "LoanDuration": (4, 64),
-    "LoanAmount": (250, 11676),
-    "InstallmentPercent": (1, 6),
-    "CurrentResidenceDuration": (1, 6),
-    "Age": (19, 74),
-    "ExistingCreditsCount": (1, 4),
-    "Dependents": (1, 2),
-}
-"""The inclusive range of every integer feature."""
 
 META_FIELDS: Final[tuple[str, ...]] = ("ApplicantRegion",)
 """Non-feature columns sent in the request's ``meta`` block (the model never sees them)."""

@@ -17,13 +17,13 @@ from typing import TextIO
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from .. import datamart, subscriptions
 from ..config import Settings, default_home
 from ..emitter import Emitter
 from ..identifiers import quote_ident
 from ..retry import kafka_errors, pg_errors
+from ..topics import create_topic
 from ..worker import Worker, WorkerConfig
 from .applicants import ApplicantGenerator
 from .malformed import MalformedMessage, malformed_messages
@@ -60,16 +60,6 @@ class DemoResult:
     ingested_messages: int = 0
     elapsed_s: float = 0.0
     worker_messages: list[int] = field(default_factory=list)
-
-
-async def _create_topic(settings: Settings, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    with kafka_errors(f"creating topic {topic}"):
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-        finally:
-            await admin.close()
 
 
 async def _produce_raw(settings: Settings, topic: str, messages: Sequence[MalformedMessage]) -> None:
@@ -119,7 +109,7 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
     sub_id = str(declaration["subscription_id"])
     began = time.monotonic()
     print(f"demo: topic {topic} ({opts.partitions} partitions) -> datamart schema {opts.schema!r}", file=out)
-    await _create_topic(settings, topic, opts.partitions)
+    await create_topic(settings.bootstrap_servers, topic, opts.partitions)
     with pg_errors("setting up the demo datamart"):
         conn = await asyncpg.connect(settings.dsn)
     try:

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream_logger.config import Settings
 from stream_logger.devstack import services_answer
+from stream_logger.topics import create_topic, delete_topic
 
 pytestmark = pytest.mark.integration
 
@@ -36,29 +36,13 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-async def create_topic(settings: Settings, name: str, partitions: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
 async def topic(settings: Settings) -> AsyncIterator[str]:
     """A fresh topic with 3 partitions, deleted after the test."""
     name = unique_name("t")
-    await create_topic(settings, name, partitions=3)
+    await create_topic(settings.bootstrap_servers, name, partitions=3)
     yield name
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics([name])
-    except Exception:
-        pass
-    finally:
-        await admin.close()
+    await delete_topic(settings.bootstrap_servers, name)
 
 
 @pytest.fixture
