@@ -295,6 +295,8 @@ class Worker:
                 next_progress = now + cfg.progress_interval_s
                 self._update_lag()
                 self._log_progress()
+            if cfg.until_caught_up and not fetched:
+                await self._note_positions()
             if cfg.until_caught_up and self._caught_up():
                 log.info("caught up with the end offsets taken at start")
                 return
@@ -501,6 +503,16 @@ class Worker:
         if not self._write_idle.is_set():
             return False
         return all(self._partition_done(tp) for tp in self._owned)
+
+    async def _note_positions(self) -> None:
+        """Count the consumer's position as seen: with nothing to fetch, it may have moved past offsets that no
+        message holds any more (retention deleted them, the consumer reset to the log start), and a bounded read
+        waiting for a message at or past its end would otherwise wait for ever."""
+        assert self._consumer is not None
+        for tp in self._owned:
+            if not self._partition_done(tp):
+                position = await self._consumer.position(tp)
+                self._seen_to[tp] = max(self._seen_to.get(tp, 0), position)
 
     def _partition_done(self, tp: TP) -> bool:
         target = self._targets.get(tp, 0)

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from stream_logger.config import Settings
 from stream_logger.errors import DatamartError
@@ -87,7 +88,8 @@ async def test_replay_equals_the_live_worker_and_leaves_its_group_alone(
 async def test_from_and_to_select_by_message_time(
     settings: Settings, topic: str, schema: str, pg: asyncpg.Connection
 ) -> None:
-    base = datetime(2026, 1, 1, tzinfo=UTC)
+    # recent times: messages older than the broker's retention (7 days) may be deleted under the test's feet
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     try:
@@ -163,3 +165,21 @@ async def replayed_so_far(pg: asyncpg.Connection, schema: str) -> int:
         return 0
     n: int = await pg.fetchval(f"SELECT coalesce(sum(next_offset), 0) FROM {quote_ident(schema)}.consumer_offsets")
     return n
+
+
+async def test_records_deleted_after_planning_do_not_hang_the_replay(
+    settings: Settings, topic: str, schema: str, pg: asyncpg.Connection
+) -> None:
+    """Retention (here: an explicit delete) may remove records a replay planned to read; it finishes anyway."""
+    await produce(settings, topic, [encode(record(i)) for i in range(30)], [b"p"] * 30)  # one partition
+    plan = await plan_replay(settings, [topic], schema)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        ends = {tp: end for tp, end in plan.end.items() if end > 0}
+        await admin.delete_records({tp: RecordsToDelete(before_offset=end) for tp, end in ends.items()})
+    finally:
+        await admin.close()
+    async with Worker(plan.worker_config(schema, flush_interval_ms=100), settings) as worker:
+        summary = await asyncio.wait_for(worker.run(), 60)
+    assert summary.messages == 0
