@@ -49,6 +49,7 @@ bench: dev-up  ## the benchmarks (figures go to benchmarks/RESULTS.md by hand)
 	$(BIN)/python -m benchmarks.rows
 	$(BIN)/python -m benchmarks.emitter
 	$(BIN)/python -m benchmarks.ingest
+	$(BIN)/python -m benchmarks.replay
 
 clean:  ## remove the virtualenv (the dev stack's data stays in .stream-logger/)
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

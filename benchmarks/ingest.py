@@ -113,6 +113,21 @@ async def ceiling(settings: Settings, schema: str, values: list[bytes]) -> float
         await pool.close()
 
 
+async def run_measured(argv: list[str]) -> tuple[float, int, int]:
+    """Run a command to its end: (seconds, its peak RSS in KiB, exit code).
+
+    The peak is the child's own VmHWM, sampled while it runs: ``ru_maxrss`` of a child would include this process's
+    memory, which fork copies into it before exec.
+    """
+    began = time.perf_counter()
+    proc = subprocess.Popen(argv)
+    peak_kib = 0
+    while proc.poll() is None:
+        peak_kib = max(peak_kib, status_kib(proc.pid, "VmHWM"))
+        await asyncio.sleep(0.2)
+    return time.perf_counter() - began, peak_kib, proc.returncode
+
+
 def _record_sent(sent: dict[tuple[int, int], float], at: float) -> Any:
     def done(fut: Any) -> None:
         meta = fut.result()
@@ -250,16 +265,10 @@ async def main() -> None:
     produce_s = await fill_topic(settings, topic, values)
     print(f"topic filled in {produce_s:.1f}s ({args.records / produce_s:,.0f} records/s)", flush=True)
 
-    began = time.perf_counter()
-    proc = subprocess.Popen(worker_cmd(topic, s_worker, settings, "--until-caught-up"))
-    peak_kib = 0
-    while proc.poll() is None:  # the child's own high-water mark (ru_maxrss would include this process's, from fork)
-        peak_kib = max(peak_kib, status_kib(proc.pid, "VmHWM"))
-        await asyncio.sleep(0.2)
-    worker_s = time.perf_counter() - began
+    worker_s, peak_kib, rc = await run_measured(worker_cmd(topic, s_worker, settings, "--until-caught-up"))
     worker_rate = args.records / worker_s
     print(f"worker: {args.records:,} records in {worker_s:.1f}s = {worker_rate:,.0f} records/s, "
-          f"peak RSS {peak_kib / 1024:.0f} MiB (rc={proc.returncode})", flush=True)  # fmt: skip
+          f"peak RSS {peak_kib / 1024:.0f} MiB (rc={rc})", flush=True)  # fmt: skip
 
     ceiling_rate = await ceiling(settings, s_ceiling, values)
     print(f"ceiling (bare COPY of the mapped rows): {ceiling_rate:,.0f} rows/s")

@@ -35,7 +35,7 @@ from . import datamart, records
 from .config import Settings
 from .errors import FatalError, FencedError
 from .metrics import MetricsServer, WorkerMetrics
-from .retry import pg_errors, retrying
+from .retry import kafka_errors, pg_errors, retrying
 from .sink import Message, PreparedBatch, Sink
 from .subscriptions import Registry
 
@@ -150,8 +150,10 @@ class Worker:
             return
         self._started = True
         cfg = self.config
-        with pg_errors(f"connecting to {self.settings.redacted_dsn}"):
-            self._pool = await asyncpg.create_pool(self.settings.dsn, min_size=1, max_size=cfg.pool_size)
+        where = f"connecting to PostgreSQL at {self.settings.redacted_dsn}"
+        async for attempt in retrying(where):  # a database still starting up is waited for
+            with attempt, pg_errors(where):
+                self._pool = await asyncpg.create_pool(self.settings.dsn, min_size=1, max_size=cfg.pool_size)
         assert self._pool is not None
         async with self._pool.acquire() as conn:
             with pg_errors("checking the datamart"):
@@ -169,19 +171,7 @@ class Worker:
         if cfg.metrics_port is not None:
             self._metrics_server = MetricsServer(self.metrics, cfg.metrics_port)
             await self._metrics_server.start()
-        fetch_bytes = max(cfg.max_record_bytes + 65536, 1024 * 1024)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            group_id=None if cfg.assign_manually else cfg.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=fetch_bytes,
-            fetch_max_bytes=max(fetch_bytes, min(cfg.batch_max_bytes, 50 * 1024 * 1024)),
-            max_poll_interval_ms=600_000,
-            isolation_level="read_committed",
-        )
-        self._consumer = consumer
-        await consumer.start()
+        consumer = self._consumer = await self._start_consumer()
         if cfg.assign_manually:
             tps = await self._partitions_of(cfg.topics)
             consumer.assign(list(tps))
@@ -192,6 +182,32 @@ class Worker:
             "worker started",
             extra={"group": cfg.group_id, "topics": list(cfg.topics), "schema": cfg.schema},
         )
+
+    async def _start_consumer(self) -> AIOKafkaConsumer:
+        """A started consumer; a broker that cannot be reached yet is waited for (retried with backoff)."""
+        cfg = self.config
+        fetch_bytes = max(cfg.max_record_bytes + 65536, 1024 * 1024)
+        where = f"connecting to Kafka at {self.settings.bootstrap_servers}"
+        async for attempt in retrying(where):
+            with attempt, kafka_errors(where):
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.settings.bootstrap_servers,
+                    group_id=None if cfg.assign_manually else cfg.group_id,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_partition_fetch_bytes=fetch_bytes,
+                    fetch_max_bytes=max(fetch_bytes, min(cfg.batch_max_bytes, 50 * 1024 * 1024)),
+                    max_poll_interval_ms=600_000,
+                    isolation_level="read_committed",
+                )
+                try:
+                    await consumer.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await consumer.stop()
+                    raise
+                return consumer
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _partitions_of(self, topics: Sequence[str]) -> set[TP]:
         assert self._consumer is not None

@@ -365,3 +365,22 @@ async def test_a_new_field_mid_batch_becomes_a_column_and_no_row_is_lost(
     table = await payload_table(pg, datamart_schema)
     assert await pg.fetchval(f"SELECT income_band FROM {table} WHERE scoring_id = 's-100'") == "high"
     assert await pg.fetchval(f"SELECT count(income_band) FROM {table}") == 1
+
+
+async def test_a_worker_started_before_its_database_waits_for_it(
+    settings: Settings, topic: str, datamart_schema: str, pg: asyncpg.Connection
+) -> None:
+    await produce_records(settings, topic, 0, 50)
+    dsn = urlsplit(settings.dsn)
+    proxy = TcpProxy(dsn.hostname or "127.0.0.1", dsn.port or 5432)
+    await proxy.start()
+    await proxy.cut()  # its port now refuses connections, like a database not up yet
+    proxied = Settings(settings.bootstrap_servers, settings.dsn.replace(f":{dsn.port}/", f":{proxy.port}/"))
+    run = asyncio.create_task(run_until_caught_up(proxied, config(topic, datamart_schema)))
+    await asyncio.sleep(2)
+    assert not run.done()  # waiting, not failed
+    await proxy.restore()
+    summary = await asyncio.wait_for(run, 60)
+    await proxy.stop()
+    assert summary.messages == 50
+    await assert_exactly(pg, datamart_schema, 50)
