@@ -20,7 +20,7 @@ from typing import Any
 from stream_logger import Emitter
 from stream_logger._build import build_record
 from stream_logger.config import Settings
-from stream_logger.records import encode
+from stream_logger.encoding import encode
 from stream_logger.samples import german_credit_record
 from stream_logger.topics import create_topic, delete_topic
 

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from .encoding import encode
 from .errors import RecordError
-from .records import DEFAULT_DEPLOYMENT_ID, ScoringRecord, Table, decode, encode
+from .records import DEFAULT_DEPLOYMENT_ID, ScoringRecord, Table, decode
 
 __all__ = ["as_table", "build_record", "encode_checked", "new_scoring_id", "now_utc"]
 

@@ -36,8 +36,8 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 from ._build import build_record, encode_checked
 from ._pipeline import EmitterStats, Overflow, Pipeline, PipelineConfig
 from .config import Settings, default_home
+from .encoding import encode
 from .errors import ConfigError, RecordError
-from .records import encode
 
 if TYPE_CHECKING:
     from .openscale import PayloadRecord

@@ -12,8 +12,9 @@ from typing import IO
 import orjson
 
 from ..emitter import Emitter
+from ..encoding import encode
 from ..errors import RecordError
-from ..records import encode, from_obj
+from ..records import from_obj
 from ..spool import Spool
 from ._options import add_connection_options, settings_from
 

@@ -17,7 +17,8 @@ import pytest
 from stream_logger import Emitter, PayloadRecord
 from stream_logger._build import build_record
 from stream_logger.config import Settings
-from stream_logger.records import decode, encode
+from stream_logger.encoding import encode
+from stream_logger.records import decode
 from stream_logger.samples import german_credit_record
 
 from ._kafka import consume_all

@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
+from stream_logger.encoding import encode, to_obj
 from stream_logger.errors import RecordError
 from stream_logger.records import (
     DEFAULT_DEPLOYMENT_ID,
@@ -20,9 +21,7 @@ from stream_logger.records import (
     ScoringRecord,
     Table,
     decode,
-    encode,
     from_obj,
-    to_obj,
 )
 from stream_logger.samples import GERMAN_CREDIT_FEATURES, german_credit_record
 
