@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import logging
 import os
 import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 from ..config import redact_dsn
@@ -82,7 +85,8 @@ class PostgresService:
     name = "postgresql"
 
     def __init__(self, home: Path, port: int) -> None:
-        self.dir = home / "postgres"
+        self.dir = runtime_dir(home, port)
+        self.outside_home = self.dir.parent != home.absolute()
         self.port = port
         self.data_dir = self.dir / "data"
         self.socket_dir = self.dir / "run"
@@ -165,8 +169,10 @@ class PostgresService:
         if len(str(self.socket_dir)) + len(f"/.s.PGSQL.{self.port}") > MAX_SOCKET_PATH:
             raise DevStackError(
                 f"the PostgreSQL socket folder {self.socket_dir} is too long a path for a unix socket; "
-                "choose a shorter --home"
+                "set TMPDIR to a shorter folder"
             )
+        if self.outside_home:
+            log.info("PostgreSQL's files are in %s (the home is out of its server user's reach)", self.dir)
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         # Socket connections are trusted, so only the server's user (and root) may reach the socket.
         os.chmod(self.dir, 0o700)
@@ -275,6 +281,31 @@ class PostgresService:
     def purge(self) -> None:
         """Delete the cluster (data, configuration, log)."""
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.outside_home:  # also the folder runtime_dir() chose for it
+            with contextlib.suppress(OSError):
+                self.dir.parent.rmdir()
+
+
+def runtime_dir(home: Path, port: int) -> Path:
+    """Where a home's cluster lives: ``<home>/postgres``, unless the server could not use it there.
+
+    That is when we run as root (the server then runs as another user) and a folder above the home is not
+    traversable by others (a private temporary folder, say), or when the socket's path would pass the unix limit.
+    The cluster then lives in a short folder of the system's temporary directory named after the home, so the same
+    home always finds the same cluster (and ``down --purge`` deletes it).
+    """
+    preferred = home.absolute() / "postgres"
+    socket_path = f"{preferred}/run/.s.PGSQL.{port}"
+    if len(socket_path) <= MAX_SOCKET_PATH and (os.geteuid() != 0 or _others_can_traverse(home.absolute())):
+        return preferred
+    digest = hashlib.sha256(str(home.absolute()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"stream-logger-{digest}" / "postgres"
+
+
+def _others_can_traverse(path: Path) -> bool:
+    """Whether a user who owns none of ``path``'s existing folders can go through all of them."""
+    existing = (folder for folder in (path, *path.parents) if folder.exists())
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in existing)
 
 
 async def _connects(dsn: str) -> bool:

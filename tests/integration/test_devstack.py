@@ -45,9 +45,9 @@ def _free_ports(count: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[DevStack]:
-    # A home under /tmp that the unprivileged PostgreSQL user can reach when the tests run as root.
+    # A private folder (mode 0700): run as root, PostgreSQL's unprivileged user cannot reach it, so this stack also
+    # proves the cluster then lives in a folder of its own outside the home (devstack.postgres.runtime_dir).
     home = Path(tempfile.mkdtemp(prefix="sl-devstack-"))
-    home.chmod(0o755)
     kafka_port, controller_port, pg_port = _free_ports(3)
     stack = DevStack(home / "h", kafka_port=kafka_port, kafka_controller_port=controller_port, pg_port=pg_port)
     try:
@@ -199,7 +199,7 @@ def test_a_port_taken_by_something_else_is_a_clear_error(stack: DevStack, tmp_pa
         with pytest.raises(DevStackError, match=f"port 127.0.0.1:{taken} .*not this dev stack"):
             other.up()
     assert not other.status().kafka.running and not other.status().postgres.running
-    assert not (tmp_path / "other" / "kafka").exists() and not (tmp_path / "other" / "postgres").exists()
+    assert not (tmp_path / "other" / "kafka").exists() and not other.postgres.dir.exists()
 
 
 def test_another_home_on_the_same_ports_is_refused(stack: DevStack, tmp_path: Path) -> None:
@@ -218,5 +218,5 @@ def test_down_purge_deletes_the_data(stack: DevStack, cli_args: list[str], capsy
     assert main(["dev", "down", "--purge", *cli_args]) == 0
     assert "data deleted" in capsys.readouterr().out
     assert not (stack.home / "kafka").exists()
-    assert not (stack.home / "postgres").exists()
+    assert not stack.postgres.dir.exists()
     assert not stack.status().all_running

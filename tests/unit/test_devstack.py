@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -238,10 +239,41 @@ def test_a_service_not_ready_in_time_shows_its_log_and_no_password(tmp_path: Pat
         kafka.wait_ready(os.getpid(), timeout_s=0.5)
 
     postgres = pg_mod.PostgresService(tmp_path, _closed_port())
-    postgres.dir.mkdir()
+    postgres.dir.mkdir(parents=True)
     postgres.log_file.write_text("FATAL:  could not create lock file\n")
-    with pytest.raises(DevStackError) as err:
-        postgres.wait_ready(os.getpid(), timeout_s=0.5)
+    try:
+        with pytest.raises(DevStackError) as err:
+            postgres.wait_ready(os.getpid(), timeout_s=0.5)
+    finally:
+        postgres.purge()
     assert "could not create lock file" in str(err.value)
     assert "stream_logger:***@" in str(err.value)
     assert pg_mod.PG_PASSWORD + "@" not in str(err.value)
+
+
+def test_the_cluster_stays_in_the_home_when_the_server_can_reach_it() -> None:
+    base = Path(tempfile.mkdtemp(prefix="sl-rt-", dir="/tmp"))  # /tmp itself is traversable by everyone
+    try:
+        base.chmod(0o755)
+        assert pg_mod.runtime_dir(base / "home", 55432) == base / "home" / "postgres"
+    finally:
+        base.rmdir()
+
+
+def test_the_cluster_moves_out_of_a_home_too_long_for_a_socket(tmp_path: Path) -> None:
+    home = tmp_path / ("x" * 120)
+    chosen = pg_mod.runtime_dir(home, 55432)
+    assert chosen != home / "postgres"
+    assert len(f"{chosen}/run/.s.PGSQL.55432") <= 100
+    assert chosen == pg_mod.runtime_dir(home, 55432)  # the same home always finds the same cluster
+
+
+def test_the_cluster_moves_out_of_a_private_folder_when_run_as_root(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    chosen = pg_mod.runtime_dir(private / "home", 55432)
+    if os.geteuid() == 0:
+        assert chosen.parent.parent == Path(tempfile.gettempdir())
+    else:  # the server runs as ourselves, who can reach our own folders
+        assert chosen == private / "home" / "postgres"
