@@ -106,14 +106,13 @@ async def _plan_from_kafka(
 
 async def _holds_data(conn: asyncpg.Connection, schema: str) -> str | None:
     """A description of what the schema holds, or None when it is absent or empty."""
-    exists = await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
-    if not exists:
-        return None
     tables = await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = $1", schema)
+    if not tables:  # absent, or holding no table
+        return None
     try:
         summary = await datamart.info(conn, schema)
     except DatamartError:
-        return f"{tables} tables that are not a stream-logger datamart" if tables else None
+        return f"{tables} tables that are not a stream-logger datamart"
     rows, dead = summary["payload_rows"], summary["dead_letters"]
     if rows or dead or summary["offsets"]:
         return f"{rows} payload rows and {dead} dead letters"
@@ -171,9 +170,8 @@ async def plan_replay(
     conn = await _connect(settings)
     try:
         with pg_errors("preparing the replay's schema"):
-            held = await _holds_data(conn, schema)
             if resume:
-                stored = await _load_plan(conn, schema) if held is not None or await _exists(conn, schema) else None
+                stored = await _load_plan(conn, schema)  # None for an absent schema too (to_regclass)
                 if stored is None:
                     raise DatamartError(f"schema {schema!r} holds no interrupted replay to resume")
                 if sorted({tp.topic for tp in stored.start}) != sorted(set(topics)):
@@ -183,6 +181,7 @@ async def plan_replay(
                     )
                 await datamart.setup(conn, schema)
                 return stored
+            held = await _holds_data(conn, schema)
             if held is not None and not drop_existing:
                 raise DatamartError(
                     f"schema {schema!r} already holds {held}; nothing was touched. Use --drop-existing to recreate "
@@ -196,10 +195,6 @@ async def plan_replay(
             return plan
     finally:
         await conn.close()
-
-
-async def _exists(conn: asyncpg.Connection, schema: str) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema))
 
 
 async def _connect(settings: Settings) -> asyncpg.Connection:

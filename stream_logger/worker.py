@@ -540,12 +540,9 @@ class Worker:
         )
 
     def _update_lag(self) -> None:
-        assert self._consumer is not None
-        for tp in self._owned:
-            high = self._consumer.highwater(tp)
-            if high is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - self._position(tp)))
-                self._lag_labels.add(tp)
+        for tp, lag in self.lag().items():
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+            self._lag_labels.add(tp)
 
     def progress(self) -> dict[TP, tuple[int, int, int]]:
         """Per owned partition: (start, position committed to the datamart, target); target 0 when unbounded."""

@@ -15,6 +15,7 @@ import pytest
 
 from stream_logger.config import Settings
 from stream_logger.devstack import services_answer
+from stream_logger.identifiers import quote_ident
 from stream_logger.topics import create_topic, delete_topic
 
 pytestmark = pytest.mark.integration
@@ -50,9 +51,14 @@ async def schema(settings: Settings) -> AsyncIterator[str]:
     """A schema name no other test uses; the schema (if the test created it) is dropped afterwards."""
     name = unique_name("s")
     yield name
+    await drop_schema(settings, name)
+
+
+async def drop_schema(settings: Settings, name: str) -> None:
+    """Drop a test's schema and everything in it, if it exists."""
     conn = await asyncpg.connect(settings.dsn)
     try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
     finally:
         await conn.close()
 

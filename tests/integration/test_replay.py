@@ -21,7 +21,7 @@ from stream_logger.errors import DatamartError
 from stream_logger.identifiers import quote_ident
 from stream_logger.replay import plan_replay
 from stream_logger.worker import Worker, WorkerSummary
-from tests.integration.conftest import unique_name
+from tests.integration.conftest import drop_schema, unique_name
 from tests.integration.test_worker import config, encode, produce_records, record, run_until_caught_up
 from tests.support import produce, setup_datamart
 
@@ -34,11 +34,7 @@ PAYLOAD_COLUMNS = "scoring_id, row_index, scoring_timestamp, src_topic, src_part
 async def other_schema(settings: Settings) -> AsyncIterator[str]:
     name = unique_name("r")
     yield name
-    conn = await asyncpg.connect(settings.dsn)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
-    finally:
-        await conn.close()
+    await drop_schema(settings, name)
 
 
 async def replay(settings: Settings, topic: str, schema: str, **kw: Any) -> WorkerSummary:
