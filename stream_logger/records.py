@@ -18,6 +18,13 @@ Decisions worth knowing:
   become floats). :func:`from_obj` checks that as well, and refuses integers that do not fit 64 bits.
 - ``encoding.encode`` does not validate (it is on the serving path): non-finite floats, as orjson writes them, become
   ``null``. ``from_obj(encoding.to_obj(record))`` validates a record built by hand.
+
+Two paths, one contract. :func:`decode` first tries a compiled path: msgspec decodes the bytes straight into typed
+structs, checking types, lengths and ranges in C, and a few lines of Python check the cross-field rules. It covers
+the records streams are made of (values that are scalars, or arrays or objects of scalars). Anything it does not
+accept, for any reason, goes to the hand-written validator, which is the reference: it alone writes error
+messages, and it decides every record the compiled path declines. The compiled path never accepts a record the
+reference refuses, and builds the same record when both accept (``tests/unit/test_fast_path.py``).
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, NoReturn
+from typing import Annotated, Any, Final, Literal, NoReturn
 
+import msgspec
 import orjson
+from msgspec import Meta
 
 from .errors import RecordError
 
@@ -147,6 +156,12 @@ def decode(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Sc
         raise RecordError("empty_message", "", "the message has no value (a tombstone or zero bytes)")
     if len(value) > max_bytes:
         raise RecordError("too_large", "", f"{len(value)} bytes; at most {max_bytes} accepted")
+    record = _decode_compiled(value)
+    return record if record is not None else _decode_reference(value)
+
+
+def _decode_reference(value: bytes) -> ScoringRecord:
+    """The hand-written validator: every record, every error message."""
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -566,3 +581,168 @@ def _check_json(obj: Any) -> None:
                 stack.append((item, _key_path(path, key)))
         else:
             _fail(path, f"a {type(value).__name__} is not a JSON value")
+
+
+# ------------------------------------------------------------------------------------- the compiled fast path
+
+Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+"""A compiled-path integer (msgspec bounds stop at int64: an unsigned 64-bit value takes the reference path)."""
+_Scalar = Int64 | float | str | bool | None
+Value = _Scalar | list[_Scalar] | dict[str, _Scalar]
+"""A value in a ``values`` row as the compiled path covers it: two levels at most, never deeper than MAX_VALUE_DEPTH."""
+_Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+_FIELDS: Final = msgspec.json.Decoder(Annotated[list[_Name], Meta(min_length=1, max_length=MAX_FIELDS)])
+_ROWS: Final = msgspec.json.Decoder(Annotated[list[list[Value]], Meta(min_length=1, max_length=MAX_ROWS)])
+
+
+class RawTable(msgspec.Struct, forbid_unknown_fields=True):
+    """A block whose ``fields`` and ``values`` are still JSON text (see :func:`field_names` and :func:`rows_of`)."""
+
+    fields: msgspec.Raw
+    values: msgspec.Raw
+
+
+class RawRequest(msgspec.Struct, forbid_unknown_fields=True):
+    fields: msgspec.Raw
+    values: msgspec.Raw
+    meta: RawTable | None = None
+
+
+class Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """A record checked in C except for its blocks' contents (left as JSON text) and the cross-field rules.
+
+    ``scoring_timestamp`` is still text, and absent optional fields are None (no defaults filled in).
+    """
+
+    schema_version: Literal[1]
+    scoring_id: Annotated[str, Meta(min_length=1, max_length=MAX_SCORING_ID_CHARS)]
+    scoring_timestamp: str
+    subscription_id: _Name
+    request: RawRequest
+    response: RawTable | None = None
+    deployment_id: _Name | None = None
+    asset_revision: _Name | None = None
+    response_time_ms: Annotated[float, Meta(ge=0)] | None = None
+    status_code: Annotated[int, Meta(ge=100, le=599)] | None = None
+    error: Annotated[str, Meta(min_length=1)] | None = None
+    sampling_rate: Annotated[float, Meta(gt=0, le=1)] | None = None
+    user_id: _Name | None = None
+    request_id: _Name | None = None
+    trace_id: _Name | None = None
+    tags: Annotated[dict[_Name, str], Meta(max_length=MAX_TAGS)] | None = None
+
+
+_ENVELOPE: Final = msgspec.json.Decoder(Envelope)
+DECLINED: Final = (msgspec.ValidationError, msgspec.DecodeError)
+"""What a compiled decoder raises when it declines a value (the reference validator then decides)."""
+
+
+def envelope(value: bytes) -> Envelope | None:
+    """The record's envelope when the compiled path can vouch for it (None: ask :func:`decode`).
+
+    Checked here: everything outside the blocks' ``fields`` and ``values``, and that a record without a response
+    logs a failed call. The caller checks the blocks (:func:`field_names`, :func:`rows_of`, equal row counts, at
+    most :data:`MAX_FIELDS` names) and parses the timestamp (:func:`timestamp_of`).
+    """
+    try:
+        env = _ENVELOPE.decode(value)
+    except DECLINED:
+        return None
+    if env.response is None and env.error is None and (env.status_code is None or env.status_code < 400):
+        return None
+    return env
+
+
+def timestamp_of(env: Envelope) -> datetime | None:
+    """The envelope's scoring timestamp, or None for the reference validator to judge."""
+    text = env.scoring_timestamp
+    if _TIMESTAMP.match(text) is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:  # a lower-case t or z: the reference knows
+        return None
+
+
+# Valid field-name lists by their JSON text: streams repeat a handful, so names are checked (and built) once.
+_names_by_text: dict[bytes, tuple[str, ...]] = {}
+_NAMES_BY_TEXT_MAX: Final = 4096
+
+
+def field_names(raw: msgspec.Raw) -> tuple[str, ...] | None:
+    """The field names in ``raw`` (a block's ``fields``) when they are valid and distinct, else None."""
+    text = bytes(raw)
+    names = _names_by_text.get(text)
+    if names is None:
+        try:
+            names = tuple(_FIELDS.decode(text))
+        except DECLINED:
+            return None
+        if len(set(names)) != len(names):
+            return None
+        if len(_names_by_text) >= _NAMES_BY_TEXT_MAX:
+            _names_by_text.clear()
+        _names_by_text[text] = names
+    return names
+
+
+def rows_of(raw: msgspec.Raw, width: int) -> list[list[Any]] | None:
+    """A block's ``values`` when every row holds ``width`` values of a kind the compiled path covers, else None."""
+    try:
+        rows: list[list[Any]] = _ROWS.decode(raw)
+    except DECLINED:
+        return None
+    for row in rows:
+        if len(row) != width:
+            return None
+    return rows
+
+
+def _decode_compiled(value: bytes) -> ScoringRecord | None:
+    """The record, when the compiled path can vouch for it; None sends ``value`` to the reference validator."""
+    env = envelope(value)
+    if env is None:
+        return None
+    scoring_timestamp = timestamp_of(env)
+    if scoring_timestamp is None:
+        return None
+    blocks: list[Table | None] = []
+    count = field_count = 0
+    req = env.request
+    for raw in (req, req.meta, env.response):
+        if raw is None:
+            blocks.append(None)
+            continue
+        names = field_names(raw.fields)
+        rows = None if names is None else rows_of(raw.values, len(names))
+        if rows is None or names is None or (blocks and len(rows) != count):
+            return None
+        count = len(rows)
+        field_count += len(names)
+        blocks.append(Table(list(names), rows))
+    if field_count > MAX_FIELDS:
+        return None
+    request, meta, response = blocks
+    assert request is not None
+    deployment_id = env.deployment_id
+    sampling_rate = env.sampling_rate
+    tags = env.tags
+    return ScoringRecord(
+        env.scoring_id,
+        scoring_timestamp,
+        env.subscription_id,
+        request,
+        response,
+        meta,
+        DEFAULT_DEPLOYMENT_ID if deployment_id is None else deployment_id,
+        env.asset_revision,
+        env.response_time_ms,
+        env.status_code,
+        env.error,
+        1.0 if sampling_rate is None else sampling_rate,
+        env.user_id,
+        env.request_id,
+        env.trace_id,
+        {} if tags is None else tags,
+        1,
+    )

@@ -25,13 +25,16 @@ Hostile values — the decisions (issue #3, section 3):
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+import msgspec
 import orjson
 
+from . import records
 from .errors import RecordError
 from .identifiers import SYSTEM_COLUMNS
 from .records import ScoringRecord
@@ -42,6 +45,7 @@ __all__ = [
     "SQL_TYPES",
     "TYPE_ALIASES",
     "Field",
+    "RowDecoder",
     "Source",
     "Subscription",
     "infer_type",
@@ -307,6 +311,82 @@ def _compile(getters: Sequence[tuple[int, int, str]]) -> Any:
     return namespace["build"]
 
 
+# Per column type, what the compiled path decodes into: exactly the values the converters let through unchanged, or
+# change the way msgspec does (an integer into a float column becomes a float). jsonb columns are not compiled.
+_COMPILED_TYPES: Final[dict[str, Any]] = {
+    "bigint": records.Int64 | None,
+    "float8": float | None,
+    "text": str | None,
+    "boolean": bool | None,
+    "float8[]": list[float | None] | None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RowDecoder:
+    """A record's ``values`` from JSON text straight to COPY rows, for one field layout of one subscription.
+
+    msgspec checks every value against its column's type in C while it decodes. Anything it declines (a type
+    conflict, a row of the wrong length, a value deeper than the compiled path covers) makes :meth:`rows` return
+    None, and the record takes the reference path (:func:`records.decode` then :meth:`Subscription.rows_for`),
+    which gives the precise error, or the same rows.
+    """
+
+    request: msgspec.json.Decoder[Any]
+    meta: msgspec.json.Decoder[Any] | None  # None when the layout has no such block
+    response: msgspec.json.Decoder[Any] | None
+    pick: Any  # the COPY columns from a row's blocks joined (plus a trailing None), or None when they are in order
+
+    def rows(
+        self, scoring_id: str, head_tail: tuple[Any, ...], request: Any, meta: Any, response: Any
+    ) -> list[tuple[Any, ...]] | None:
+        """Rows ``(scoring_id, i, *head_tail, *columns)`` from each block's raw ``values``, or None to decline."""
+        try:
+            joined: list[tuple[Any, ...]] = self.request.decode(request)
+            for decoder, raw in ((self.meta, meta), (self.response, response)):
+                if decoder is not None:
+                    block: list[tuple[Any, ...]] = decoder.decode(raw)
+                    if len(block) != len(joined):
+                        return None
+                    joined = [a + b for a, b in zip(joined, block, strict=True)]
+        except records.DECLINED:
+            return None
+        pick = self.pick
+        if pick is None:
+            return [(scoring_id, i, *head_tail, *row) for i, row in enumerate(joined)]
+        return [(scoring_id, i, *head_tail, *pick(row)) for i, row in enumerate(joined)]
+
+
+def _row_decoder(getters: Sequence[tuple[int, int, str]], layout: LayoutKey) -> RowDecoder | None:
+    """The compiled decoder for a layout without extra fields, or None when a column type is not compiled."""
+    if not getters or any(t not in _COMPILED_TYPES for _, idx, t in getters if idx >= 0):
+        return None
+    declared = {(block, idx): _COMPILED_TYPES[t] for block, idx, t in getters if idx >= 0}
+    decoders: list[Any] = []
+    offsets: list[int] = []
+    width = 0
+    for block, names in enumerate(layout):
+        offsets.append(width)
+        if names is None:
+            decoders.append(None)
+            continue
+        row: Any = tuple.__class_getitem__(tuple(declared.get((block, i), records.Value) for i in range(len(names))))
+        rows: Any = Annotated[list[row], msgspec.Meta(min_length=1, max_length=records.MAX_ROWS)]
+        decoders.append(msgspec.json.Decoder(rows))
+        width += len(names)
+    indices = [offsets[block] + idx if idx >= 0 else width for block, idx, _ in getters]
+    request, meta, response = decoders
+    pick: Any = None
+    if indices == list(range(width)):
+        pick = None
+    elif len(indices) == 1:
+        pick = lambda row, k=indices[0]: ((*row, None)[k],)  # noqa: E731  (itemgetter returns a bare value)
+    else:
+        getter = operator.itemgetter(*indices)
+        pick = lambda row: getter((*row, None))  # noqa: E731
+    return RowDecoder(request, meta, response, pick)
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     build: Any  # the compiled row builder, see _compile
@@ -314,6 +394,8 @@ class _Plan:
     names: tuple[tuple[int, str], ...]
     # (block index, index in the row, block name, field name) per undeclared field: goes to ``extra``.
     extras: tuple[tuple[int, int, str, str], ...]
+    # the compiled path for this layout (None when it has extra fields or a column type it does not cover)
+    decoder: RowDecoder | None
 
 
 @dataclass(frozen=True)
@@ -371,11 +453,16 @@ class Subscription:
                 if block == 2 and name in request_names:  # an echo of a request field
                     continue
                 extras.append((block, i, SOURCES[block], name))
-        plan = _Plan(_compile(getters), tuple(column_fields), tuple(extras))
+        decoder = None if extras else _row_decoder(getters, key)
+        plan = _Plan(_compile(getters), tuple(column_fields), tuple(extras), decoder)
         if len(self._plans) >= _PLAN_CACHE_SIZE:
             self._plans.clear()
         self._plans[key] = plan
         return plan
+
+    def row_decoder(self, layout: LayoutKey) -> RowDecoder | None:
+        """The compiled path for records of this field layout, if it covers them (see :class:`RowDecoder`)."""
+        return self._plan(layout).decoder
 
     def rows_for(self, record: ScoringRecord, source: Source, ingested_at: datetime) -> list[tuple[Any, ...]]:
         """One tuple per scored row of ``record``, in :attr:`columns` order.
@@ -384,7 +471,21 @@ class Subscription:
         (a NUL character), and a path such as ``request.values[2][Age]``.
         """
         plan = self._plan(layout_key(record))
-        head = self._head(record)
+        if "\x00" in record.scoring_id:
+            raise RecordError("unstorable_value", "scoring_id", "a NUL character cannot be stored in text")
+        head = head_columns(
+            record.scoring_timestamp,
+            record.deployment_id,
+            record.asset_revision,
+            record.response_time_ms,
+            record.status_code,
+            record.error,
+            record.user_id,
+            record.request_id,
+            record.trace_id,
+            record.sampling_rate,
+            record.tags,
+        )
         tail = (source.topic, source.partition, source.offset, ingested_at)
         meta = record.request_meta
         resp = record.response
@@ -420,42 +521,62 @@ class Subscription:
                 raise RecordError(exc.conflict.code, path, exc.conflict.detail) from None
         return rows
 
-    @staticmethod
-    def _head(record: ScoringRecord) -> tuple[Any, ...]:
-        """The per-record system columns from scoring_timestamp to tags."""
-        for path, text in (
-            ("scoring_id", record.scoring_id),
-            ("deployment_id", record.deployment_id),
-            ("asset_revision", record.asset_revision),
-            ("error", record.error),
-            ("user_id", record.user_id),
-            ("request_id", record.request_id),
-            ("trace_id", record.trace_id),
-        ):
-            if text is not None and "\x00" in text:
-                raise RecordError("unstorable_value", path, "a NUL character cannot be stored in text")
-        status = record.status_code
-        if status is not None and not (type(status) is int and _INT32_MIN <= status <= _INT32_MAX):
-            raise RecordError("type_conflict", "status_code", f"expected a 32-bit integer, got {_show(status)}")
-        path = "tags"
-        try:
-            tags = json_text(record.tags) if record.tags else None
-            path = "response_time_ms"
-            response_time = None if record.response_time_ms is None else _to_float8(record.response_time_ms)
-            path = "sampling_rate"
-            sampling_rate = _to_float8(record.sampling_rate)
-        except _Conflict as exc:
-            raise RecordError(exc.code, path, exc.detail) from None
-        return (
-            record.scoring_timestamp,
-            record.deployment_id,
-            record.asset_revision,
-            response_time,
-            status,
-            record.error,
-            record.user_id,
-            record.request_id,
-            record.trace_id,
-            sampling_rate,
-            tags,
+
+def head_columns(
+    scoring_timestamp: datetime,
+    deployment_id: str,
+    asset_revision: str | None,
+    response_time_ms: float | None,
+    status_code: int | None,
+    error: str | None,
+    user_id: str | None,
+    request_id: str | None,
+    trace_id: str | None,
+    sampling_rate: float,
+    tags: dict[str, str],
+    *,
+    checked: bool = False,
+) -> tuple[Any, ...]:
+    """The per-record system columns from scoring_timestamp to tags, from a record's (validated) values.
+
+    Raises RecordError: ``unstorable_value`` for a NUL character, ``type_conflict`` for a number PostgreSQL's column
+    cannot hold. ``checked``: the caller knows there is no NUL character and ``status_code`` is within 100..599.
+    """
+    for path, text in (
+        ()
+        if checked
+        else (
+            ("deployment_id", deployment_id),
+            ("asset_revision", asset_revision),
+            ("error", error),
+            ("user_id", user_id),
+            ("request_id", request_id),
+            ("trace_id", trace_id),
         )
+    ):
+        if text is not None and "\x00" in text:
+            raise RecordError("unstorable_value", path, "a NUL character cannot be stored in text")
+    if status_code is not None and not (type(status_code) is int and _INT32_MIN <= status_code <= _INT32_MAX):
+        raise RecordError("type_conflict", "status_code", f"expected a 32-bit integer, got {_show(status_code)}")
+    path = "tags"
+    try:
+        tags_json = json_text(tags) if tags else None
+        path = "response_time_ms"
+        response_time = None if response_time_ms is None else _to_float8(response_time_ms)
+        path = "sampling_rate"
+        rate = _to_float8(sampling_rate)
+    except _Conflict as exc:
+        raise RecordError(exc.code, path, exc.detail) from None
+    return (
+        scoring_timestamp,
+        deployment_id,
+        asset_revision,
+        response_time,
+        status_code,
+        error,
+        user_id,
+        request_id,
+        trace_id,
+        rate,
+        tags_json,
+    )

@@ -32,11 +32,12 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from . import records
+from . import compiled, records
 from .errors import FencedError, RecordError
 from .identifiers import quote_ident
 from .records import ScoringRecord
 from .retry import pg_error_kind, pg_errors, retrying
+from .rows import LayoutKey
 from .subscriptions import Registry, Source, Subscription
 
 __all__ = ["DeadLetter", "Message", "PreparedBatch", "Sink", "TableRows", "WriteOutcome"]
@@ -134,6 +135,15 @@ class WriteOutcome:
         self.dead_letters[code] = self.dead_letters.get(code, 0) + 1
 
 
+def _table(tables: dict[int, TableRows], sub: Subscription) -> TableRows:
+    """The batch's rows for ``sub``. Keyed by the Subscription object: a batch may hold rows of one table from before
+    and after it gained a column, and each set is copied with its own column list."""
+    table = tables.get(id(sub))
+    if table is None:
+        table = tables[id(sub)] = TableRows(sub)
+    return table
+
+
 def _printable(text: str) -> str:
     """Text with NUL characters spelled out: PostgreSQL text cannot hold them, and details must always store."""
     return text.replace("\x00", "\\x00")
@@ -177,11 +187,18 @@ class Sink:
         unknown: list[tuple[Message, ScoringRecord]] = []
         value_bytes = skipped = 0
         ingested_at = datetime.now(UTC)
+        max_bytes = self._max_record_bytes
+        known = self._known_layout
         for i, msg in enumerate(messages):
             if i % _YIELD_EVERY == _YIELD_EVERY - 1:
                 await asyncio.sleep(0)
             value = msg.value
             value_bytes += len(value) if value else 0
+            if value and len(value) <= max_bytes:
+                mapped = compiled.to_rows(value, known, msg.topic, msg.partition, msg.offset, ingested_at)
+                if mapped is not None:
+                    _table(tables, mapped.sub).add(msg, mapped.rows, mapped.day)
+                    continue
             try:
                 rec = records.decode(value, self._max_record_bytes)
             except RecordError as exc:
@@ -201,6 +218,12 @@ class Sink:
                 self._map(msg, rec, subs[rec.subscription_id], ingested_at, tables, dead)
         return PreparedBatch(ranges, list(tables.values()), dead, len(messages), value_bytes, generation, skipped)
 
+    def _known_layout(self, subscription_id: str, layout: LayoutKey) -> Subscription | None:
+        """For the compiled path: the subscription, if wanted and already covering ``layout``."""
+        if self._only is not None and subscription_id not in self._only:
+            return None  # the reference path counts it as skipped
+        return self._registry.known_layout(subscription_id, layout)
+
     @staticmethod
     def _map(
         msg: Message,
@@ -218,12 +241,7 @@ class Sink:
         except RecordError as exc:
             dead.append(DeadLetter.of(msg, exc, rec.subscription_id))
             return
-        # keyed by the Subscription object: a batch may hold rows of one table from before and after it gained
-        # a column, and each set is copied with its own column list
-        table = tables.get(id(sub))
-        if table is None:
-            table = tables[id(sub)] = TableRows(sub)
-        table.add(msg, rows, rec.scoring_timestamp.astimezone(UTC).date())
+        _table(tables, sub).add(msg, rows, rec.scoring_timestamp.astimezone(UTC).date())
 
     async def _prepare_subscriptions(self, recs: list[ScoringRecord]) -> dict[str, Subscription | RecordError]:
         async for attempt in retrying("registering subscriptions", on_retry=self._on_retry):

@@ -28,7 +28,18 @@ from .datamart import advisory_key
 from .errors import DatamartError, RecordError, SubscriptionError
 from .identifiers import column_name_for, partition_name_for, quote_ident, table_name_for, validate_schema_name
 from .records import MAX_NAME_CHARS, ScoringRecord
-from .rows import ROLES, SOURCES, SQL_TYPES, TYPE_ALIASES, Field, Source, Subscription, infer_type, layout_key
+from .rows import (
+    ROLES,
+    SOURCES,
+    SQL_TYPES,
+    TYPE_ALIASES,
+    Field,
+    LayoutKey,
+    Source,
+    Subscription,
+    infer_type,
+    layout_key,
+)
 
 __all__ = [
     "MAX_DECLARED_FIELDS",
@@ -306,6 +317,14 @@ class Registry:
                 if sub.field_for(SOURCES[b], name) is None and not (b == 2 and name in request_names):
                     return True
         return False
+
+    def known_layout(self, subscription_id: str, layout: LayoutKey) -> Subscription | None:
+        """The subscription when the cache knows it and has found it covers records of ``layout`` (no I/O, no
+        record needed: the sink's compiled path). None until :meth:`lookup` has seen a record of that layout."""
+        covered = self._covered.get(subscription_id)
+        if covered is not None and layout in covered:
+            return self._subs.get(subscription_id)
+        return None
 
     def lookup(self, record: ScoringRecord) -> Subscription | None:
         """The record's subscription when the cache alone knows it and has a column for each of the record's
