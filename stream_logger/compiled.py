@@ -17,7 +17,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from . import records
-from .rows import LayoutKey, Subscription, head_columns
+from .records import LayoutKey
+from .rows import Subscription, head_columns
 
 __all__ = ["Mapped", "to_rows"]
 
@@ -46,15 +47,9 @@ def to_rows(
     env = records.envelope(value)
     if env is None:
         return None
-    req, meta, resp = env.request, env.request.meta, env.response
-    names = records.field_names(req.fields)
-    meta_names = None if meta is None else records.field_names(meta.fields)
-    resp_names = None if resp is None else records.field_names(resp.fields)
-    if names is None or (meta is not None and meta_names is None) or (resp is not None and resp_names is None):
+    layout = records.layout_of(env)
+    if layout is None:
         return None
-    if len(names) + len(meta_names or ()) + len(resp_names or ()) > records.MAX_FIELDS:
-        return None
-    layout = (names, meta_names, resp_names)
     sub = known(env.subscription_id, layout)
     decoder = None if sub is None else sub.row_decoder(layout)
     timestamp = None if decoder is None else records.timestamp_of(env)
@@ -76,12 +71,13 @@ def to_rows(
         env.tags or {},
         checked=True,  # no \u0000 in the value; the envelope holds status_code to 100..599
     )
+    meta, response = env.request.meta, env.response
     rows = decoder.rows(
         env.scoring_id,
         (*head, None, topic, partition, offset, ingested_at),
-        req.values,
+        env.request.values,
         None if meta is None else meta.values,
-        None if resp is None else resp.values,
+        None if response is None else response.values,
     )
     if rows is None:
         return None

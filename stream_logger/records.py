@@ -686,6 +686,24 @@ def field_names(raw: msgspec.Raw) -> tuple[str, ...] | None:
     return names
 
 
+LayoutKey = tuple[tuple[str, ...], tuple[str, ...] | None, tuple[str, ...] | None]
+"""The field names of a record's request, meta and response blocks (None for an absent block)."""
+
+
+def layout_of(env: Envelope) -> LayoutKey | None:
+    """The field names of the request, its meta and the response (None for an absent block), when every present
+    block's names are valid and there are at most :data:`MAX_FIELDS` in all; else None."""
+    request, meta, response = env.request, env.request.meta, env.response
+    names = field_names(request.fields)
+    meta_names = None if meta is None else field_names(meta.fields)
+    response_names = None if response is None else field_names(response.fields)
+    if names is None or (meta is not None and meta_names is None) or (response is not None and response_names is None):
+        return None
+    if len(names) + len(meta_names or ()) + len(response_names or ()) > MAX_FIELDS:
+        return None
+    return names, meta_names, response_names
+
+
 def rows_of(raw: msgspec.Raw, width: int) -> list[list[Any]] | None:
     """A block's ``values`` when every row holds ``width`` values of a kind the compiled path covers, else None."""
     try:
@@ -706,22 +724,20 @@ def _decode_compiled(value: bytes) -> ScoringRecord | None:
     scoring_timestamp = timestamp_of(env)
     if scoring_timestamp is None:
         return None
+    layout = layout_of(env)
+    if layout is None:
+        return None
     blocks: list[Table | None] = []
-    count = field_count = 0
-    req = env.request
-    for raw in (req, req.meta, env.response):
-        if raw is None:
+    count = None
+    for raw, names in zip((env.request, env.request.meta, env.response), layout, strict=True):
+        if raw is None or names is None:
             blocks.append(None)
             continue
-        names = field_names(raw.fields)
-        rows = None if names is None else rows_of(raw.values, len(names))
-        if rows is None or names is None or (blocks and len(rows) != count):
+        rows = rows_of(raw.values, len(names))
+        if rows is None or (count is not None and len(rows) != count):
             return None
         count = len(rows)
-        field_count += len(names)
         blocks.append(Table(list(names), rows))
-    if field_count > MAX_FIELDS:
-        return None
     request, meta, response = blocks
     assert request is not None
     deployment_id = env.deployment_id

@@ -37,7 +37,7 @@ import orjson
 from . import records
 from .errors import RecordError
 from .identifiers import SYSTEM_COLUMNS
-from .records import ScoringRecord
+from .records import LayoutKey, ScoringRecord
 
 __all__ = [
     "ROLES",
@@ -246,9 +246,6 @@ def infer_type(values: Sequence[Any]) -> str | None:
     if kinds == {"bigint", "float8"}:
         return "float8"
     return "jsonb"
-
-
-LayoutKey = tuple[tuple[str, ...], tuple[str, ...] | None, tuple[str, ...] | None]
 
 
 def layout_key(record: ScoringRecord) -> LayoutKey:

@@ -35,9 +35,8 @@ import asyncpg
 from . import compiled, records
 from .errors import FencedError, RecordError
 from .identifiers import quote_ident
-from .records import ScoringRecord
+from .records import LayoutKey, ScoringRecord
 from .retry import pg_error_kind, pg_errors, retrying
-from .rows import LayoutKey
 from .subscriptions import Registry, Source, Subscription
 
 __all__ = ["DeadLetter", "Message", "PreparedBatch", "Sink", "TableRows", "WriteOutcome"]

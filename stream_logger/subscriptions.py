@@ -27,14 +27,13 @@ import orjson
 from .datamart import advisory_key
 from .errors import DatamartError, RecordError, SubscriptionError
 from .identifiers import column_name_for, partition_name_for, quote_ident, table_name_for, validate_schema_name
-from .records import MAX_NAME_CHARS, ScoringRecord
+from .records import MAX_NAME_CHARS, LayoutKey, ScoringRecord
 from .rows import (
     ROLES,
     SOURCES,
     SQL_TYPES,
     TYPE_ALIASES,
     Field,
-    LayoutKey,
     Source,
     Subscription,
     infer_type,

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from stream_logger import compiled, records
 from stream_logger.errors import RecordError
-from stream_logger.rows import Field, LayoutKey, Source, Subscription, infer_type
+from stream_logger.records import LayoutKey
+from stream_logger.rows import Field, Source, Subscription, infer_type
 from stream_logger.samples import german_credit_record
 from tests.unit.test_records import BAD
 from tests.unit.test_schema_agreement import GOOD_DOCS, JSON_VALUES, mutated_records
