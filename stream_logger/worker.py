@@ -198,6 +198,9 @@ class Worker:
                     max_partition_fetch_bytes=fetch_bytes,
                     fetch_max_bytes=max(fetch_bytes, min(cfg.batch_max_bytes, 50 * 1024 * 1024)),
                     max_poll_interval_ms=600_000,
+                    # A fetch long-polls on the connection that offset lookups share: at Kafka's 500 ms, each
+                    # lookup on assignment waited behind one (a second at every start).
+                    fetch_max_wait_ms=100,
                     isolation_level="read_committed",
                 )
                 try:
@@ -304,6 +307,7 @@ class Worker:
                     len(self._pending) >= cfg.batch_max_records
                     or self._pending_bytes >= cfg.batch_max_bytes
                     or now - self._pending_since >= flush_s
+                    or (cfg.until_caught_up and self._fetched_to_targets())
                 )
             ):
                 await self._cut()
@@ -529,6 +533,12 @@ class Worker:
             if not self._partition_done(tp):
                 position = await self._consumer.position(tp)
                 self._seen_to[tp] = max(self._seen_to.get(tp, 0), position)
+
+    def _fetched_to_targets(self) -> bool:
+        """Every owned partition fetched up to its target: the last batch has nothing to wait for."""
+        return self._assigned_once.is_set() and all(
+            self._seen_to.get(tp, 0) >= self._targets.get(tp, 0) for tp in self._owned
+        )
 
     def _partition_done(self, tp: TP) -> bool:
         target = self._targets.get(tp, 0)
