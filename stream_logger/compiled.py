@@ -1,7 +1,8 @@
 """The compiled path: a message's bytes straight to payload-table rows, for records of a layout already known.
 
 Most of a stream is records of one subscription with the same few field layouts. For those, msgspec decodes the
-bytes into typed structs and each ``values`` row into a tuple of its columns' types, in C, so no intermediate
+bytes in one pass into a struct typed for that subscription and layout, each ``values`` row a tuple of its
+columns' types, in C, so no intermediate
 :class:`~stream_logger.records.ScoringRecord` is built and no value is type-checked in Python. The path *declines*
 (returns None) on anything else: an invalid record, a layout the registry has not covered yet, a value that needs
 converting or refusing, a NUL character. A declined message takes the reference path (``records.decode`` then
@@ -18,13 +19,15 @@ from typing import Any
 
 from . import records
 from .records import LayoutKey
-from .rows import Subscription, head_columns
+from .rows import RowDecoder, Subscription, head_columns
 
-__all__ = ["Mapped", "to_rows"]
+__all__ = ["Mapped", "Mapper"]
 
 Known = Callable[[str, LayoutKey], Subscription | None]
 """``(subscription_id, layout) -> Subscription`` when that subscription has a column for every field of the
 layout (``Registry.known_layout``), else None."""
+
+_RECENT_MAX = 4  # decoders tried before looking a message's layout up
 
 
 @dataclass(slots=True)
@@ -36,24 +39,64 @@ class Mapped:
     day: date
 
 
-def to_rows(
-    value: bytes, known: Known, topic: str, partition: int, offset: int, ingested_at: datetime
+class Mapper:
+    """Maps the messages of one batch by the compiled path.
+
+    A message is first decoded whole by the decoders that took the latest messages (a stream repeats a few
+    subscriptions and layouts); only when none takes it are its envelope and field names read to find its
+    subscription and layout (``known``) and so its decoder. Make one per batch: ``known`` may change between
+    batches (a subscription gains a column), never within one.
+    """
+
+    def __init__(self, known: Known) -> None:
+        self._known = known
+        self._recent: list[tuple[Subscription, RowDecoder]] = []
+
+    def to_rows(self, value: bytes, topic: str, partition: int, offset: int, ingested_at: datetime) -> Mapped | None:
+        """The rows of a message value, or None to send it down the reference path."""
+        # JSON writes a NUL character as \u0000, and text columns cannot hold one: the reference path says where.
+        # Looking for a backslash first is a memchr; most records have none.
+        if b"\\" in value and b"\\u0000" in value:
+            return None
+        recent = self._recent
+        for k, (sub, decoder) in enumerate(recent):
+            try:
+                env = decoder.decode(value)
+            except records.DECLINED:
+                continue
+            if k:
+                recent.insert(0, recent.pop(k))
+            return _mapped(sub, decoder, env, topic, partition, offset, ingested_at)
+        found = self._look_up(value)
+        if found is None:
+            return None
+        sub, decoder, env = found
+        return _mapped(sub, decoder, env, topic, partition, offset, ingested_at)
+
+    def _look_up(self, value: bytes) -> tuple[Subscription, RowDecoder, Any] | None:
+        """The subscription and decoder of a message no recent decoder took, and the message decoded by it."""
+        env = records.envelope(value)
+        layout = None if env is None else records.layout_of(env)
+        if env is None or layout is None:
+            return None
+        sub = self._known(env.subscription_id, layout)
+        decoder = None if sub is None else sub.row_decoder(layout)
+        if sub is None or decoder is None:
+            return None
+        try:
+            shaped = decoder.decode(value)
+        except records.DECLINED:
+            return None
+        self._recent.insert(0, (sub, decoder))
+        del self._recent[_RECENT_MAX:]
+        return sub, decoder, shaped
+
+
+def _mapped(
+    sub: Subscription, decoder: RowDecoder, env: Any, topic: str, partition: int, offset: int, ingested_at: datetime
 ) -> Mapped | None:
-    """The rows of a message value, or None to send it down the reference path."""
-    # JSON writes a NUL character as \u0000, and text columns cannot hold one: the reference path says where.
-    # Looking for a backslash first is a memchr; most records have none.
-    if b"\\" in value and b"\\u0000" in value:
-        return None
-    env = records.envelope(value)
-    if env is None:
-        return None
-    layout = records.layout_of(env)
-    if layout is None:
-        return None
-    sub = known(env.subscription_id, layout)
-    decoder = None if sub is None else sub.row_decoder(layout)
-    timestamp = None if decoder is None else records.timestamp_of(env)
-    if sub is None or decoder is None or timestamp is None:
+    timestamp = records.timestamp_of(env)
+    if timestamp is None or not records.logs_a_call(env):
         return None
     deployment_id = env.deployment_id
     sampling_rate = env.sampling_rate
@@ -71,14 +114,7 @@ def to_rows(
         env.tags or {},
         checked=True,  # no \u0000 in the value; the envelope holds status_code to 100..599
     )
-    meta, response = env.request.meta, env.response
-    rows = decoder.rows(
-        env.scoring_id,
-        (*head, None, topic, partition, offset, ingested_at),
-        env.request.values,
-        None if meta is None else meta.values,
-        None if response is None else response.values,
-    )
+    rows = decoder.rows(env.scoring_id, (*head, None, topic, partition, offset, ingested_at), env)
     if rows is None:
         return None
     return Mapped(sub, rows, timestamp.astimezone(UTC).date())

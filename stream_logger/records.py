@@ -24,13 +24,14 @@ structs, checking types, lengths and ranges in C, and a few lines of Python chec
 the records streams are made of (values that are scalars, or arrays or objects of scalars). Anything it does not
 accept, for any reason, goes to the hand-written validator, which is the reference: it alone writes error
 messages, and it decides every record the compiled path declines. The compiled path never accepts a record the
-reference refuses, and builds the same record when both accept (``tests/unit/test_fast_path.py``).
+reference refuses, and builds the same record when both accept (``tests/unit/test_compiled.py``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, NoReturn
@@ -637,6 +638,48 @@ DECLINED: Final = (msgspec.ValidationError, msgspec.DecodeError)
 """What a compiled decoder raises when it declines a value (the reference validator then decides)."""
 
 
+def shaped_decoder(subscription_id: str, layout: LayoutKey, row_types: Sequence[Any]) -> msgspec.json.Decoder[Any]:
+    """A decoder of whole records of one subscription and field layout, each block's rows typed by ``row_types``
+    (one per block of ``layout``, None for an absent block): the compiled sink path, in one pass.
+
+    It accepts a record only where :data:`Envelope` does, with exactly this subscription id and these field names
+    (``layout`` must come from :func:`layout_of`), and rows of exactly these types. The caller still checks what
+    a type cannot say: equal row counts across blocks, and :func:`logs_a_call`.
+    """
+    request_names, meta_names, response_names = layout
+    request_rows, meta_rows, response_rows = row_types
+
+    def block(name: str, names: tuple[str, ...] | None, row: Any, *extra: Any) -> Any:
+        if names is None:
+            return None
+        fields: Any = tuple.__class_getitem__(tuple(Literal[n] for n in names))
+        values = Annotated[list[row], Meta(min_length=1, max_length=MAX_ROWS)]
+        return msgspec.defstruct(
+            name, [("fields", fields), ("values", values), *extra], forbid_unknown_fields=True, gc=False
+        )
+
+    meta = block("Meta", meta_names, meta_rows)
+    response = block("Response", response_names, response_rows)
+    # A block of the layout is required; one it lacks must be absent or null.
+    shaped: dict[str, tuple[Any, ...]] = {
+        "subscription_id": (Literal[subscription_id],),
+        "request": (block("Request", request_names, request_rows, ("meta", meta) if meta else ("meta", None, None)),),
+        "response": (response,) if response else (None, None),
+    }
+    fields: list[Any] = []
+    for f in msgspec.structs.fields(Envelope):
+        spec = shaped.get(f.name) or ((f.type,) if f.required else (f.type, f.default))
+        fields.append((f.name, *spec))
+    # gc=False: a decoded record holds strings, numbers and lists, never itself; the collector need not scan it.
+    return msgspec.json.Decoder(msgspec.defstruct("Shaped", fields, forbid_unknown_fields=True, gc=False))
+
+
+def logs_a_call(env: Any) -> bool:
+    """The cross-field rule on an envelope: a record without a response logs a failed call (an error or a status
+    of 400 or more)."""
+    return env.response is not None or env.error is not None or (env.status_code is not None and env.status_code >= 400)
+
+
 def envelope(value: bytes) -> Envelope | None:
     """The record's envelope when the compiled path can vouch for it (None: ask :func:`decode`).
 
@@ -648,12 +691,10 @@ def envelope(value: bytes) -> Envelope | None:
         env = _ENVELOPE.decode(value)
     except DECLINED:
         return None
-    if env.response is None and env.error is None and (env.status_code is None or env.status_code < 400):
-        return None
-    return env
+    return env if logs_a_call(env) else None
 
 
-def timestamp_of(env: Envelope) -> datetime | None:
+def timestamp_of(env: Any) -> datetime | None:
     """The envelope's scoring timestamp, or None for the reference validator to judge."""
     text = env.scoring_timestamp
     if _TIMESTAMP.match(text) is None:

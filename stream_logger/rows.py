@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-import msgspec
 import orjson
 
 from . import records
@@ -321,58 +320,50 @@ _COMPILED_TYPES: Final[dict[str, Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class RowDecoder:
-    """A record's ``values`` from JSON text straight to COPY rows, for one field layout of one subscription.
+    """A whole record from JSON text straight to COPY rows, for one field layout of one subscription.
 
-    msgspec checks every value against its column's type in C while it decodes. Anything it declines (a type
-    conflict, a row of the wrong length, a value deeper than the compiled path covers) makes :meth:`rows` return
-    None, and the record takes the reference path (:func:`records.decode` then :meth:`Subscription.rows_for`),
-    which gives the precise error, or the same rows.
+    msgspec checks the envelope, the field names and every value against its column's type in C, in one pass
+    (:func:`records.shaped_decoder`). Anything it declines (another subscription or layout, a type conflict, a row
+    of the wrong length, a value deeper than the compiled path covers) raises :data:`records.DECLINED`, or makes
+    :meth:`rows` return None, and the record takes another decoder or the reference path
+    (:func:`records.decode` then :meth:`Subscription.rows_for`), which gives the precise error, or the same rows.
     """
 
-    request: msgspec.json.Decoder[Any]
-    meta: msgspec.json.Decoder[Any] | None  # None when the layout has no such block
-    response: msgspec.json.Decoder[Any] | None
+    decode: Callable[[bytes], Any]  # raises records.DECLINED
     pick: Any  # the COPY columns from a row's blocks joined (plus a trailing None), or None when they are in order
 
-    def rows(
-        self, scoring_id: str, head_tail: tuple[Any, ...], request: Any, meta: Any, response: Any
-    ) -> list[tuple[Any, ...]] | None:
-        """Rows ``(scoring_id, i, *head_tail, *columns)`` from each block's raw ``values``, or None to decline."""
-        try:
-            joined: list[tuple[Any, ...]] = self.request.decode(request)
-            for decoder, raw in ((self.meta, meta), (self.response, response)):
-                if decoder is not None:
-                    block: list[tuple[Any, ...]] = decoder.decode(raw)
-                    if len(block) != len(joined):
-                        return None
-                    joined = [a + b for a, b in zip(joined, block, strict=True)]
-        except records.DECLINED:
-            return None
+    def rows(self, scoring_id: str, head_tail: tuple[Any, ...], env: Any) -> list[tuple[Any, ...]] | None:
+        """Rows ``(scoring_id, i, *head_tail, *columns)`` of a decoded record, or None to decline."""
+        joined: list[tuple[Any, ...]] = env.request.values
+        for block in (env.request.meta, env.response):
+            if block is not None:
+                rows: list[tuple[Any, ...]] = block.values
+                if len(rows) != len(joined):
+                    return None
+                joined = [a + b for a, b in zip(joined, rows, strict=True)]
         pick = self.pick
         if pick is None:
             return [(scoring_id, i, *head_tail, *row) for i, row in enumerate(joined)]
         return [(scoring_id, i, *head_tail, *pick(row)) for i, row in enumerate(joined)]
 
 
-def _row_decoder(getters: Sequence[tuple[int, int, str]], layout: LayoutKey) -> RowDecoder | None:
+def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], layout: LayoutKey) -> RowDecoder | None:
     """The compiled decoder for a layout without extra fields, or None when a column type is not compiled."""
     if not getters or any(t not in _COMPILED_TYPES for _, idx, t in getters if idx >= 0):
         return None
     declared = {(block, idx): _COMPILED_TYPES[t] for block, idx, t in getters if idx >= 0}
-    decoders: list[Any] = []
+    row_types: list[Any] = []
     offsets: list[int] = []
     width = 0
     for block, names in enumerate(layout):
         offsets.append(width)
         if names is None:
-            decoders.append(None)
+            row_types.append(None)
             continue
         row: Any = tuple.__class_getitem__(tuple(declared.get((block, i), records.Value) for i in range(len(names))))
-        rows: Any = Annotated[list[row], msgspec.Meta(min_length=1, max_length=records.MAX_ROWS)]
-        decoders.append(msgspec.json.Decoder(rows))
+        row_types.append(row)
         width += len(names)
     indices = [offsets[block] + idx if idx >= 0 else width for block, idx, _ in getters]
-    request, meta, response = decoders
     pick: Any = None
     if indices == list(range(width)):
         pick = None
@@ -381,7 +372,7 @@ def _row_decoder(getters: Sequence[tuple[int, int, str]], layout: LayoutKey) -> 
     else:
         getter = operator.itemgetter(*indices)
         pick = lambda row: getter((*row, None))  # noqa: E731
-    return RowDecoder(request, meta, response, pick)
+    return RowDecoder(records.shaped_decoder(subscription_id, layout, row_types).decode, pick)
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,7 +441,7 @@ class Subscription:
                 if block == 2 and name in request_names:  # an echo of a request field
                     continue
                 extras.append((block, i, SOURCES[block], name))
-        decoder = None if extras else _row_decoder(getters, key)
+        decoder = None if extras else _row_decoder(self.subscription_id, getters, key)
         plan = _Plan(_compile(getters), tuple(column_fields), tuple(extras), decoder)
         if len(self._plans) >= _PLAN_CACHE_SIZE:
             self._plans.clear()

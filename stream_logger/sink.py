@@ -187,14 +187,14 @@ class Sink:
         value_bytes = skipped = 0
         ingested_at = datetime.now(UTC)
         max_bytes = self._max_record_bytes
-        known = self._known_layout
+        mapper = compiled.Mapper(self._known_layout)
         for i, msg in enumerate(messages):
             if i % _YIELD_EVERY == _YIELD_EVERY - 1:
                 await asyncio.sleep(0)
             value = msg.value
             value_bytes += len(value) if value else 0
             if value and len(value) <= max_bytes:
-                mapped = compiled.to_rows(value, known, msg.topic, msg.partition, msg.offset, ingested_at)
+                mapped = mapper.to_rows(value, msg.topic, msg.partition, msg.offset, ingested_at)
                 if mapped is not None:
                     _table(tables, mapped.sub).add(msg, mapped.rows, mapped.day)
                     continue

@@ -45,6 +45,11 @@ def _subscription(sample: dict[str, Any]) -> Subscription:
 
 SUBSCRIPTIONS = {"german-credit": _subscription(german_credit_record(1))}
 META_SUB = _subscription(german_credit_record(1, rows=2, with_meta=True))
+# Records that leave a mapper with a recent decoder for each subscription's common layouts (one row, then two).
+_WARM_UP = {
+    ("german-credit", False): [german_credit_record(1), german_credit_record(2, rows=2)],
+    ("german-credit", True): [german_credit_record(1, with_meta=True)],
+}
 
 
 def _reference_rows(sub: Subscription, value: bytes) -> list[tuple[Any, ...]] | RecordError:
@@ -56,10 +61,24 @@ def _reference_rows(sub: Subscription, value: bytes) -> list[tuple[Any, ...]] | 
 
 
 def _compiled_rows(sub: Subscription, value: bytes) -> compiled.Mapped | None:
+    """What the compiled path maps ``value`` to, the same whether its layout is looked up (a fresh mapper) or a
+    decoder that took an earlier message takes it (a mapper warmed with the common record of the subscription)."""
+
     def known(subscription_id: str, layout: LayoutKey) -> Subscription | None:
         return sub if subscription_id == sub.subscription_id else None
 
-    return compiled.to_rows(value, known, SOURCE.topic, SOURCE.partition, SOURCE.offset, NOW)
+    def mapped(mapper: compiled.Mapper) -> compiled.Mapped | None:
+        return mapper.to_rows(value, SOURCE.topic, SOURCE.partition, SOURCE.offset, NOW)
+
+    fresh = mapped(compiled.Mapper(known))
+    warm = compiled.Mapper(known)
+    for doc in _WARM_UP[sub.subscription_id, sub is META_SUB]:
+        assert warm.to_rows(_json(doc), "t", 0, 0, NOW) is not None
+    warmed = mapped(warm)
+    assert (fresh is None) == (warmed is None), f"a recent decoder and a look-up disagree on {value!r}"
+    if fresh is not None and warmed is not None:
+        assert (fresh.rows, fresh.day, fresh.sub) == (warmed.rows, warmed.day, warmed.sub)
+    return warmed
 
 
 def _json(doc: Any) -> bytes:
