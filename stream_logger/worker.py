@@ -134,6 +134,7 @@ class Worker:
         self._ready: asyncio.Queue[PreparedBatch] = asyncio.Queue(maxsize=max(1, config.max_in_flight_batches))
         self._write_idle = asyncio.Event()
         self._write_idle.set()
+        self._writer_took = asyncio.Event()  # set each time the writer takes a batch off the queue
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -296,7 +297,15 @@ class Worker:
         while not self._stopping.is_set():
             self._apply_backpressure()
             room = cfg.batch_max_records - len(self._pending)
-            fetched = await consumer.getmany(timeout_ms=min(200, cfg.flush_interval_ms), max_records=max(1, room))
+            if self._paused:
+                # Nothing can arrive: wait for the writer to take a batch, not for a poll's timeout (which left the
+                # writer idle up to 200 ms each time), then poll at once so the group sees the consumer alive.
+                self._writer_took.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._writer_took.wait(), 0.2)
+                self._apply_backpressure()
+            timeout_ms = 0 if self._paused else min(200, cfg.flush_interval_ms)
+            fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=max(1, room))
             for tp, messages in fetched.items():
                 self._take(tp, messages)
             now = time.monotonic()
@@ -377,6 +386,7 @@ class Worker:
         assert self._sink is not None and self._consumer is not None
         while True:
             batch = await self._ready.get()
+            self._writer_took.set()
             self.metrics.in_flight_batches.set(self._ready.qsize() + 1)
             if batch.generation != self._generation:
                 continue
