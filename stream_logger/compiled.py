@@ -97,11 +97,10 @@ def _mapped(
     timestamp = records.timestamp_of(env)
     if timestamp is None or not records.logs_a_call(env):
         return None
-    deployment_id = env.deployment_id
-    sampling_rate = env.sampling_rate
+    deployment_id, sampling_rate, tags = records.with_defaults(env)
     head = head_columns(
         timestamp,
-        records.DEFAULT_DEPLOYMENT_ID if deployment_id is None else deployment_id,
+        deployment_id,
         env.asset_revision,
         env.response_time_ms,
         env.status_code,
@@ -109,8 +108,8 @@ def _mapped(
         env.user_id,
         env.request_id,
         env.trace_id,
-        1.0 if sampling_rate is None else sampling_rate,
-        env.tags or {},
+        sampling_rate,
+        tags,
         checked=True,  # no \u0000 in the value; the envelope holds status_code to 100..599
     )
     rows = decoder.rows(env.scoring_id, (*head, None, topic, partition, offset, ingested_at), env)

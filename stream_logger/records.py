@@ -694,6 +694,16 @@ def envelope(value: bytes) -> Envelope | None:
     return env if logs_a_call(env) else None
 
 
+def with_defaults(env: Any) -> tuple[str, float, dict[str, str]]:
+    """An envelope's ``deployment_id``, ``sampling_rate`` and ``tags``, with v1's defaults for absent (or null) ones."""
+    deployment_id, sampling_rate, tags = env.deployment_id, env.sampling_rate, env.tags
+    return (
+        DEFAULT_DEPLOYMENT_ID if deployment_id is None else deployment_id,
+        1.0 if sampling_rate is None else sampling_rate,
+        {} if tags is None else tags,
+    )
+
+
 def timestamp_of(env: Any) -> datetime | None:
     """The envelope's scoring timestamp, or None for the reference validator to judge."""
     text = env.scoring_timestamp
@@ -781,9 +791,7 @@ def _decode_compiled(value: bytes) -> ScoringRecord | None:
         blocks.append(Table(list(names), rows))
     request, meta, response = blocks
     assert request is not None
-    deployment_id = env.deployment_id
-    sampling_rate = env.sampling_rate
-    tags = env.tags
+    deployment_id, sampling_rate, tags = with_defaults(env)
     return ScoringRecord(
         env.scoring_id,
         scoring_timestamp,
@@ -791,15 +799,15 @@ def _decode_compiled(value: bytes) -> ScoringRecord | None:
         request,
         response,
         meta,
-        DEFAULT_DEPLOYMENT_ID if deployment_id is None else deployment_id,
+        deployment_id,
         env.asset_revision,
         env.response_time_ms,
         env.status_code,
         env.error,
-        1.0 if sampling_rate is None else sampling_rate,
+        sampling_rate,
         env.user_id,
         env.request_id,
         env.trace_id,
-        {} if tags is None else tags,
+        tags,
         1,
     )
