@@ -40,10 +40,11 @@ async def main() -> None:
     argv = [sys.executable, "-m", "stream_logger", "--log-level", "WARNING", "replay", "--topic", topic]
     argv += ["--schema", s_replay, "--batch-max-records", "10000"]
     argv += ["--bootstrap-servers", settings.bootstrap_servers, "--dsn", settings.dsn]
-    seconds, peak_kib, rc = await run_measured(argv)
-    rate = args.records / seconds
-    print(f"replay: {args.records:,} records in {seconds:.1f}s = {rate:,.0f} records/s, "
-          f"peak RSS {peak_kib / 1024:.0f} MiB (rc={rc})", flush=True)  # fmt: skip
+    run = await run_measured(argv)
+    rate = args.records / run.seconds
+    print(f"replay: {args.records:,} records in {run.seconds:.1f}s = {rate:,.0f} records/s, "
+          f"peak RSS {run.peak_kib / 1024:.0f} MiB, CPU {run.cpu_s / args.records * 1e6:.1f} us a record "
+          f"(rc={run.returncode})", flush=True)  # fmt: skip
 
     conn = await asyncpg.connect(settings.dsn)
     try:
