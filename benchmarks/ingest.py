@@ -125,6 +125,16 @@ class Measured:
     returncode: int
 
 
+async def checkpoint_count(settings: Settings) -> int:
+    """Checkpoints PostgreSQL has begun since its statistics were reset (timed and requested)."""
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        count: int = await conn.fetchval("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+        return count
+    finally:
+        await conn.close()
+
+
 async def run_measured(argv: list[str]) -> Measured:
     """Run a command to its end and measure it.
 
@@ -283,15 +293,20 @@ async def main() -> None:
     produce_s = await fill_topic(settings, topic, values)
     print(f"topic filled in {produce_s:.1f}s ({args.records / produce_s:,.0f} records/s)", flush=True)
 
+    checkpoints_before = await checkpoint_count(settings)
     run = await run_measured(worker_cmd(topic, s_worker, settings, "--until-caught-up"))
     worker_rate = args.records / run.seconds
+    checkpoints_after_worker = await checkpoint_count(settings)
     print(f"worker: {args.records:,} records in {run.seconds:.1f}s = {worker_rate:,.0f} records/s, "
           f"peak RSS {run.peak_kib / 1024:.0f} MiB, CPU {run.cpu_s:.1f}s = "
           f"{run.cpu_s / args.records * 1e6:.1f} us a record (rc={run.returncode})", flush=True)  # fmt: skip
 
     ceiling_rate = await ceiling(settings, s_ceiling, values)
+    checkpoints_after_ceiling = await checkpoint_count(settings)
     print(f"ceiling (bare COPY of the mapped rows): {ceiling_rate:,.0f} rows/s")
     print(f"ratio worker / ceiling: {worker_rate / ceiling_rate:.2f}")
+    print(f"PostgreSQL checkpoints begun during the worker run: {checkpoints_after_worker - checkpoints_before}, "
+          f"during the ceiling: {checkpoints_after_ceiling - checkpoints_after_worker}")  # fmt: skip
     del values
 
     p50, p99 = await latency(settings, s_lat, args.rate, args.latency_s, args.partitions)
