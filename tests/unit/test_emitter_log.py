@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from stream_logger import Emitter, RecordError, ThreadedEmitter
-from stream_logger._build import as_table, build_record
+from stream_logger._build import as_table, build_record, new_scoring_id
 from stream_logger.errors import ConfigError
 from stream_logger.records import Table, decode
 from stream_logger.samples import german_credit_record
@@ -49,6 +51,27 @@ def test_missing_id_and_timestamp_are_generated_in_utc() -> None:
     record = build_record(request=REQUEST, response=RESPONSE, subscription_id="s")
     assert len(record.scoring_id) == 32
     assert record.scoring_timestamp.utcoffset() is not None
+
+
+def test_generated_scoring_ids_are_version_4_uuids_unique_across_a_fork() -> None:
+    ids = [new_scoring_id() for _ in range(20_000)]
+    for text in ids[:1_000]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, text)
+    assert len(set(ids)) == len(ids)
+    # A forked child (a pre-forking server's worker) must not repeat its parent's ids.
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its next ids, then leave at once
+        os.write(write_end, "".join(new_scoring_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child = pipe.read().decode()
+    os.waitpid(pid, 0)
+    child_ids = {child[i : i + 32] for i in range(0, len(child), 32)}
+    parent_ids = {new_scoring_id() for _ in range(100)}
+    assert len(child_ids) == 100 and not child_ids & parent_ids
 
 
 def test_log_returns_the_scoring_id_without_a_broker(tmp_path: Path) -> None:
