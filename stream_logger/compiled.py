@@ -18,7 +18,7 @@ from typing import Any
 
 from . import records
 from .records import LayoutKey
-from .rows import RowDecoder, Subscription, head_columns
+from .rows import RowDecoder, Subscription, json_text
 
 __all__ = ["Mapped", "Mapper"]
 
@@ -98,7 +98,9 @@ def _mapped(
     if timestamp is None or not records.logs_a_call(env):
         return None
     deployment_id, sampling_rate, tags = records.with_defaults(env)
-    head = head_columns(
+    # The system columns as rows._head_columns() makes them, whose checks the decoder's types have made: no NUL
+    # character (none in the value), status_code within 100..599, finite floats (ints decoded as floats).
+    head_tail = (
         timestamp,
         deployment_id,
         env.asset_revision,
@@ -109,10 +111,14 @@ def _mapped(
         env.request_id,
         env.trace_id,
         sampling_rate,
-        tags,
-        checked=True,  # no \u0000 in the value; the envelope holds status_code to 100..599
+        json_text(tags) if tags else None,
+        None,  # extra: a layout with undeclared fields has no compiled decoder
+        topic,
+        partition,
+        offset,
+        ingested_at,
     )
-    rows = decoder.rows(env.scoring_id, (*head, None, topic, partition, offset, ingested_at), env)
+    rows = decoder.rows(env.scoring_id, head_tail, env)
     if rows is None:
         return None
-    return Mapped(sub, rows, timestamp.astimezone(UTC).date())
+    return Mapped(sub, rows, (timestamp if timestamp.tzinfo is UTC else timestamp.astimezone(UTC)).date())

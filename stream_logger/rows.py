@@ -461,7 +461,7 @@ class Subscription:
         plan = self._plan(layout_key(record))
         if "\x00" in record.scoring_id:
             raise RecordError("unstorable_value", "scoring_id", "a NUL character cannot be stored in text")
-        head = head_columns(
+        head = _head_columns(
             record.scoring_timestamp,
             record.deployment_id,
             record.asset_revision,
@@ -510,7 +510,7 @@ class Subscription:
         return rows
 
 
-def head_columns(
+def _head_columns(
     scoring_timestamp: datetime,
     deployment_id: str,
     asset_revision: str | None,
@@ -522,25 +522,19 @@ def head_columns(
     trace_id: str | None,
     sampling_rate: float,
     tags: dict[str, str],
-    *,
-    checked: bool = False,
 ) -> tuple[Any, ...]:
     """The per-record system columns from scoring_timestamp to tags, from a record's (validated) values.
 
     Raises RecordError: ``unstorable_value`` for a NUL character, ``type_conflict`` for a number PostgreSQL's column
-    cannot hold. ``checked``: the caller knows there is no NUL character and ``status_code`` is within 100..599.
+    cannot hold. (The compiled path, ``compiled.py``, lays the same columns out from values its types have checked.)
     """
     for path, text in (
-        ()
-        if checked
-        else (
-            ("deployment_id", deployment_id),
-            ("asset_revision", asset_revision),
-            ("error", error),
-            ("user_id", user_id),
-            ("request_id", request_id),
-            ("trace_id", trace_id),
-        )
+        ("deployment_id", deployment_id),
+        ("asset_revision", asset_revision),
+        ("error", error),
+        ("user_id", user_id),
+        ("request_id", request_id),
+        ("trace_id", trace_id),
     ):
         if text is not None and "\x00" in text:
             raise RecordError("unstorable_value", path, "a NUL character cannot be stored in text")
