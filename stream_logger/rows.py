@@ -335,7 +335,17 @@ class RowDecoder:
     def rows(self, scoring_id: str, head_tail: tuple[Any, ...], env: Any) -> list[tuple[Any, ...]] | None:
         """Rows ``(scoring_id, i, *head_tail, *columns)`` of a decoded record, or None to decline."""
         joined: list[tuple[Any, ...]] = env.request.values
-        for block in (env.request.meta, env.response):
+        meta, response = env.request.meta, env.response
+        if len(joined) == 1:  # the common case, without the general case's intermediate lists
+            row = joined[0]
+            for block in (meta, response):
+                if block is not None:
+                    if len(block.values) != 1:
+                        return None
+                    row = row + block.values[0]
+            pick = self.pick
+            return [(scoring_id, 0, *head_tail, *(row if pick is None else pick(row)))]
+        for block in (meta, response):
             if block is not None:
                 rows: list[tuple[Any, ...]] = block.values
                 if len(rows) != len(joined):
