@@ -3,8 +3,9 @@
 Run against the dev stack: ``python -m benchmarks.ingest [--records 1000000]``. Prints, all measured in this run:
 
 - **throughput**: time until a ``consume --until-caught-up`` worker process has written every record; records/s;
-- **ceiling**: the same rows, already decoded and mapped in memory, COPY'd by asyncpg into the same kind of
-  table in batches of the same size; rows/s; and the ratio worker / ceiling;
+- **ceiling**: the same rows, already decoded and mapped in memory (tuples), COPY'd by asyncpg (binary COPY)
+  into the same kind of table in batches of the same size; rows/s; and the ratio worker / ceiling. For reference,
+  also the COPY of the same rows as the CSV lines the worker itself writes (``stream_logger.csvcopy``);
 - **peak memory** of the worker process (max RSS) during the throughput run;
 - **latency** at a steady production rate (``--rate`` records/s for ``--latency-s`` seconds): produce-to-committed
   p50/p99, by polling the committed offsets every 20 ms;
@@ -31,7 +32,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from stream_logger import datamart
+from stream_logger import csvcopy, datamart
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
 from stream_logger.samples import german_credit_record
@@ -80,12 +81,13 @@ def worker_cmd(topic: str, schema: str, settings: Settings, *extra: str) -> list
     ]  # fmt: skip
 
 
-async def ceiling(settings: Settings, schema: str, values: list[bytes]) -> float:
-    """Rows/s of bare binary COPY of the already-mapped rows, in batches of BATCH."""
+async def ceiling(settings: Settings, schema: str, values: list[bytes], *, csv: bool = False) -> float:
+    """Rows/s of bare COPY of the already-mapped rows, in batches of BATCH: asyncpg's binary COPY of the rows in
+    tuples (the issue's ceiling), or, with ``csv``, the CSV lines the worker's compiled path makes."""
     pool = await asyncpg.create_pool(settings.dsn, min_size=1, max_size=2)
     try:
         registry = Registry(schema)
-        sink = Sink(pool, schema, "ceiling", registry)
+        sink = Sink(pool, schema, "ceiling", registry, csv=csv)
 
         class Msg:
             __slots__ = ("key", "offset", "partition", "topic", "value")
@@ -93,10 +95,12 @@ async def ceiling(settings: Settings, schema: str, values: list[bytes]) -> float
             def __init__(self, i: int, value: bytes) -> None:
                 self.topic, self.partition, self.offset, self.key, self.value = "ceiling", 0, i, None, value
 
+        await sink.prepare([Msg(0, values[0])], {})  # registers the subscription: every batch below is compiled
         batches = []
         for lo in range(0, len(values), BATCH):
             msgs = [Msg(i, values[i]) for i in range(lo, min(lo + BATCH, len(values)))]
             batches.append(await sink.prepare(msgs, {}))
+        assert all(t.csv == csv for b in batches for t in b.tables), "the rows are not in the COPY format wanted"
         async with pool.acquire() as conn:
             for b in batches:
                 for t in b.tables:
@@ -105,10 +109,17 @@ async def ceiling(settings: Settings, schema: str, values: list[bytes]) -> float
             n = 0
             for b in batches:
                 for t in b.tables:
+                    columns = list(t.sub.columns)
                     async with conn.transaction():
-                        await conn.copy_records_to_table(
-                            t.sub.table, schema_name=schema, columns=list(t.sub.columns), records=t.rows
-                        )
+                        if csv:
+                            await conn.copy_to_table(
+                                t.sub.table, schema_name=schema, columns=columns, source=csvcopy.source(t.rows),
+                                **csvcopy.COPY_OPTIONS,
+                            )  # fmt: skip
+                        else:
+                            await conn.copy_records_to_table(
+                                t.sub.table, schema_name=schema, columns=columns, records=t.rows
+                            )
                     n += len(t.rows)
             return n / (time.perf_counter() - began)
     finally:
@@ -280,9 +291,9 @@ async def main() -> None:
     args = ap.parse_args()
     settings = Settings.from_env()
     tag = uuid.uuid4().hex[:8]
-    topic, s_worker, s_ceiling, s_lat, s_out = (f"bench_{x}_{tag}" for x in ("in", "w", "c", "l", "o"))
+    topic, s_worker, s_ceiling, s_csv, s_lat, s_out = (f"bench_{x}_{tag}" for x in ("in", "w", "c", "v", "l", "o"))
     conn = await asyncpg.connect(settings.dsn)
-    for s in (s_worker, s_ceiling, s_lat, s_out):
+    for s in (s_worker, s_ceiling, s_csv, s_lat, s_out):
         await datamart.setup(conn, s)
     await conn.close()
     await create_topic(settings.bootstrap_servers, topic, args.partitions)
@@ -303,8 +314,11 @@ async def main() -> None:
 
     ceiling_rate = await ceiling(settings, s_ceiling, values)
     checkpoints_after_ceiling = await checkpoint_count(settings)
-    print(f"ceiling (bare COPY of the mapped rows): {ceiling_rate:,.0f} rows/s")
+    csv_rate = await ceiling(settings, s_csv, values, csv=True)
+    print(f"ceiling (asyncpg's binary COPY of the mapped rows): {ceiling_rate:,.0f} rows/s")
     print(f"ratio worker / ceiling: {worker_rate / ceiling_rate:.2f}")
+    print(f"for reference, COPY of the same rows as the worker's CSV lines: {csv_rate:,.0f} rows/s "
+          f"(worker / that: {worker_rate / csv_rate:.2f})")  # fmt: skip
     print(f"PostgreSQL checkpoints begun during the worker run: {checkpoints_after_worker - checkpoints_before}, "
           f"during the ceiling: {checkpoints_after_ceiling - checkpoints_after_worker}")  # fmt: skip
     del values
@@ -318,7 +332,7 @@ async def main() -> None:
               f"before, peak {peak / 1024:.0f} MiB during")  # fmt: skip
 
     conn = await asyncpg.connect(settings.dsn)
-    for s in (s_worker, s_ceiling, s_lat, s_out):
+    for s in (s_worker, s_ceiling, s_csv, s_lat, s_out):
         await conn.execute(f"DROP SCHEMA {quote_ident(s)} CASCADE")
     await conn.close()
 

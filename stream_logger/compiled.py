@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from . import records
+from . import csvcopy, records
+from .errors import RecordError
 from .records import LayoutKey
-from .rows import RowDecoder, Subscription, json_text
+from .rows import RowDecoder, Subscription, json_text, partition_day
 
 __all__ = ["Mapped", "Mapper"]
 
@@ -31,11 +32,15 @@ _RECENT_MAX = 4  # decoders tried before looking a message's layout up
 
 @dataclass(slots=True)
 class Mapped:
-    """A message mapped by the compiled path: its subscription, rows, and the UTC day of its partition."""
+    """A message mapped by the compiled path: its subscription, rows, and the UTC day of its partition.
+
+    The rows are tuples for binary COPY, or, when ``csv``, lines for CSV COPY (:mod:`stream_logger.csvcopy`).
+    """
 
     sub: Subscription
-    rows: list[tuple[Any, ...]]
+    rows: list[Any]
     day: date
+    csv: bool
 
 
 class Mapper:
@@ -44,19 +49,23 @@ class Mapper:
     A message is first decoded whole by the decoders that took the latest messages (a stream repeats a few
     subscriptions and layouts); only when none takes it are its envelope and field names read to find its
     subscription and layout (``known``) and so its decoder. Make one per batch: ``known`` may change between
-    batches (a subscription gains a column), never within one.
+    batches (a subscription gains a column), never within one. With ``csv``, the rows of the messages
+    :func:`csvcopy.takes` accepts are CSV lines.
     """
 
-    def __init__(self, known: Known) -> None:
+    def __init__(self, known: Known, *, csv: bool = True) -> None:
         self._known = known
+        self._csv = csv
         self._recent: list[tuple[Subscription, RowDecoder]] = []
 
     def to_rows(self, value: bytes, topic: str, partition: int, offset: int, ingested_at: datetime) -> Mapped | None:
         """The rows of a message value, or None to send it down the reference path."""
-        # JSON writes a NUL character as \u0000, and text columns cannot hold one: the reference path says where.
-        # Looking for a backslash first is a memchr; most records have none.
-        if b"\\" in value and b"\\u0000" in value:
+        if csvcopy.takes(value):
+            csv = self._csv
+        elif b"\\u0000" in value:  # a NUL character, which text columns cannot hold: the reference path says where
             return None
+        else:
+            csv = False
         recent = self._recent
         for k, (sub, decoder) in enumerate(recent):
             try:
@@ -65,12 +74,12 @@ class Mapper:
                 continue
             if k:
                 recent.insert(0, recent.pop(k))
-            return _mapped(sub, decoder, env, topic, partition, offset, ingested_at)
+            return _mapped(sub, decoder, env, topic, partition, offset, ingested_at, csv)
         found = self._look_up(value)
         if found is None:
             return None
         sub, decoder, env = found
-        return _mapped(sub, decoder, env, topic, partition, offset, ingested_at)
+        return _mapped(sub, decoder, env, topic, partition, offset, ingested_at, csv)
 
     def _look_up(self, value: bytes) -> tuple[Subscription, RowDecoder, Any] | None:
         """The subscription and decoder of a message no recent decoder took, and the message decoded by it."""
@@ -92,7 +101,14 @@ class Mapper:
 
 
 def _mapped(
-    sub: Subscription, decoder: RowDecoder, env: Any, topic: str, partition: int, offset: int, ingested_at: datetime
+    sub: Subscription,
+    decoder: RowDecoder,
+    env: Any,
+    topic: str,
+    partition: int,
+    offset: int,
+    ingested_at: datetime,
+    csv: bool,
 ) -> Mapped | None:
     timestamp = records.timestamp_of(env)
     if timestamp is None or not records.logs_a_call(env):
@@ -118,7 +134,17 @@ def _mapped(
         offset,
         ingested_at,
     )
-    rows = decoder.rows(env.scoring_id, head_tail, env)
+    rows: list[Any] | None = decoder.rows(env.scoring_id, head_tail, env)
     if rows is None:
         return None
-    return Mapped(sub, rows, (timestamp if timestamp.tzinfo is UTC else timestamp.astimezone(UTC)).date())
+    if csv:
+        arrays = decoder.arrays
+        rows = [csvcopy.line(row, arrays) for row in rows]
+    if timestamp.tzinfo is UTC and 1 < timestamp.year < 9999:
+        day = timestamp.date()
+    else:
+        try:
+            day = partition_day(timestamp)
+        except RecordError:  # the reference path dead-letters it
+            return None
+    return Mapped(sub, rows, day, csv)

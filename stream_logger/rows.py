@@ -28,7 +28,7 @@ import json
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import orjson
@@ -49,6 +49,7 @@ __all__ = [
     "Subscription",
     "infer_type",
     "json_text",
+    "partition_day",
     "role_source",
 ]
 
@@ -331,6 +332,7 @@ class RowDecoder:
 
     decode: Callable[[bytes], Any]  # raises records.DECLINED
     pick: Any  # the COPY columns from a row's blocks joined (plus a trailing None), or None when they are in order
+    arrays: tuple[int, ...]  # where the float8[] columns are in a row (for csvcopy.line)
 
     def rows(self, scoring_id: str, head_tail: tuple[Any, ...], env: Any) -> list[tuple[Any, ...]] | None:
         """Rows ``(scoring_id, i, *head_tail, *columns)`` of a decoded record, or None to decline."""
@@ -382,7 +384,8 @@ def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], 
     else:
         getter = operator.itemgetter(*indices)
         pick = lambda row: getter((*row, None))  # noqa: E731
-    return RowDecoder(records.shaped_decoder(subscription_id, layout, row_types).decode, pick)
+    arrays = tuple(len(SYSTEM_COLUMNS) + j for j, (_, _, t) in enumerate(getters) if t == "float8[]")
+    return RowDecoder(records.shaped_decoder(subscription_id, layout, row_types).decode, pick, arrays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,6 +521,31 @@ class Subscription:
                 path = f"{_PATH_PREFIX[block]}[{i}][{name}]"
                 raise RecordError(exc.conflict.code, path, exc.conflict.detail) from None
         return rows
+
+
+_DRIVER_INFINITIES: Final = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
+def partition_day(scoring_timestamp: datetime) -> date:
+    """The UTC day of a record's timestamp, which names its partition of the payload table.
+
+    Raises RecordError (``unstorable_value``) for two kinds of valid v1 timestamps the datamart cannot store as they
+    are: one whose UTC day falls outside years 1 to 9999 (``0001-01-01T00:30:00+01:00``: no daily partition can be
+    named for it), and the two instants asyncpg writes as ``-infinity`` and ``infinity`` in binary COPY
+    (``0001-01-01T00:00:00Z`` and ``9999-12-31T23:59:59.999999Z``).
+    """
+    try:
+        utc = scoring_timestamp.astimezone(UTC)
+    except OverflowError:
+        raise RecordError(
+            "unstorable_value", "scoring_timestamp", "falls outside years 0001 to 9999 in UTC, which partitions by day"
+        ) from None
+    if utc in _DRIVER_INFINITIES:
+        raise RecordError(
+            "unstorable_value", "scoring_timestamp", "is the first or last instant of years 0001 to 9999, which the "
+            "database driver writes as -infinity or infinity"
+        )  # fmt: skip
+    return utc.date()
 
 
 def _head_columns(

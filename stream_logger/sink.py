@@ -10,11 +10,13 @@ Two stages, so the database never waits for decoding and decoding never waits fo
      (``consumer_offsets``). If another worker moved it first, nothing is written (:class:`FencedError`): the caller
      re-reads the partition from the stored offset. This makes the write exactly once whatever the timing of
      rebalances, restarts and zombie workers.
-   - **COPY** the rows of each payload table (binary COPY, the fast path). If a row is already there (a re-delivered
-     record), the same rows go through a staging table and ``INSERT ... ON CONFLICT DO NOTHING``: de-duplication is
-     paid only when a conflict happens. If PostgreSQL refuses a value (a NUL character, a number out of range),
-     the rows are split in halves under savepoints until the records at fault are isolated; they are
-     dead-lettered and their neighbours land.
+   - **COPY** the rows of each payload table, one plain COPY a table: as CSV lines when the compiled path encoded
+     them (``csvcopy``), else binary COPY of tuples. If a row is already there (a re-delivered record) or
+     PostgreSQL refuses a value (a NUL character, a number out of range), the transaction is rolled back and
+     written again *carefully*, each table under a savepoint: rows that conflict go through a staging table and
+     ``INSERT ... ON CONFLICT DO NOTHING`` (de-duplication is paid only when a conflict happens), and refused rows
+     are split in halves under savepoints until the records at fault are isolated; they are dead-lettered and
+     their neighbours land.
    - the **dead letters** of the batch, with their reasons, in the same transaction.
 
 Transient failures (connection lost, server restarting) roll the transaction back and the whole write is retried
@@ -32,18 +34,19 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from . import compiled, records
+from . import compiled, csvcopy, records
 from .errors import FencedError, RecordError
 from .identifiers import quote_ident
 from .records import LayoutKey, ScoringRecord
 from .retry import pg_error_kind, pg_errors, retrying
+from .rows import partition_day
 from .subscriptions import Registry, Source, Subscription
 
 __all__ = ["DeadLetter", "Message", "PreparedBatch", "Sink", "TableRows", "WriteOutcome"]
 
 log = logging.getLogger(__name__)
 
-_YIELD_EVERY = 256  # decoded records between yields to the event loop, so database I/O keeps flowing
+_YIELD_EVERY = 32  # records decoded between yields to the event loop: each step of a write waits for one
 
 
 class Message(Protocol):
@@ -81,21 +84,23 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class TableRows:
-    """The rows of one payload table in a batch; ``starts[i]`` is where record ``i``'s rows begin."""
+    """The rows of one payload table in a batch, all tuples or, when ``csv``, all CSV lines (``csvcopy``);
+    ``starts[i]`` is where record ``i``'s rows begin."""
 
     sub: Subscription
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    csv: bool = False
+    rows: list[Any] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     days: set[date] = field(default_factory=set)
 
-    def add(self, msg: Message, rows: list[tuple[Any, ...]], day: date) -> None:
+    def add(self, msg: Message, rows: list[Any], day: date) -> None:
         self.starts.append(len(self.rows))
         self.rows.extend(rows)
         self.messages.append(msg)
         self.days.add(day)
 
-    def rows_of(self, lo: int, hi: int) -> list[tuple[Any, ...]]:
+    def rows_of(self, lo: int, hi: int) -> list[Any]:
         """The rows of records ``lo`` to ``hi - 1``."""
         end = self.starts[hi] if hi < len(self.starts) else len(self.rows)
         return self.rows[self.starts[lo] : end]
@@ -134,13 +139,25 @@ class WriteOutcome:
         self.dead_letters[code] = self.dead_letters.get(code, 0) + 1
 
 
-def _table(tables: dict[int, TableRows], sub: Subscription) -> TableRows:
-    """The batch's rows for ``sub``. Keyed by the Subscription object: a batch may hold rows of one table from before
-    and after it gained a column, and each set is copied with its own column list."""
-    table = tables.get(id(sub))
+def _table(tables: dict[tuple[int, bool], TableRows], sub: Subscription, csv: bool) -> TableRows:
+    """The batch's rows for ``sub`` in one COPY format. Keyed by the Subscription object: a batch may hold rows of
+    one table from before and after it gained a column, and each set is copied with its own column list."""
+    table = tables.get((id(sub), csv))
     if table is None:
-        table = tables[id(sub)] = TableRows(sub)
+        table = tables[id(sub), csv] = TableRows(sub, csv)
     return table
+
+
+async def _copy(
+    conn: asyncpg.Connection, schema: str, table: str, columns: Sequence[str], rows: list[Any], csv: bool
+) -> None:
+    """COPY ``rows`` (CSV lines when ``csv``, else tuples) into ``schema.table``."""
+    if csv:
+        await conn.copy_to_table(
+            table, schema_name=schema, columns=list(columns), source=csvcopy.source(rows), **csvcopy.COPY_OPTIONS
+        )
+    else:
+        await conn.copy_records_to_table(table, schema_name=schema, columns=list(columns), records=rows)
 
 
 def _printable(text: str) -> str:
@@ -161,6 +178,7 @@ class Sink:
         max_record_bytes: int = records.DEFAULT_MAX_RECORD_BYTES,
         subscriptions: frozenset[str] | None = None,
         on_retry: Any = None,
+        csv: bool = True,
     ) -> None:
         self._pool = pool
         self._schema = schema
@@ -170,6 +188,7 @@ class Sink:
         self._max_record_bytes = max_record_bytes
         self._only = subscriptions
         self._on_retry = on_retry
+        self._csv = csv  # False: every row in tuples, for binary COPY (benchmarks and tests compare the two)
 
     # -- stage 1: decode and map ---------------------------------------------------------------------------
 
@@ -182,12 +201,12 @@ class Sink:
         freed); the others wait for one registry round trip at the end of the batch.
         """
         dead: list[DeadLetter] = []
-        tables: dict[int, TableRows] = {}
+        tables: dict[tuple[int, bool], TableRows] = {}
         unknown: list[tuple[Message, ScoringRecord]] = []
         value_bytes = skipped = 0
         ingested_at = datetime.now(UTC)
         max_bytes = self._max_record_bytes
-        mapper = compiled.Mapper(self._known_layout)
+        mapper = compiled.Mapper(self._known_layout, csv=self._csv)
         for i, msg in enumerate(messages):
             if i % _YIELD_EVERY == _YIELD_EVERY - 1:
                 await asyncio.sleep(0)
@@ -196,7 +215,7 @@ class Sink:
             if value and len(value) <= max_bytes:
                 mapped = mapper.to_rows(value, msg.topic, msg.partition, msg.offset, ingested_at)
                 if mapped is not None:
-                    _table(tables, mapped.sub).add(msg, mapped.rows, mapped.day)
+                    _table(tables, mapped.sub, mapped.csv).add(msg, mapped.rows, mapped.day)
                     continue
             try:
                 rec = records.decode(value, self._max_record_bytes)
@@ -229,7 +248,7 @@ class Sink:
         rec: ScoringRecord,
         sub: Subscription | RecordError,
         ingested_at: datetime,
-        tables: dict[int, TableRows],
+        tables: dict[tuple[int, bool], TableRows],
         dead: list[DeadLetter],
     ) -> None:
         if isinstance(sub, RecordError):
@@ -237,10 +256,11 @@ class Sink:
             return
         try:
             rows = sub.rows_for(rec, Source(msg.topic, msg.partition, msg.offset), ingested_at)
+            day = partition_day(rec.scoring_timestamp)
         except RecordError as exc:
             dead.append(DeadLetter.of(msg, exc, rec.subscription_id))
             return
-        _table(tables, sub).add(msg, rows, rec.scoring_timestamp.astimezone(UTC).date())
+        _table(tables, sub, False).add(msg, rows, day)
 
     async def _prepare_subscriptions(self, recs: list[ScoringRecord]) -> dict[str, Subscription | RecordError]:
         async for attempt in retrying("registering subscriptions", on_retry=self._on_retry):
@@ -262,29 +282,61 @@ class Sink:
                 async with self._pool.acquire() as conn:
                     for table in batch.tables:
                         await self._registry.ensure_partitions(conn, table.sub, table.days)
-                    outcome = WriteOutcome()
-                    async with conn.transaction():
-                        await self._fence(conn, batch.ranges)
-                        dead = list(batch.dead_letters)
-                        for table in batch.tables:
-                            dead += await self._write_table(conn, table, 0, len(table.messages), False, outcome)
-                        await self._insert_dead_letters(conn, dead)
-                    for letter in dead:
-                        outcome.count_dead_letter(letter.code)
-                    return outcome
+                    try:
+                        return await self._transaction(conn, batch, careful=False)
+                    except Exception as exc:
+                        if pg_error_kind(exc) not in ("data", "duplicate"):
+                            raise
+                    # A row was there already or PostgreSQL refused a value: the same again, table by table under
+                    # savepoints, so duplicates are skipped and refused records isolated.
+                    return await self._transaction(conn, batch, careful=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _transaction(self, conn: asyncpg.Connection, batch: PreparedBatch, careful: bool) -> WriteOutcome:
+        """Fence, rows and dead letters in one transaction. Unless ``careful``, each table is one plain COPY (the
+        common case: no savepoint, fewest round trips) and a refused or duplicate row fails the transaction."""
+        outcome = WriteOutcome()
+        async with conn.transaction():
+            await self._fence(conn, batch.ranges)
+            dead = list(batch.dead_letters)
+            for table in batch.tables:
+                if careful:
+                    dead += await self._write_table(conn, table, 0, len(table.messages), False, outcome)
+                else:
+                    await _copy(conn, self._schema, table.sub.table, table.sub.columns, table.rows, table.csv)
+                    outcome.rows_written += len(table.rows)
+            await self._insert_dead_letters(conn, dead)
+        for letter in dead:
+            outcome.count_dead_letter(letter.code)
+        return outcome
+
     async def _fence(self, conn: asyncpg.Connection, ranges: dict[tuple[str, int], tuple[int, int]]) -> None:
-        sql = f"""
+        """Move every partition's stored next offset from the batch's start to its end, in one statement (rows
+        locked in a fixed order); raise FencedError if any was not at the start."""
+        keys = sorted(ranges)
+        moved = await conn.fetch(
+            f"""
+            WITH wanted AS (
+                SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[])
+                    AS w(topic, partition, start_offset, end_offset))
             INSERT INTO {self._q_schema}.consumer_offsets AS o (group_id, topic, partition, next_offset, updated_at)
-            VALUES ($1, $2, $3, $5, now())
+            SELECT $1, topic, partition, end_offset, now() FROM wanted
             ON CONFLICT (group_id, topic, partition)
             DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at
-            WHERE o.next_offset = $4
-            RETURNING 1"""
-        for (topic, partition), (start, end) in sorted(ranges.items()):
-            if await conn.fetchval(sql, self._group_id, topic, partition, start, end) is None:
-                raise FencedError(f"{topic}[{partition}]: stored offset is no longer {start}; re-reading")
+            WHERE o.next_offset = (
+                SELECT w.start_offset FROM wanted w WHERE w.topic = o.topic AND w.partition = o.partition)
+            RETURNING o.topic, o.partition""",
+            self._group_id,
+            [t for t, _ in keys],
+            [p for _, p in keys],
+            [ranges[k][0] for k in keys],
+            [ranges[k][1] for k in keys],
+        )
+        if len(moved) != len(keys):
+            done = {(r["topic"], r["partition"]) for r in moved}
+            topic, partition = next(k for k in keys if k not in done)
+            start = ranges[topic, partition][0]
+            raise FencedError(f"{topic}[{partition}]: stored offset is no longer {start}; re-reading")
 
     async def _write_table(
         self, conn: asyncpg.Connection, table: TableRows, lo: int, hi: int, dedupe: bool, outcome: WriteOutcome
@@ -294,11 +346,9 @@ class Sink:
         try:
             async with conn.transaction():  # a savepoint: a failure here leaves the batch's other work intact
                 if dedupe:
-                    written = await self._insert_skipping_duplicates(conn, table.sub, rows)
+                    written = await self._insert_skipping_duplicates(conn, table.sub, rows, table.csv)
                 else:
-                    await conn.copy_records_to_table(
-                        table.sub.table, schema_name=self._schema, columns=list(table.sub.columns), records=rows
-                    )
+                    await _copy(conn, self._schema, table.sub.table, table.sub.columns, rows, table.csv)
                     written = len(rows)
         except Exception as exc:
             kind = pg_error_kind(exc)
@@ -318,7 +368,7 @@ class Sink:
         return []
 
     async def _insert_skipping_duplicates(
-        self, conn: asyncpg.Connection, sub: Subscription, rows: list[tuple[Any, ...]]
+        self, conn: asyncpg.Connection, sub: Subscription, rows: list[Any], csv: bool
     ) -> int:
         stage_name = f"stage_{sub.table}"[:63]
         stage = quote_ident(stage_name)
@@ -329,7 +379,7 @@ class Sink:
             f"DROP TABLE IF EXISTS pg_temp.{stage}; "
             f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-        await conn.copy_records_to_table(stage_name, schema_name="pg_temp", columns=list(sub.columns), records=rows)
+        await _copy(conn, "pg_temp", stage_name, sub.columns, rows, csv)
         status = await conn.execute(
             f"INSERT INTO {target} ({cols}) SELECT {cols} FROM pg_temp.{stage} ON CONFLICT DO NOTHING"
         )

@@ -420,7 +420,7 @@ async def create_partitions(conn: asyncpg.Connection, sub: Subscription, days: I
     async with conn.transaction():
         await _lock(conn, sub.schema, "table", sub.table)
         for day in days:
-            name = partition_name_for(sub.table, day.strftime("%Y%m%d"))
+            name = partition_name_for(sub.table, day.isoformat().replace("-", ""))  # strftime does not pad years < 1000
             upper = "MAXVALUE" if day == date.max else f"'{(day + timedelta(days=1)).isoformat()} 00:00:00+00'"
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {q_schema}.{quote_ident(name)} PARTITION OF {q_parent} "

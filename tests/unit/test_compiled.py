@@ -24,6 +24,7 @@ from stream_logger.errors import RecordError
 from stream_logger.records import LayoutKey
 from stream_logger.rows import Field, Source, Subscription, infer_type
 from stream_logger.samples import german_credit_record
+from tests.unit.test_csvcopy import assert_line_means
 from tests.unit.test_records import BAD
 from tests.unit.test_schema_agreement import GOOD_DOCS, JSON_VALUES, mutated_records
 
@@ -61,7 +62,7 @@ def _reference_rows(sub: Subscription, value: bytes) -> list[tuple[Any, ...]] | 
         return exc
 
 
-def _compiled_rows(sub: Subscription, value: bytes) -> compiled.Mapped | None:
+def _compiled_rows(sub: Subscription, value: bytes, *, csv: bool = False) -> compiled.Mapped | None:
     """What the compiled path maps ``value`` to, the same whether its layout is looked up (a fresh mapper) or a
     decoder that took an earlier message takes it (a mapper warmed with the common record of the subscription)."""
 
@@ -71,8 +72,8 @@ def _compiled_rows(sub: Subscription, value: bytes) -> compiled.Mapped | None:
     def mapped(mapper: compiled.Mapper) -> compiled.Mapped | None:
         return mapper.to_rows(value, SOURCE.topic, SOURCE.partition, SOURCE.offset, NOW)
 
-    fresh = mapped(compiled.Mapper(known))
-    warm = compiled.Mapper(known)
+    fresh = mapped(compiled.Mapper(known, csv=csv))
+    warm = compiled.Mapper(known, csv=csv)
     for doc in _WARM_UP[sub.subscription_id, sub is META_SUB]:
         assert warm.to_rows(_json(doc), "t", 0, 0, NOW) is not None
     warmed = mapped(warm)
@@ -140,8 +141,17 @@ def assert_rows_agree(sub: Subscription, doc: Any) -> bool:
         return False
     assert mapped.rows == reference, f"the paths build different rows from {doc!r}"
     assert [type(v) for v in mapped.rows[0]] == [type(v) for v in reference[0]]
-    assert mapped.sub is sub
+    assert mapped.sub is sub and not mapped.csv
     assert mapped.day == records.decode(value).scoring_timestamp.astimezone(UTC).date()
+    # The same, written as CSV lines for COPY where the message allows it.
+    as_csv = _compiled_rows(sub, value, csv=True)
+    assert as_csv is not None and (as_csv.sub, as_csv.day) == (mapped.sub, mapped.day)
+    if b"\\" in value:
+        assert not as_csv.csv and as_csv.rows == reference
+    else:
+        assert as_csv.csv and len(as_csv.rows) == len(reference)
+        for line, row in zip(as_csv.rows, reference, strict=True):
+            assert_line_means(line, row)
     return True
 
 

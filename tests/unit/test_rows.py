@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from stream_logger.errors import RecordError
 from stream_logger.identifiers import SYSTEM_COLUMNS
 from stream_logger.records import Table
-from stream_logger.rows import Field, Source, Subscription, infer_type
+from stream_logger.rows import Field, Source, Subscription, infer_type, partition_day
 from tests.datamart_factories import GERMAN_CREDIT_FIELDS, german_credit_record, simple_record
 
 SOURCE = Source("topic", 2, 41)
@@ -154,3 +154,26 @@ def test_plans_are_cached_per_layout_and_layouts_do_not_mix() -> None:
 )
 def test_type_inference(values: list[Any], expected: str | None) -> None:
     assert infer_type(values) == expected
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "day"),
+    [
+        ("2025-01-01T23:30:00-01:00", date(2025, 1, 2)),
+        ("0001-01-01T00:00:01Z", date(1, 1, 1)),
+        ("9999-12-31T23:59:59.999998Z", date(9999, 12, 31)),
+        ("0001-01-01T00:30:00+01:00", "outside years 0001 to 9999 in UTC"),
+        ("9999-12-31T23:30:00-01:00", "outside years 0001 to 9999 in UTC"),
+        ("0001-01-01T00:00:00Z", "-infinity or infinity"),
+        ("0001-01-01T01:00:00+01:00", "-infinity or infinity"),
+        ("9999-12-31T23:59:59.999999Z", "-infinity or infinity"),
+    ],
+)
+def test_partition_day_or_why_the_timestamp_cannot_be_stored(timestamp: str, day: date | str) -> None:
+    ts = datetime.fromisoformat(timestamp)
+    if isinstance(day, date):
+        assert partition_day(ts) == day
+    else:
+        with pytest.raises(RecordError, match=day) as caught:
+            partition_day(ts)
+        assert caught.value.code == "unstorable_value"
