@@ -134,12 +134,9 @@ def _mapped(
         offset,
         ingested_at,
     )
-    rows: list[Any] | None = decoder.rows(env.scoring_id, head_tail, env)
+    rows = decoder.rows(env.scoring_id, head_tail, env, csv)
     if rows is None:
         return None
-    if csv:
-        arrays = decoder.arrays
-        rows = [csvcopy.line(row, arrays) for row in rows]
     if timestamp.tzinfo is UTC and 1 < timestamp.year < 9999:
         day = timestamp.date()
     else:

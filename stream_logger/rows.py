@@ -33,7 +33,7 @@ from typing import Any, Final
 
 import orjson
 
-from . import records
+from . import csvcopy, records
 from .errors import RecordError
 from .identifiers import SYSTEM_COLUMNS
 from .records import LayoutKey, ScoringRecord
@@ -332,12 +332,14 @@ class RowDecoder:
 
     decode: Callable[[bytes], Any]  # raises records.DECLINED
     pick: Any  # the COPY columns from a row's blocks joined (plus a trailing None), or None when they are in order
-    arrays: tuple[int, ...]  # where the float8[] columns are in a row (for csvcopy.line)
+    arrays: tuple[int, ...]  # where the float8[] columns are among a row's columns (for csvcopy.line)
 
-    def rows(self, scoring_id: str, head_tail: tuple[Any, ...], env: Any) -> list[tuple[Any, ...]] | None:
-        """Rows ``(scoring_id, i, *head_tail, *columns)`` of a decoded record, or None to decline."""
+    def rows(self, scoring_id: str, head_tail: tuple[Any, ...], env: Any, csv: bool = False) -> list[Any] | None:
+        """Rows ``(scoring_id, i, *head_tail, *columns)`` of a decoded record (CSV lines of them when ``csv``), or
+        None to decline."""
         joined: list[tuple[Any, ...]] = env.request.values
         meta, response = env.request.meta, env.response
+        pick = self.pick
         if len(joined) == 1:  # the common case, without the general case's intermediate lists
             row = joined[0]
             for block in (meta, response):
@@ -345,18 +347,22 @@ class RowDecoder:
                     if len(block.values) != 1:
                         return None
                     row = row + block.values[0]
-            pick = self.pick
-            return [(scoring_id, 0, *head_tail, *(row if pick is None else pick(row)))]
+            if pick is not None:
+                row = pick(row)
+            return [
+                csvcopy.line(scoring_id, 0, head_tail, row, self.arrays) if csv else (scoring_id, 0, *head_tail, *row)
+            ]
         for block in (meta, response):
             if block is not None:
                 rows: list[tuple[Any, ...]] = block.values
                 if len(rows) != len(joined):
                     return None
                 joined = [a + b for a, b in zip(joined, rows, strict=True)]
-        pick = self.pick
-        if pick is None:
-            return [(scoring_id, i, *head_tail, *row) for i, row in enumerate(joined)]
-        return [(scoring_id, i, *head_tail, *pick(row)) for i, row in enumerate(joined)]
+        if pick is not None:
+            joined = [pick(row) for row in joined]
+        if csv:
+            return [csvcopy.line(scoring_id, i, head_tail, row, self.arrays) for i, row in enumerate(joined)]
+        return [(scoring_id, i, *head_tail, *row) for i, row in enumerate(joined)]
 
 
 def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], layout: LayoutKey) -> RowDecoder | None:
@@ -384,7 +390,7 @@ def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], 
     else:
         getter = operator.itemgetter(*indices)
         pick = lambda row: getter((*row, None))  # noqa: E731
-    arrays = tuple(len(SYSTEM_COLUMNS) + j for j, (_, _, t) in enumerate(getters) if t == "float8[]")
+    arrays = tuple(j for j, (_, _, t) in enumerate(getters) if t == "float8[]")
     return RowDecoder(records.shaped_decoder(subscription_id, layout, row_types).decode, pick, arrays)
 
 

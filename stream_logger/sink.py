@@ -207,6 +207,7 @@ class Sink:
         ingested_at = datetime.now(UTC)
         max_bytes = self._max_record_bytes
         mapper = compiled.Mapper(self._known_layout, csv=self._csv)
+        last: TableRows | None = None  # the table of the latest compiled message: most often the next one's too
         for i, msg in enumerate(messages):
             if i % _YIELD_EVERY == _YIELD_EVERY - 1:
                 await asyncio.sleep(0)
@@ -215,7 +216,9 @@ class Sink:
             if value and len(value) <= max_bytes:
                 mapped = mapper.to_rows(value, msg.topic, msg.partition, msg.offset, ingested_at)
                 if mapped is not None:
-                    _table(tables, mapped.sub, mapped.csv).add(msg, mapped.rows, mapped.day)
+                    if last is None or last.sub is not mapped.sub or last.csv is not mapped.csv:
+                        last = _table(tables, mapped.sub, mapped.csv)
+                    last.add(msg, mapped.rows, mapped.day)
                     continue
             try:
                 rec = records.decode(value, self._max_record_bytes)

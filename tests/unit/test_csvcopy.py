@@ -105,12 +105,14 @@ EDGE_ROWS: list[tuple[Any, ...]] = [
 @pytest.mark.parametrize("row", EDGE_ROWS, ids=range(len(EDGE_ROWS)))
 def test_a_line_reads_back_as_its_row(row: tuple[Any, ...]) -> None:
     arrays = tuple(k for k, v in enumerate(row) if isinstance(v, list))
-    assert_line_means(csvcopy.line(row, arrays), row)
+    head = ("tag", 1.0)  # the system columns between the row index and the columns
+    line = csvcopy.line(f"id-{len(row)}", 7, head, row, arrays)
+    assert_line_means(line, (f"id-{len(row)}", 7, *head, *row))
 
 
 def test_lines_are_joined_into_copy_data_with_a_final_newline() -> None:
-    lines = [csvcopy.line((1, "a"), ()), csvcopy.line((2, None), ())]
-    assert bytes(csvcopy.source(lines)) == b'1,"a"\n2,null\n'
+    lines = [csvcopy.line("a", 0, (), (1.5,), ()), csvcopy.line("b", 1, (None,), (), ())]
+    assert bytes(csvcopy.source(lines)) == b'"a",0,1.5\n"b",1,null\n'
 
 
 @pytest.mark.parametrize(
