@@ -32,11 +32,11 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from stream_logger import csvcopy, datamart
+from stream_logger import datamart
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
 from stream_logger.samples import german_credit_record
-from stream_logger.sink import Sink
+from stream_logger.sink import Sink, copy_rows
 from stream_logger.subscriptions import Registry
 from stream_logger.topics import create_topic
 from tests.support import TcpProxy
@@ -110,17 +110,8 @@ async def ceiling(settings: Settings, schema: str, values: list[bytes], *, csv: 
             n = 0
             for b in batches:
                 for t in b.tables:
-                    columns = list(t.sub.columns)
                     async with conn.transaction():
-                        if csv:
-                            await conn.copy_to_table(
-                                t.sub.table, schema_name=schema, columns=columns, source=csvcopy.source(t.rows),
-                                **csvcopy.COPY_OPTIONS,
-                            )  # fmt: skip
-                        else:
-                            await conn.copy_records_to_table(
-                                t.sub.table, schema_name=schema, columns=columns, records=t.rows
-                            )
+                        await copy_rows(conn, schema, t.sub.table, t.sub.columns, t.rows, t.csv)
                     n += len(t.rows)
             return n / (time.perf_counter() - began)
     finally:

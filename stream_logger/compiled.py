@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from . import csvcopy, records
@@ -137,11 +137,8 @@ def _mapped(
     rows = decoder.rows(env.scoring_id, head_tail, env, csv)
     if rows is None:
         return None
-    if timestamp.tzinfo is UTC and 1 < timestamp.year < 9999:
-        day = timestamp.date()
-    else:
-        try:
-            day = partition_day(timestamp)
-        except RecordError:  # the reference path dead-letters it
-            return None
+    try:
+        day = partition_day(timestamp)
+    except RecordError:  # the reference path dead-letters it
+        return None
     return Mapped(sub, rows, day, csv)

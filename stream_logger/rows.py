@@ -540,6 +540,8 @@ def partition_day(scoring_timestamp: datetime) -> date:
     named for it), and the two instants asyncpg writes as ``-infinity`` and ``infinity`` in binary COPY
     (``0001-01-01T00:00:00Z`` and ``9999-12-31T23:59:59.999999Z``).
     """
+    if scoring_timestamp.tzinfo is UTC and 1 < scoring_timestamp.year < 9999:  # the common case, on the hot path
+        return scoring_timestamp.date()
     try:
         utc = scoring_timestamp.astimezone(UTC)
     except OverflowError:

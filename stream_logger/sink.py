@@ -42,7 +42,7 @@ from .retry import pg_error_kind, pg_errors, retrying
 from .rows import partition_day
 from .subscriptions import Registry, Source, Subscription
 
-__all__ = ["DeadLetter", "Message", "PreparedBatch", "Sink", "TableRows", "WriteOutcome"]
+__all__ = ["DeadLetter", "Message", "PreparedBatch", "Sink", "TableRows", "WriteOutcome", "copy_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,10 @@ def _table(tables: dict[tuple[int, bool], TableRows], sub: Subscription, csv: bo
     return table
 
 
-async def _copy(
+async def copy_rows(
     conn: asyncpg.Connection, schema: str, table: str, columns: Sequence[str], rows: list[Any], csv: bool
 ) -> None:
-    """COPY ``rows`` (CSV lines when ``csv``, else tuples) into ``schema.table``."""
+    """COPY ``rows`` (CSV lines when ``csv``, else tuples for asyncpg's binary COPY) into ``schema.table``."""
     if csv:
         await conn.copy_to_table(
             table, schema_name=schema, columns=list(columns), source=csvcopy.source(rows), **csvcopy.COPY_OPTIONS
@@ -306,7 +306,7 @@ class Sink:
                 if careful:
                     dead += await self._write_table(conn, table, 0, len(table.messages), False, outcome)
                 else:
-                    await _copy(conn, self._schema, table.sub.table, table.sub.columns, table.rows, table.csv)
+                    await copy_rows(conn, self._schema, table.sub.table, table.sub.columns, table.rows, table.csv)
                     outcome.rows_written += len(table.rows)
             await self._insert_dead_letters(conn, dead)
         for letter in dead:
@@ -351,7 +351,7 @@ class Sink:
                 if dedupe:
                     written = await self._insert_skipping_duplicates(conn, table.sub, rows, table.csv)
                 else:
-                    await _copy(conn, self._schema, table.sub.table, table.sub.columns, rows, table.csv)
+                    await copy_rows(conn, self._schema, table.sub.table, table.sub.columns, rows, table.csv)
                     written = len(rows)
         except Exception as exc:
             kind = pg_error_kind(exc)
@@ -382,7 +382,7 @@ class Sink:
             f"DROP TABLE IF EXISTS pg_temp.{stage}; "
             f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-        await _copy(conn, "pg_temp", stage_name, sub.columns, rows, csv)
+        await copy_rows(conn, "pg_temp", stage_name, sub.columns, rows, csv)
         status = await conn.execute(
             f"INSERT INTO {target} ({cols}) SELECT {cols} FROM pg_temp.{stage} ON CONFLICT DO NOTHING"
         )

@@ -18,7 +18,7 @@ Names are never spliced into SQL: subscription ids and field names are mapped to
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, timedelta
+from datetime import date, timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -38,6 +38,7 @@ from .rows import (
     Subscription,
     infer_type,
     layout_key,
+    partition_day,
 )
 
 __all__ = [
@@ -59,8 +60,9 @@ _FIELD_KEYS: Final = frozenset({"name", "type", "role"})
 
 
 def partition_days(records: Iterable[ScoringRecord]) -> set[date]:
-    """The UTC days of the records' scoring timestamps: the daily partitions their rows go to."""
-    return {r.scoring_timestamp.astimezone(UTC).date() for r in records}
+    """The UTC days of the records' scoring timestamps: the daily partitions their rows go to (raises RecordError
+    for a timestamp no partition can hold, see :func:`rows.partition_day`)."""
+    return {partition_day(r.scoring_timestamp) for r in records}
 
 
 def _refuse_in_transaction(conn: asyncpg.Connection, what: str) -> None:
