@@ -1,43 +1,61 @@
-"""The emitter's engine: a bounded memory buffer, the overflow policy, the disk spool and the Kafka sender.
+"""The emitter's engine: the Kafka producer (librdkafka), the overflow policy and the disk spool.
 
-Encoded records enter through :meth:`Pipeline.submit` from any thread; it never waits on the network. A sender
-task on the pipeline's event loop drains the buffer into per-partition batches (``send_batch``) and counts the
-acknowledgements. Memory is counted from ``submit`` until the broker acknowledges (or the record leaves for the
-spool), so pending records never take more than ``max_buffer_bytes``.
+Encoded records enter through :meth:`Pipeline.submit` from any thread; it never waits on the network. They go
+straight to librdkafka (``confluent_kafka.Producer.produce``, one C call that copies the record), whose own threads
+batch, compress, send and retry outside the GIL: the serving thread pays about a microsecond a record, and the
+work of delivery runs on another core. librdkafka's queue is the memory buffer, and its limits come from
+``max_buffer_bytes`` (:func:`producer_settings`), so pending records never take more.
+
+One thread of the pipeline serves librdkafka's callbacks, syncs the spool and replays it. Only failures are
+reported back (``delivery.report.only.error``): a report per acknowledged record would need the GIL once per record
+on that thread, and a busy serving thread hands the GIL over only every few milliseconds, so acknowledgements
+would pile up and fill the buffer. A record handed over, no longer held by librdkafka and never reported failed,
+was acknowledged.
 
 Order: while anything waits in the spool, new records go to the spool too, behind it; the spool is replayed oldest
-first before the memory path opens again. A batch that fails in flight is spilled behind newer records: order is
-kept except across a failure. Keys are unique scoring ids, so order matters only for reading comfort.
+first before the memory path opens again. A record whose delivery fails is spilled behind newer ones: order is kept
+except across a failure. Keys are unique scoring ids, so order matters only for reading comfort.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 import threading
 import time
-import zlib
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaProducer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from .records import DEFAULT_MAX_RECORD_BYTES
 from .spool import Spool
 
-__all__ = ["RECORD_OVERHEAD_BYTES", "EmitterStats", "Overflow", "Pipeline", "PipelineConfig"]
+__all__ = ["RECORD_OVERHEAD_BYTES", "EmitterStats", "Overflow", "Pipeline", "PipelineConfig", "producer_settings"]
 
 log = logging.getLogger("stream_logger.emitter")
 
 Overflow = Literal["spill", "drop", "block"]
-RECORD_OVERHEAD_BYTES = 160
-"""Bytes counted per pending record on top of its key and value (tuple, bytes headers, deque slot)."""
+RECORD_OVERHEAD_BYTES = 256
+"""Memory librdkafka takes per pending record on top of its value (the message header, the key, the allocator)."""
+_PAYLOAD_SHARE = 0.75
+"""The share of ``max_buffer_bytes`` given to record values; the rest bounds the count of records (see above)."""
 _DROP_WARNING_INTERVAL_S = 10.0
 _FSYNC_INTERVAL_S = 1.0
+_POLL_S = 0.05
+_PROBE_TIMEOUT_S = 2.0
+_BLOCK_RETRY_S = 0.002
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+_REFUSED = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+    }
+)
+"""Failures that sending again cannot cure: the record is dropped (with a warning), never spilled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +63,9 @@ class EmitterStats:
     """What happened to the records given to an emitter (counts since it started; ``queued`` and ``spool_*`` now).
 
     Every record logged ends up counted once in ``acknowledged``, ``dropped`` or ``invalid``, or is still
-    ``queued`` (memory) or in the spool. ``failed`` counts delivery attempts the broker did not acknowledge; those
-    records were then spilled (counted again in ``spilled``) or dropped.
+    ``queued`` (memory) or in the spool; a spooled record being sent again counts in ``queued`` too until it is
+    acknowledged. ``failed`` counts delivery attempts the broker did not acknowledge; those records were then
+    spilled (counted again in ``spilled``) or dropped.
     """
 
     queued: int
@@ -77,10 +96,30 @@ class PipelineConfig:
     close_timeout_s: float
 
 
+def producer_settings(config: PipelineConfig) -> dict[str, Any]:
+    """librdkafka's configuration for ``config`` (callbacks not included)."""
+    value_bytes = int(config.max_buffer_bytes * _PAYLOAD_SHARE)
+    return {
+        "bootstrap.servers": config.bootstrap_servers,
+        "client.id": "stream-logger-emitter",
+        "acks": "all",
+        "enable.idempotence": True,
+        "compression.type": config.compression or "none",
+        "linger.ms": config.linger_ms,
+        "batch.size": config.max_batch_bytes,
+        # Any record the v1 check accepts may go: the broker refuses what is larger than it allows (dropped).
+        "message.max.bytes": max(config.max_batch_bytes, DEFAULT_MAX_RECORD_BYTES) + (64 << 10),
+        "message.timeout.ms": max(1, int(config.delivery_timeout_s * 1000)),
+        "queue.buffering.max.kbytes": max(1, value_bytes // 1024),
+        "queue.buffering.max.messages": max(1, (config.max_buffer_bytes - value_bytes) // RECORD_OVERHEAD_BYTES),
+        "delivery.report.only.error": True,
+        "log_level": 2,  # connection failures come through the error callback, once per outage
+    }
+
+
 @dataclass(slots=True)
 class _Counts:
     sent: int = 0
-    acknowledged: int = 0
     failed: int = 0
     dropped: int = 0
     spilled: int = 0
@@ -88,18 +127,14 @@ class _Counts:
 
 
 class Pipeline:
-    """Buffer, spool and sender for one topic. ``submit`` is thread-safe; the rest runs on one event loop."""
+    """Producer, spool and overflow policy for one topic. ``submit``, ``stats`` and ``flush`` are thread-safe."""
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
         self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
-        self._buf: deque[tuple[bytes, bytes]] = deque()
-        self._buf_bytes = 0  # memory held by queued and in-flight records
-        self._unsent_bytes = 0  # of which not yet handed to the producer
-        self._inflight: dict[int, tuple[asyncio.Future[Any], list[tuple[bytes, bytes]], bool]] = {}
-        self._queued = 0  # records in memory, queued or in flight
         self._counts = _Counts()
+        self._early: deque[tuple[bytes, bytes]] = deque()  # logged before start()
+        self._early_bytes = 0
         self._spool: Spool | None = None
         needs_spool = config.overflow == "spill" or (config.overflow == "block" and config.block_fallback == "spill")
         if needs_spool and config.spool_dir is not None:
@@ -108,16 +143,15 @@ class Pipeline:
                 max_bytes=config.max_spool_bytes,
                 segment_bytes=max(64 << 10, min(4 << 20, config.max_buffer_bytes // 4)),
             )
+        self._spool_open = False
         self._spooling = False  # records wait in the spool: new ones queue behind them
         self._broker_up = True  # optimistic until a connection or a delivery fails
-        self._sender_waiting = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._producer: AIOKafkaProducer | None = None
-        self._partitions: list[int] = []
-        self._task: asyncio.Task[None] | None = None
+        self._trouble: str | None = None  # set by librdkafka's callbacks, handled by the pipeline's thread
+        self._fatal = False
+        self._accepting = True  # false once stop() began: new records go to the spool, or are dropped
+        self._producer: Producer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._last_drop_warning = 0.0
         self._drops_unreported = 0
 
@@ -129,33 +163,32 @@ class Pipeline:
 
     def submit(self, key: bytes, value: bytes, block_timeout_s: float | None = None) -> None:
         """Queue one encoded record, or apply the overflow policy; waits only when ``block_timeout_s`` is given."""
-        size = len(key) + len(value) + RECORD_OVERHEAD_BYTES
-        wake = False
         with self._lock:
-            if not self._memory_path_open(size) and block_timeout_s is not None and not self._stopping:
-                self._room.wait_for(lambda: self._memory_path_open(size) or self._stopping, block_timeout_s)
-            if self._memory_path_open(size):
-                # orjson's bytes keep their whole work buffer (KiBs for a 1 KB record): keep an exact-size copy,
-                # or the memory cap would be exceeded several times over.
-                self._buf.append((key, bytes(memoryview(value))))
-                self._buf_bytes += size
-                self._unsent_bytes += size
-                self._queued += 1
-                if self._sender_waiting:
-                    self._sender_waiting = False
-                    wake = True
-            else:
-                self._overflow_locked(key, value)
-        if wake:
-            self._wake_sender()
+            if self._take_locked(key, value):
+                return
+            if block_timeout_s is None or not self._accepting:
+                self._overflow_locked(key, value, "the memory buffer is full")
+                return
+        deadline = time.monotonic() + block_timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(_BLOCK_RETRY_S)
+            with self._lock:
+                if self._take_locked(key, value):
+                    return
+        with self._lock:
+            self._overflow_locked(key, value, "the memory buffer stayed full")
 
     def stats(self) -> EmitterStats:
+        producer = self._producer
+        if producer is not None:
+            producer.poll(0)  # failure reports waiting to be served would be counted as pending
         with self._lock:
             c = self._counts
+            pending = self._pending_locked()
             return EmitterStats(
-                queued=self._queued,
+                queued=len(self._early) + pending,
                 sent=c.sent,
-                acknowledged=c.acknowledged,
+                acknowledged=max(0, c.sent - c.failed - pending),
                 failed=c.failed,
                 dropped=c.dropped,
                 spilled=c.spilled,
@@ -165,23 +198,65 @@ class Pipeline:
                 torn=self._spool.torn if self._spool else 0,
             )
 
-    def _memory_path_open(self, size: int) -> bool:
-        return (
-            not self._spooling
-            and (self._broker_up or self._spool is None)
-            and self._buf_bytes + size <= self.config.max_buffer_bytes
-        )
+    def flushed(self) -> bool:
+        """Whether every record in memory is acknowledged, and the spool is empty (or the broker down)."""
+        with self._lock:
+            return not self._early and self._pending_locked() == 0 and (not self._spooling or not self._broker_up)
 
-    def _overflow_locked(self, key: bytes, value: bytes) -> None:
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until :meth:`flushed`; ``False`` if ``timeout_s`` passed first (nothing is lost: it stays queued)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.flushed():
+            if not self.running or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            time.sleep(0.005)
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _pending_locked(self) -> int:
+        """Records held by the producer: waiting, in flight, or failed with the report not yet served."""
+        producer = self._producer
+        return len(producer) if producer is not None else 0
+
+    def _memory_path_open(self) -> bool:
+        return self._accepting and not self._spooling and (self._broker_up or self._spool is None)
+
+    def _take_locked(self, key: bytes, value: bytes) -> bool:
+        """Hand the record to the memory path if it is open and has room; True when it is dealt with."""
+        if not self._memory_path_open():
+            return False
+        producer = self._producer
+        if producer is None:  # not started yet
+            if self._early_bytes + len(key) + len(value) + RECORD_OVERHEAD_BYTES > self.config.max_buffer_bytes:
+                return False
+            self._early.append((key, value))
+            self._early_bytes += len(key) + len(value) + RECORD_OVERHEAD_BYTES
+            return True
+        try:
+            producer.produce(self.config.topic, value, key)
+        except BufferError:
+            return False
+        except KafkaException as exc:  # refused before queueing, e.g. larger than the producer allows
+            self._note_drop_locked(f"the producer refuses the record: {_describe(exc)}")
+            return True
+        self._counts.sent += 1
+        return True
+
+    def _overflow_locked(self, key: bytes, value: bytes, drop_reason: str) -> None:
         policy = self.config.overflow if self.config.overflow != "block" else self.config.block_fallback
         if policy == "spill" and self._spool is not None:
-            if self._spool.append(key, value):
+            if not self._spool_open:
+                self._note_drop_locked("the emitter is stopped")
+            elif self._spool.append(key, value):
                 self._counts.spilled += 1
                 self._spooling = True
-                return
-            self._note_drop_locked("the spool is full")
+            else:
+                self._note_drop_locked("the spool is full")
             return
-        self._note_drop_locked("the memory buffer is full")
+        self._note_drop_locked(drop_reason)
 
     def _note_drop_locked(self, reason: str) -> None:
         self._counts.dropped += 1
@@ -198,77 +273,60 @@ class Pipeline:
             self._last_drop_warning = now
             self._drops_unreported = 0
 
-    def _wake_sender(self) -> None:
-        loop = self._loop
-        if loop is None:
+    # ---- librdkafka's callbacks (served on the pipeline's thread) ---------------------------------------------
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = True
+            self._trouble = f"the producer failed: {err.str()}"
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._trouble = f"cannot reach {self.config.bootstrap_servers}: {err.str()}"
+        elif err.code() != KafkaError._TRANSPORT:  # a single connection lost: librdkafka reconnects
+            log.warning("topic %s: producer error: %s", self.config.topic, err.str())
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        """A record of the memory path was not acknowledged: spill it (or drop it), and suspend the memory path."""
+        if err is None:
             return
-        if threading.get_ident() == self._loop_thread:
-            self._wake.set()
-        else:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: stop() already drained
-                loop.call_soon_threadsafe(self._wake.set)
+        code = err.code()
+        with self._lock:
+            self._counts.failed += 1
+            if code in _REFUSED:
+                self._note_drop_locked(f"the broker refuses the record: {err.str()}")
+            else:
+                reason = "the emitter stopped before the broker acknowledged" if code in _PURGED else err.str()
+                self._overflow_locked(msg.key() or b"", msg.value() or b"", reason)
+        if code not in _PURGED and code not in _REFUSED:
+            self._trouble = f"delivery failed: {err.str()}"
 
-    # ---- the event loop ---------------------------------------------------------------------------------------
+    # ---- the pipeline's thread --------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Open the spool and start the sender task (the broker need not be reachable)."""
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._wake = asyncio.Event()
-        if self._spool is not None:
-            self._spool.open()
-            with self._lock:
-                self._spooling = self._spool.has_pending
-        self._task = asyncio.create_task(self._run(), name=f"stream-logger-emitter:{self.config.topic}")
-
-    async def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait until every record in memory is acknowledged, and the spool is empty while the broker is up.
-
-        Returns ``False`` if that did not happen within ``timeout_s`` (the records are not lost: they stay queued).
-        """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            with self._lock:
-                done = self._queued == 0 and (not self._spooling or not self._broker_up)
-                if not done and self._sender_waiting:
-                    self._sender_waiting = False
-                    self._wake.set()
-            if done:
-                return True
-            if self._task is None or self._task.done():
-                return False
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.005)
-
-    async def stop(self) -> None:
-        """Deliver what can be delivered within ``close_timeout_s``, spill the rest, close everything."""
-        if self._task is None:
+    def start(self) -> None:
+        """Open the spool, create the producer and start the thread (the broker need not be reachable)."""
+        if self._thread is not None:
             return
+        producer = self._new_producer()
         with self._lock:
-            self._stopping = True
-            self._room.notify_all()
-        self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), self.config.close_timeout_s)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
-        await self._close_producer()
-        with self._lock:
-            # Batches the broker never answered: spill them (a duplicate is possible only if an ack was lost).
-            for future, batch, from_memory in list(self._inflight.values()):
-                if not future.done() and from_memory:
-                    self._queued -= len(batch)
-                    self._buf_bytes -= _bytes(batch)
-                    for key, value in batch:
-                        self._overflow_locked(key, value)
-            self._inflight.clear()
-            self._spill_memory_locked("the emitter stopped before the broker acknowledged")
             if self._spool is not None:
-                self._spool.close()
+                self._spool.open()
+                self._spool_open = True
+                self._spooling = self._spool.has_pending
+            self._producer = producer
+            early, self._early, self._early_bytes = self._early, deque(), 0
+            for key, value in early:
+                if not self._take_locked(key, value):
+                    self._overflow_locked(key, value, "the memory buffer is full")
+        self._thread = threading.Thread(
+            target=self._run, name=f"stream-logger-emitter:{self.config.topic}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Deliver what can be delivered within ``close_timeout_s``, spill the rest, close everything."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._thread.join()
         stats = self.stats()
         if stats.spool_records:
             log.warning(
@@ -278,249 +336,165 @@ class Pipeline:
                 self.config.spool_dir,
             )
 
-    async def _run(self) -> None:
+    def _new_producer(self) -> Producer:
+        return Producer(producer_settings(self.config), error_cb=self._on_error, on_delivery=self._on_delivery)
+
+    def _run(self) -> None:
         backoff_s = 0.2
         last_sync = time.monotonic()
-        while True:
-            if self._producer is None and not await self._connect():
-                if self._stopping:
-                    return
-                await self._sleep_or_wake(backoff_s * random.uniform(0.5, 1.5))
-                backoff_s = min(backoff_s * 2, 5.0)
-                continue
+        while not self._stopping.is_set():
+            producer = self._producer
+            assert producer is not None
+            producer.poll(_POLL_S)
+            if self._trouble is not None:
+                self._suspend()
             if self._spool is not None and time.monotonic() - last_sync >= _FSYNC_INTERVAL_S:
                 with self._lock:
                     self._spool.sync()
                 last_sync = time.monotonic()
-            with self._lock:
-                have_memory = bool(self._buf)
-                have_spool = self._spooling
-                if not have_memory and not have_spool:
-                    if self._stopping:
-                        return
-                    self._sender_waiting = True
-                    self._wake.clear()
-            if have_memory:
-                if (
-                    self.config.linger_ms > 0
-                    and not self._stopping
-                    and self._unsent_bytes < self.config.max_batch_bytes
-                ):
-                    await asyncio.sleep(self.config.linger_ms / 1000)
-                await self._send_memory()
-            elif have_spool:
-                if await self._replay_spool():
+            if self._spooling or not self._broker_up:
+                if self._resume():
                     backoff_s = 0.2
-                elif self._stopping:
-                    return
                 else:
-                    await self._sleep_or_wake(backoff_s * random.uniform(0.5, 1.5))
+                    self._stopping.wait(backoff_s * random.uniform(0.5, 1.5))
                     backoff_s = min(backoff_s * 2, 5.0)
-            else:
-                await self._sleep_or_wake(_FSYNC_INTERVAL_S)
+        self._shut_down()
 
-    async def _sleep_or_wake(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-
-    async def _connect(self) -> bool:
-        cfg = self.config
-        producer = AIOKafkaProducer(
-            bootstrap_servers=cfg.bootstrap_servers,
-            client_id="stream-logger-emitter",
-            acks="all",
-            enable_idempotence=True,
-            compression_type=cfg.compression,
-            max_batch_size=cfg.max_batch_bytes,
-            max_request_size=max(1 << 20, cfg.max_batch_bytes + (64 << 10)),
-            linger_ms=0,  # batches are built here; the producer sends each as soon as it can
-            request_timeout_ms=int(cfg.delivery_timeout_s * 1000),
-        )
-        try:
-            await producer.start()
-            partitions = sorted(await producer.partitions_for(cfg.topic))
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-            self._set_broker_up(False, f"cannot connect to {cfg.bootstrap_servers}: {type(exc).__name__}: {exc}")
-            return False
-        self._producer, self._partitions = producer, partitions
-        self._set_broker_up(True, "")
-        return True
-
-    async def _close_producer(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), self.config.close_timeout_s)
-
-    def _set_broker_up(self, up: bool, reason: str) -> None:
+    def _suspend(self) -> None:
+        """The broker is unreachable or refused a record: route new records to the spool, spill the queued ones."""
+        reason, self._trouble = self._trouble, None
         with self._lock:
-            changed = up != self._broker_up
-            self._broker_up = up
-            if not up:
-                self._spill_memory_locked(None)
-            self._room.notify_all()
-        if changed and up:
-            log.info("topic %s: the broker is reachable again", self.config.topic)
-        elif changed:
+            changed = self._broker_up
+            self._broker_up = False
+            old = self._producer
+            if self._fatal:
+                self._fatal = False
+                self._producer = self._new_producer()
+        if changed:
             log.warning("topic %s: delivery suspended, %s", self.config.topic, reason)
+        assert old is not None
+        if old is not self._producer:  # librdkafka cannot go on: everything it holds is spilled
+            _purge(old, in_flight=True)
+        elif self._spool is not None:  # what waits in librdkafka's queue goes to the spool; in flight is awaited
+            _purge(old, in_flight=False)
 
-    def _spill_memory_locked(self, drop_reason: str | None) -> None:
-        """Move the records not yet handed to the producer to the spool (when there is one)."""
-        if self._spool is None:
-            if drop_reason is not None:
-                while self._buf:
-                    key, value = self._buf.popleft()
-                    self._buf_bytes -= len(key) + len(value) + RECORD_OVERHEAD_BYTES
-                    self._unsent_bytes -= len(key) + len(value) + RECORD_OVERHEAD_BYTES
-                    self._queued -= 1
-                    self._note_drop_locked(drop_reason)
-            return
-        while self._buf:
-            key, value = self._buf.popleft()
-            self._buf_bytes -= len(key) + len(value) + RECORD_OVERHEAD_BYTES
-            self._unsent_bytes -= len(key) + len(value) + RECORD_OVERHEAD_BYTES
-            self._queued -= 1
-            self._overflow_locked(key, value)
-        self._room.notify_all()
-
-    async def _send_memory(self) -> None:
-        with self._lock:
-            taken: list[tuple[bytes, bytes]] = []
-            budget = self.config.max_batch_bytes * max(1, len(self._partitions))
-            while self._buf and budget > 0:
-                item = self._buf.popleft()
-                size = len(item[0]) + len(item[1]) + RECORD_OVERHEAD_BYTES
-                budget -= size
-                self._unsent_bytes -= size
-                taken.append(item)
-        await self._send(taken, from_memory=True)
-
-    async def _send(
-        self, records: list[tuple[bytes, bytes]], *, from_memory: bool
-    ) -> tuple[list[asyncio.Future[Any]], bool]:
-        """Hand records to the producer in per-partition batches; acknowledgements are counted by callbacks.
-
-        Returns the batches' futures, and whether every record was handed over (the others went through
-        the failure path).
-        """
+    def _resume(self) -> bool:
+        """Probe the broker if it was down, then replay the spool; ``False`` if the broker is still unreachable."""
         producer = self._producer
         assert producer is not None
-        n = len(self._partitions) or 1
-        builders: dict[int, Any] = {}
-        members: dict[int, list[tuple[bytes, bytes]]] = {}
-        futures: list[asyncio.Future[Any]] = []
-        pending = iter(records)
-        try:
-            for key, value in pending:
-                p = self._partitions[zlib.crc32(key) % n]
-                builder = builders.get(p)
-                if builder is None:
-                    builder = builders[p] = producer.create_batch()
-                    members[p] = []
-                if builder.append(key=key, value=value, timestamp=None) is not None:
-                    members[p].append((key, value))
-                    continue
-                full, members[p] = members[p], [(key, value)]
-                builders[p] = producer.create_batch()
-                builders[p].append(key=key, value=value, timestamp=None)
-                futures.append(await self._submit_batch(builder, p, full, from_memory))
-            for p in list(builders):
-                batch = members.pop(p)
-                if batch:
-                    futures.append(await self._submit_batch(builders[p], p, batch, from_memory))
-        except _BatchNotQueued as exc:
-            unsent = exc.records + [r for batch in members.values() for r in batch] + list(pending)
-            self._delivery_failed(unsent, from_memory, exc.__cause__ or exc)
-            return futures, False
-        return futures, True
-
-    async def _submit_batch(
-        self, builder: Any, partition: int, batch: list[tuple[bytes, bytes]], from_memory: bool
-    ) -> asyncio.Future[Any]:
-        assert self._producer is not None
-        try:
-            future: asyncio.Future[Any] = await self._producer.send_batch(
-                builder, self.config.topic, partition=partition
-            )
-        except Exception as exc:
-            raise _BatchNotQueued(batch) from exc
-        with self._lock:
-            self._counts.sent += len(batch)
-        self._inflight[id(future)] = (future, batch, from_memory)
-        future.add_done_callback(self._on_delivery(batch, from_memory))
-        return future
-
-    def _on_delivery(
-        self, batch: list[tuple[bytes, bytes]], from_memory: bool
-    ) -> Callable[[asyncio.Future[Any]], None]:
-        def done(future: asyncio.Future[Any]) -> None:
-            if self._inflight.pop(id(future), None) is None:
-                return  # stop() already spilled it
-            exc = None if future.cancelled() else future.exception()
-            if future.cancelled() or exc is not None:
-                self._delivery_failed(batch, from_memory, exc or asyncio.CancelledError())
-                return
-            if not self._broker_up:
-                self._set_broker_up(True, "")
+        if not self._broker_up:
+            try:
+                producer.list_topics(self.config.topic, timeout=_PROBE_TIMEOUT_S)
+            except KafkaException:
+                return False
             with self._lock:
-                self._counts.acknowledged += len(batch)
-                if from_memory:
-                    self._queued -= len(batch)
-                    self._buf_bytes -= _bytes(batch)
-                    self._room.notify_all()
+                self._broker_up = True
+            log.info("topic %s: the broker is reachable again", self.config.topic)
+        return self._replay_spool()
 
-        return done
-
-    def _delivery_failed(self, batch: list[tuple[bytes, bytes]], from_memory: bool, exc: BaseException) -> None:
-        if not batch:
-            return
-        with self._lock:
-            self._counts.failed += len(batch)
-            if from_memory:
-                self._queued -= len(batch)
-                self._buf_bytes -= _bytes(batch)
-                for key, value in batch:
-                    self._overflow_locked(key, value)
-            self._room.notify_all()
-        if from_memory:
-            self._set_broker_up(False, f"delivery failed: {type(exc).__name__}: {exc}")
-
-    async def _replay_spool(self) -> bool:
+    def _replay_spool(self) -> bool:
         """Send the spool's segments oldest first, removing each once acknowledged; ``False`` on failure."""
         spool = self._spool
-        assert spool is not None
-        while True:
+        if spool is None:
+            return True
+        while not self._stopping.is_set():
             with self._lock:
                 segments = spool.ready_segments()
                 if not segments:
                     self._spooling = False
-                    self._room.notify_all()
                     return True
             for segment in segments:
-                contents = await asyncio.to_thread(spool.read, segment)
-                futures, all_handed = await self._send(contents.records, from_memory=False)
-                results = await asyncio.gather(*futures, return_exceptions=True)
-                failures = [r for r in results if isinstance(r, BaseException)]
-                if failures or not all_handed:
-                    # The whole segment is sent again later: records acknowledged in it become duplicates,
-                    # which the datamart collapses by scoring_id.
-                    self._set_broker_up(False, f"spool replay failed: {failures[0] if failures else 'not sent'}")
+                contents = spool.read(segment)
+                failure = self._deliver(contents.records)
+                if failure is not None and self._stopping.is_set():
+                    return True  # the segment stays; an emitter started later sends it
+                if failure is not None:
+                    # The whole segment is sent again later: records acknowledged in it become duplicates, which
+                    # the datamart collapses by scoring_id.
+                    with self._lock:
+                        self._broker_up = False
+                    log.warning("topic %s: spool replay failed, %s", self.config.topic, failure)
                     return False
                 with self._lock:
                     spool.remove(segment)
-                if not self._broker_up:
-                    self._set_broker_up(True, "")
+                if self._stopping.is_set():
+                    break
+        return True
+
+    def _deliver(self, records: list[tuple[bytes, bytes]]) -> str | None:
+        """Send records and wait for their acknowledgement; what went wrong, or None."""
+        producer = self._producer
+        assert producer is not None
+        failures: list[str] = []
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                return
+            with self._lock:
+                self._counts.failed += 1
+                if err.code() in _REFUSED:
+                    self._note_drop_locked(f"the broker refuses the record: {err.str()}")
+                    return
+            failures.append(err.str())
+
+        for key, value in records:
+            if not self._produce_waiting(producer, key, value, on_delivery):
+                return "the emitter is stopping"
+        deadline = time.monotonic() + self.config.delivery_timeout_s
+        while len(producer) and not failures and time.monotonic() < deadline:
+            if self._stopping.is_set():
+                return "the emitter is stopping"
+            producer.poll(_POLL_S)
+        if failures:
+            return failures[0]
+        return "not acknowledged in time" if len(producer) else None
+
+    def _produce_waiting(self, producer: Producer, key: bytes, value: bytes, on_delivery: Any) -> bool:
+        """Hand one spooled record to the producer, waiting for room; ``False`` if the emitter stops first."""
+        while not self._stopping.is_set():
+            try:
+                producer.produce(self.config.topic, value, key, on_delivery=on_delivery)
+            except BufferError:
+                producer.poll(_POLL_S)
+                continue
+            except KafkaException as exc:
+                with self._lock:
+                    self._note_drop_locked(f"the producer refuses the record: {_describe(exc)}")
+                return True
+            with self._lock:
+                self._counts.sent += 1
+            return True
+        return False
+
+    def _shut_down(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        deadline = time.monotonic() + self.config.close_timeout_s
+        while len(producer) and time.monotonic() < deadline:
+            producer.flush(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+        with self._lock:
+            self._accepting = False
+        # What the broker never acknowledged is spilled (a duplicate is possible only if an ack was lost).
+        _purge(producer, in_flight=True)
+        with self._lock:
+            if self._spool is not None and self._spool_open:
+                self._spool.close()
+                self._spool_open = False
 
 
-class _BatchNotQueued(Exception):
-    """``send_batch`` refused a batch: its records were never handed over."""
+def _purge(producer: Producer, *, in_flight: bool) -> None:
+    """Fail what ``producer`` holds (its failure callback spills or drops it) and serve those callbacks.
 
-    def __init__(self, records: list[tuple[bytes, bytes]]) -> None:
-        super().__init__("the producer refused a batch")
-        self.records = records
+    Without ``in_flight``, records already sent stay in flight: their acknowledgement or failure comes later.
+    """
+    producer.purge(in_queue=True, in_flight=in_flight, blocking=True)
+    while producer.poll(0):
+        pass
+    deadline = time.monotonic() + 5.0
+    while in_flight and len(producer) and time.monotonic() < deadline:
+        producer.poll(0.01)
 
 
-def _bytes(batch: list[tuple[bytes, bytes]]) -> int:
-    return sum(len(k) + len(v) for k, v in batch) + RECORD_OVERHEAD_BYTES * len(batch)
+def _describe(exc: KafkaException) -> str:
+    err = exc.args[0] if exc.args else None
+    return err.str() if isinstance(err, KafkaError) else str(exc)

@@ -6,9 +6,9 @@
         scoring_id = em.log(request={"fields": [...], "values": [[...]]}, response=..., subscription_id="credit")
 
 ``log()`` builds, validates and encodes the v1 record on the spot (an invalid record is counted and logged with its
-reason, or raises :class:`~stream_logger.errors.RecordError` with ``strict=True``), then queues the bytes; a
-background task sends them. When memory for pending records reaches ``max_buffer_bytes`` or the broker is down, the
-``overflow`` policy applies:
+reason, or raises :class:`~stream_logger.errors.RecordError` with ``strict=True``), then hands the bytes to the
+producer (librdkafka), whose own threads batch, compress and send them. When memory for pending records reaches
+``max_buffer_bytes`` or the broker is down, the ``overflow`` policy applies:
 
 - ``"spill"`` (default): records go to a size-capped spool on local disk (``spool_dir``) and are sent, in order,
   when the broker is back; an emitter started later on the same folder sends what an earlier one left.
@@ -22,6 +22,7 @@ This module never imports asyncpg: a model service needs only the producer side.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import weakref
@@ -216,7 +217,7 @@ class Emitter(_EmitterBase):
             return
         if self._state == "stopped":
             raise ConfigError("a stopped emitter cannot be started again: create a new one")
-        await self._pipeline.start()
+        self._pipeline.start()
         self._state = "started"
 
     async def stop(self) -> None:
@@ -225,14 +226,14 @@ class Emitter(_EmitterBase):
             self._state = "stopped"
             return
         self._state = "stopped"
-        await self._pipeline.stop()
+        await asyncio.to_thread(self._pipeline.stop)
 
     async def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything logged so far is acknowledged (or spooled while the broker is down).
 
         Returns ``False`` when ``timeout_s`` passed first; nothing is lost then, it stays queued.
         """
-        return await self._pipeline.flush(timeout_s)
+        return await asyncio.to_thread(self._pipeline.flush, timeout_s)
 
     async def __aenter__(self) -> Self:
         await self.start()

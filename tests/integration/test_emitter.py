@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -84,6 +86,22 @@ async def test_an_outage_and_a_restart_lose_nothing(settings: Settings, topic: s
     assert after.spool_records == 0 and after.spool_bytes == 0
     assert not list(spool.glob("*.spool"))
     got = await consume_all(settings, topic, 400)
+    assert {k.decode() for k, _ in got} == set(ids)
+
+
+async def test_a_record_the_broker_refuses_is_dropped_and_the_rest_flow(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    blob = base64.b64encode(random.Random(7).randbytes(3 << 20)).decode()  # does not compress below 1 MiB
+    huge = encode(build_record(**{**_call(0), "request": {"fields": ["blob"], "values": [[blob]]}}))
+    async with Emitter(topic, settings.bootstrap_servers, spool_dir=tmp_path) as em:
+        em.log_encoded("call-000000", huge)  # larger than the broker's message.max.bytes (1 MiB by default)
+        ids = [em.log(**_call(i)) for i in range(1, 51)]
+        assert await em.flush(30)
+        stats = em.stats()
+    assert stats.dropped == 1 and stats.spilled == 0 and stats.spool_records == 0
+    assert stats.acknowledged == 50
+    got = await consume_all(settings, topic, 50)
     assert {k.decode() for k, _ in got} == set(ids)
 
 

@@ -103,7 +103,7 @@ def test_strict_raises_on_an_invalid_record(tmp_path: Path) -> None:
 def test_the_queued_bytes_are_a_valid_v1_record(tmp_path: Path) -> None:
     em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
     scoring_id = em.log(request=REQUEST, response=RESPONSE, subscription_id="s", tags={"env": "test"})
-    key, value = em._pipeline._buf[0]
+    key, value = em._pipeline._early[0]  # not started: held until start()
     assert key == scoring_id.encode()
     record = decode(value)
     assert record.request.values == REQUEST["values"] and record.tags == {"env": "test"}
