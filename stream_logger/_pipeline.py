@@ -40,8 +40,8 @@ log = logging.getLogger("stream_logger.emitter")
 Overflow = Literal["spill", "drop", "block"]
 RECORD_OVERHEAD_BYTES = 256
 """Memory librdkafka takes per pending record on top of its value (the message header, the key, the allocator)."""
-_PAYLOAD_SHARE = 0.75
-"""The share of ``max_buffer_bytes`` given to record values; the rest bounds the count of records (see above)."""
+_PAYLOAD_SHARE = 0.7
+"""The share of ``max_buffer_bytes`` given to record values; the rest bounds the count of records."""
 _DROP_WARNING_INTERVAL_S = 10.0
 _FSYNC_INTERVAL_S = 1.0
 _POLL_S = 0.05
