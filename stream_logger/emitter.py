@@ -162,7 +162,7 @@ class _EmitterBase:
             value = encode_checked(record) if self.validate else encode(record)
         except RecordError as exc:
             return self._invalid(exc, scoring_id or "")
-        except (TypeError, ValueError) as exc:  # e.g. a value orjson cannot encode
+        except (TypeError, ValueError, OverflowError) as exc:  # a value orjson cannot encode, a date out of range
             return self._invalid(RecordError("invalid_record", "", f"{type(exc).__name__}: {exc}"), scoring_id or "")
         self._pipeline.submit(record.scoring_id.encode(), value, self._block_timeout_s)
         return record.scoring_id
