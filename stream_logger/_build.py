@@ -347,15 +347,8 @@ def _known_layout(request_fields: Any, meta_fields: Any, response_fields: Any) -
         return None
     last = _last_layout
     try:
-        # Names are None exactly where the layout's are; lists compare item by item, the same objects at once.
-        if (
-            last is not None
-            and request_fields == last[0]
-            and (response_fields is None) is (last[2] is None)
-            and (meta_fields is None) is (last[1] is None)
-            and response_fields == last[2]
-            and meta_fields == last[1]
-        ):
+        # Lists compare item by item, the same objects at once; a list never equals None.
+        if last is not None and request_fields == last[0] and response_fields == last[2] and meta_fields == last[1]:
             return last
         layout = _layouts.get(_key_of(request_fields, meta_fields, response_fields))
     except Exception:  # a name that cannot even be compared or hashed: the full decode says what is wrong

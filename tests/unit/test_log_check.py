@@ -136,7 +136,7 @@ class Frame:
 
 
 def _many_rows(count: int, **changes: Any) -> dict[str, Any]:
-    call = call_of(1, **changes)
+    call = copy.deepcopy(call_of(1, **changes))
     call["request"]["values"] = call["request"]["values"] * count
     call["response"]["values"] = call["response"]["values"] * count
     return call
@@ -189,12 +189,10 @@ CORPUS: list[tuple[str, dict[str, Any]]] = [
     ("no rows", with_block(with_block(BASE, "request", "values", []), "response", "values", [])),
     ("a row not a list", with_block(BASE, "request", "values", [5])),
     ("tuple rows", with_block(BASE, "request", "values", [tuple(BASE["request"]["values"][0])])),
-    (
-        "10,000 rows",
-        _many_rows(MAX_ROWS, response={"fields": ["prediction", "probability"], "values": [["Risk", 0.7]]}),
-    ),
+    ("10,000 rows", _many_rows(MAX_ROWS, response=FLAT["response"])),
     ("10,000 rows with a list each", _many_rows(MAX_ROWS)),
     ("10,001 rows", _many_rows(MAX_ROWS + 1)),
+    ("10,001 flat rows", _many_rows(MAX_ROWS + 1, response=FLAT["response"])),
     ("unequal rows", with_block(call_of(6, rows=2), "response", "values", [["Risk", [0.1, 0.9]]])),
     ("unequal meta rows", with_block(META, "request", "meta", {"fields": ["CustomerID"], "values": [["a"]]})),
     ("over 8 MiB", with_value(BASE, "request", 0, 0, "x" * (8 << 20))),
@@ -294,6 +292,7 @@ CORPUS: list[tuple[str, dict[str, Any]]] = [
     ("failed with a bool status", call_of(3, response=None, status_code=True, error=None)),
     ("not failed: 399", call_of(3, response=None, status_code=399)),
     ("no response at all", call_of(3, response=None, status_code=None)),
+    ("no response, nothing else", {**plain_call(), "response": None}),
     ("an error with a response", call_of(1, error="partial")),
     # tags
     ("tag number", call_of(1, tags={"env": 1})),
@@ -506,6 +505,35 @@ def test_log_refuses_and_accepts_what_it_did_before(tmp_path: Path) -> None:
                 strict.log(**call)
         else:
             assert strict.log(**call) == scoring_id or call.get("scoring_id") is None, what
+
+
+class Liar(str):
+    """A name that claims to equal any string (its own text is empty, which is no valid name)."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = str.__hash__
+
+
+def test_names_that_only_compare_equal_are_written_as_the_known_names() -> None:
+    """The one place the fused path knowingly differs from build + encode: it writes the remembered names, so the
+    quick check never vouches for names it has not seen (build + encode write the empty name, decode refuses it)."""
+    assert now(BASE)[0][0] == "accepted"
+    call = with_block(BASE, "request", "fields", [Liar(""), *NAMES[1:]])
+    assert before(call)[0] == "refused"
+    outcome, quick = now(call)
+    assert quick and records.decode(outcome[1]).request.fields == NAMES
+
+
+def test_names_that_are_not_a_list_are_never_taken_for_a_known_layout() -> None:
+    block: Any = {"fields": ["a", "b"], "values": [[1, 2]]}
+    for name in ("request", "response"):
+        assert now(call_of(1, **{name: block}))[0][0] == "accepted"
+        for names in ("ab", ("a", "b")):
+            call = call_of(1, **{name: Table(names, [[1, 2]])})  # type: ignore[arg-type]
+            assert not now(call)[1]
+            assert_agrees(call)
 
 
 # ------------------------------------------------------------------------------------------ generated calls
