@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,15 @@ def test_an_invalid_record_is_counted_logged_and_not_queued(tmp_path: Path, capl
     assert stats.invalid == 1 and stats.queued == 0
     assert "invalid scoring record" in caplog.text
     assert secret not in caplog.text
+
+
+def test_a_timestamp_out_of_range_in_utc_is_counted_invalid_not_raised(tmp_path: Path) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    r = german_credit_record(1)
+    # An offset of seconds is written in UTC, and this instant is then in year 0.
+    timestamp = datetime(1, 1, 1, tzinfo=timezone(timedelta(seconds=30)))
+    em.log(request=r["request"], response=r["response"], subscription_id="gc", scoring_timestamp=timestamp)
+    assert em.stats().invalid == 1 and em.stats().queued == 0
 
 
 def test_strict_raises_on_an_invalid_record(tmp_path: Path) -> None:
