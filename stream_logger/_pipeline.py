@@ -393,7 +393,7 @@ class Pipeline:
         return self._replay_spool()
 
     def _replay_spool(self) -> bool:
-        """Send the spool's segments oldest first, removing each once acknowledged; ``False`` on failure."""
+        """Send the spool's segments oldest first, removing them once acknowledged; ``False`` on failure."""
         spool = self._spool
         if spool is None:
             return True
@@ -403,26 +403,28 @@ class Pipeline:
                 if not segments:
                     self._spooling = False
                     return True
-            for segment in segments:
-                contents = spool.read(segment)
-                failure = self._deliver(contents.records)
-                if failure is not None and self._stopping.is_set():
-                    return True  # the segment stays; an emitter started later sends it
-                if failure is not None:
-                    # The whole segment is sent again later: records acknowledged in it become duplicates, which
-                    # the datamart collapses by scoring_id.
-                    with self._lock:
-                        self._broker_up = False
-                    log.warning("topic %s: spool replay failed, %s", self.config.topic, failure)
-                    return False
+            handed, failure = self._deliver(spool, segments)
+            if failure is not None and self._stopping.is_set():
+                return True  # the segments stay; an emitter started later sends them
+            if failure is not None:
+                # The segments are sent again later: records acknowledged in them become duplicates, which the
+                # datamart collapses by scoring_id.
                 with self._lock:
+                    self._broker_up = False
+                log.warning("topic %s: spool replay failed, %s", self.config.topic, failure)
+                return False
+            with self._lock:
+                for segment in handed:
                     spool.remove(segment)
-                if self._stopping.is_set():
-                    break
         return True
 
-    def _deliver(self, records: list[tuple[bytes, bytes]]) -> str | None:
-        """Send records and wait for their acknowledgement; what went wrong, or None."""
+    def _deliver(self, spool: Spool, segments: list[Path]) -> tuple[list[Path], str | None]:
+        """Send whole segments, oldest first, up to half the memory budget, and wait for their acknowledgement.
+
+        Returns the segments sent, and what went wrong (None: all acknowledged). While the spool holds records the
+        memory path is closed, so the producer holds nothing else: once it is empty, these were acknowledged.
+        Several segments a round trip, so that the spool drains faster than a busy service fills it.
+        """
         producer = self._producer
         assert producer is not None
         failures: list[str] = []
@@ -437,17 +439,24 @@ class Pipeline:
                     return
             failures.append(err.str())
 
-        for key, value in records:
-            if not self._produce_waiting(producer, key, value, on_delivery):
-                return "the emitter is stopping"
+        handed: list[Path] = []
+        handed_bytes = 0
+        for segment in segments:
+            if handed and handed_bytes >= self.config.max_buffer_bytes // 2:
+                break
+            for key, value in spool.read(segment).records:
+                if not self._produce_waiting(producer, key, value, on_delivery):
+                    return handed, "the emitter is stopping"
+                handed_bytes += len(key) + len(value) + RECORD_OVERHEAD_BYTES
+            handed.append(segment)
         deadline = time.monotonic() + self.config.delivery_timeout_s
         while len(producer) and not failures and time.monotonic() < deadline:
             if self._stopping.is_set():
-                return "the emitter is stopping"
+                return handed, "the emitter is stopping"
             producer.poll(_POLL_S)
         if failures:
-            return failures[0]
-        return "not acknowledged in time" if len(producer) else None
+            return handed, failures[0]
+        return handed, "not acknowledged in time" if len(producer) else None
 
     def _produce_waiting(self, producer: Producer, key: bytes, value: bytes, on_delivery: Any) -> bool:
         """Hand one spooled record to the producer, waiting for room; ``False`` if the emitter stops first."""
