@@ -12,9 +12,12 @@ on that thread, and a busy serving thread hands the GIL over only every few mill
 would pile up and fill the buffer. A record handed over, no longer held by librdkafka and never reported failed,
 was acknowledged.
 
-Order: while anything waits in the spool, new records go to the spool too, behind it; the spool is replayed oldest
-first before the memory path opens again. A record whose delivery fails is spilled behind newer ones: order is kept
-except across a failure. Keys are unique scoring ids, so order matters only for reading comfort.
+The spool takes a record only while the broker is down or the memory buffer is full. It is replayed oldest first by
+a second producer with its own share of the budget (:data:`_REPLAY_SHARE`), while new records keep going straight
+to the first one when there is room. A segment is removed once all its records are acknowledged, so a killed
+process loses nothing that reached the spool. A spilled record may therefore arrive after some logged later; keys
+are unique scoring ids, so order matters only for reading comfort. (Closing the memory path until the spool was
+empty kept the order, but under steady load the spool never emptied, and every new record took the disk path.)
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ Overflow = Literal["spill", "drop", "block"]
 RECORD_OVERHEAD_BYTES = 256
 """Memory librdkafka takes per pending record on top of its value (the message header, the key, the allocator)."""
 _PAYLOAD_SHARE = 0.7
-"""The share of ``max_buffer_bytes`` given to record values; the rest bounds the count of records."""
+"""The share of a producer's budget given to record values; the rest bounds the count of records."""
+_REPLAY_SHARE = 8
+"""The spool's producer gets ``max_buffer_bytes // _REPLAY_SHARE``; the memory path gets the rest."""
 _DROP_WARNING_INTERVAL_S = 10.0
 _FSYNC_INTERVAL_S = 1.0
 _POLL_S = 0.05
@@ -96,9 +101,9 @@ class PipelineConfig:
     close_timeout_s: float
 
 
-def producer_settings(config: PipelineConfig) -> dict[str, Any]:
-    """librdkafka's configuration for ``config`` (callbacks not included)."""
-    value_bytes = int(config.max_buffer_bytes * _PAYLOAD_SHARE)
+def producer_settings(config: PipelineConfig, budget_bytes: int) -> dict[str, Any]:
+    """librdkafka's configuration for ``config``, its queue within ``budget_bytes`` (callbacks not included)."""
+    value_bytes = int(budget_bytes * _PAYLOAD_SHARE)
     return {
         "bootstrap.servers": config.bootstrap_servers,
         "client.id": "stream-logger-emitter",
@@ -111,7 +116,7 @@ def producer_settings(config: PipelineConfig) -> dict[str, Any]:
         "message.max.bytes": max(config.max_batch_bytes, DEFAULT_MAX_RECORD_BYTES) + (64 << 10),
         "message.timeout.ms": max(1, int(config.delivery_timeout_s * 1000)),
         "queue.buffering.max.kbytes": max(1, value_bytes // 1024),
-        "queue.buffering.max.messages": max(1, (config.max_buffer_bytes - value_bytes) // RECORD_OVERHEAD_BYTES),
+        "queue.buffering.max.messages": max(1, (budget_bytes - value_bytes) // RECORD_OVERHEAD_BYTES),
         "delivery.report.only.error": True,
         "log_level": 2,  # connection failures come through the error callback, once per outage
     }
@@ -141,15 +146,17 @@ class Pipeline:
             self._spool = Spool(
                 config.spool_dir,
                 max_bytes=config.max_spool_bytes,
-                segment_bytes=max(64 << 10, min(4 << 20, config.max_buffer_bytes // 4)),
+                segment_bytes=max(64 << 10, min(4 << 20, config.max_buffer_bytes // (2 * _REPLAY_SHARE))),
             )
         self._spool_open = False
-        self._spooling = False  # records wait in the spool: new ones queue behind them
+        self._spooling = False  # records wait in the spool
         self._broker_up = True  # optimistic until a connection or a delivery fails
         self._trouble: str | None = None  # set by librdkafka's callbacks, handled by the pipeline's thread
         self._fatal = False
         self._accepting = True  # false once stop() began: new records go to the spool, or are dropped
         self._producer: Producer | None = None
+        self._replayer: Producer | None = None  # sends the spool; created when first needed
+        self._replay_budget = config.max_buffer_bytes // _REPLAY_SHARE
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._last_drop_warning = 0.0
@@ -217,12 +224,11 @@ class Pipeline:
         return self._thread is not None and self._thread.is_alive()
 
     def _pending_locked(self) -> int:
-        """Records held by the producer: waiting, in flight, or failed with the report not yet served."""
-        producer = self._producer
-        return len(producer) if producer is not None else 0
+        """Records held by the producers: waiting, in flight, or failed with the report not yet served."""
+        return sum(len(producer) for producer in (self._producer, self._replayer) if producer is not None)
 
     def _memory_path_open(self) -> bool:
-        return self._accepting and not self._spooling and (self._broker_up or self._spool is None)
+        return self._accepting and (self._broker_up or self._spool is None)
 
     def _take_locked(self, key: bytes, value: bytes) -> bool:
         """Hand the record to the memory path if it is open and has room; True when it is dealt with."""
@@ -337,7 +343,8 @@ class Pipeline:
             )
 
     def _new_producer(self) -> Producer:
-        return Producer(producer_settings(self.config), error_cb=self._on_error, on_delivery=self._on_delivery)
+        budget = self.config.max_buffer_bytes - self._replay_budget
+        return Producer(producer_settings(self.config, budget), error_cb=self._on_error, on_delivery=self._on_delivery)
 
     def _run(self) -> None:
         backoff_s = 0.2
@@ -419,14 +426,14 @@ class Pipeline:
         return True
 
     def _deliver(self, spool: Spool, segments: list[Path]) -> tuple[list[Path], str | None]:
-        """Send whole segments, oldest first, up to half the memory budget, and wait for their acknowledgement.
+        """Send whole segments, oldest first, about the replay budget's worth, and wait for their acknowledgement.
 
-        Returns the segments sent, and what went wrong (None: all acknowledged). While the spool holds records the
-        memory path is closed, so the producer holds nothing else: once it is empty, these were acknowledged.
-        Several segments a round trip, so that the spool drains faster than a busy service fills it.
+        Returns the segments sent, and what went wrong (None: all acknowledged). The spool's producer holds nothing
+        else: once it is empty, these were acknowledged.
         """
-        producer = self._producer
-        assert producer is not None
+        if self._replayer is None:
+            self._replayer = Producer(producer_settings(self.config, self._replay_budget), error_cb=self._on_error)
+        producer = self._replayer
         failures: list[str] = []
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
@@ -442,7 +449,7 @@ class Pipeline:
         handed: list[Path] = []
         handed_bytes = 0
         for segment in segments:
-            if handed and handed_bytes >= self.config.max_buffer_bytes // 2:
+            if handed and handed_bytes >= self._replay_budget:
                 break
             for key, value in spool.read(segment).records:
                 if not self._produce_waiting(producer, key, value, on_delivery):
@@ -454,17 +461,32 @@ class Pipeline:
             if self._stopping.is_set():
                 return handed, "the emitter is stopping"
             producer.poll(_POLL_S)
+            self._serve_memory_path()
         if failures:
             return handed, failures[0]
         return handed, "not acknowledged in time" if len(producer) else None
 
+    def _serve_memory_path(self) -> None:
+        producer = self._producer
+        if producer is not None:
+            producer.poll(0)
+
     def _produce_waiting(self, producer: Producer, key: bytes, value: bytes, on_delivery: Any) -> bool:
-        """Hand one spooled record to the producer, waiting for room; ``False`` if the emitter stops first."""
+        """Hand one spooled record to the spool's producer, waiting for room; ``False`` if the emitter stops first.
+
+        A record larger than that producer's whole budget goes through the memory path instead, whose failure
+        callback spills it again if it is not acknowledged.
+        """
         while not self._stopping.is_set():
             try:
                 producer.produce(self.config.topic, value, key, on_delivery=on_delivery)
             except BufferError:
+                if not len(producer):
+                    with self._lock:
+                        if self._take_locked(key, value):
+                            return True
                 producer.poll(_POLL_S)
+                self._serve_memory_path()
                 continue
             except KafkaException as exc:
                 with self._lock:
@@ -483,8 +505,11 @@ class Pipeline:
             producer.flush(min(_POLL_S, max(0.0, deadline - time.monotonic())))
         with self._lock:
             self._accepting = False
-        # What the broker never acknowledged is spilled (a duplicate is possible only if an ack was lost).
+        # What the broker never acknowledged is spilled (a duplicate is possible only if an ack was lost). Spooled
+        # records being replayed stay in their segments.
         _purge(producer, in_flight=True)
+        if self._replayer is not None:
+            _purge(self._replayer, in_flight=True)
         with self._lock:
             if self._spool is not None and self._spool_open:
                 self._spool.close()

@@ -10,8 +10,9 @@ reason, or raises :class:`~stream_logger.errors.RecordError` with ``strict=True`
 producer (librdkafka), whose own threads batch, compress and send them. When memory for pending records reaches
 ``max_buffer_bytes`` or the broker is down, the ``overflow`` policy applies:
 
-- ``"spill"`` (default): records go to a size-capped spool on local disk (``spool_dir``) and are sent, in order,
-  when the broker is back; an emitter started later on the same folder sends what an earlier one left.
+- ``"spill"`` (default): records go to a size-capped spool on local disk (``spool_dir``) and are sent, oldest
+  first, once the broker is back or the buffer has room (new records go straight to the broker meanwhile); an
+  emitter started later on the same folder sends what an earlier one left.
 - ``"drop"``: the record is counted in ``stats().dropped``, with a rate-limited warning.
 - ``"block"``: only :class:`~stream_logger.threaded.ThreadedEmitter` can wait (up to ``block_timeout_s``) before
   falling back to ``block_fallback``; ``log()`` on an event loop must not wait, so here ``"block"`` means
@@ -61,7 +62,7 @@ class _EmitterBase:
         bootstrap_servers: str | None = None,
         *,
         compression: Literal["zstd", "lz4", "gzip", "snappy"] | None = "zstd",
-        linger_ms: float = 5.0,
+        linger_ms: float = 20.0,
         max_batch_bytes: int = 512 * 1024,
         max_buffer_bytes: int = 64 * 1024 * 1024,
         overflow: Overflow = "spill",

@@ -105,6 +105,27 @@ async def test_a_record_the_broker_refuses_is_dropped_and_the_rest_flow(
     assert {k.decode() for k, _ in got} == set(ids)
 
 
+async def test_a_full_buffer_spills_and_new_records_do_not_queue_behind_the_spool(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    async with Emitter(topic, settings.bootstrap_servers, spool_dir=tmp_path, max_buffer_bytes=64_000) as em:
+        ids = [em.log(**_call(i)) for i in range(1000)]  # a burst far beyond 64 kB: most of it spills
+        burst = em.stats()
+        for _ in range(300):  # the memory path drains first; the spool goes 8 kB a round trip
+            if em.stats().acknowledged >= burst.sent:
+                break
+            await asyncio.sleep(0.1)
+        ids += [em.log(**_call(i)) for i in range(1000, 1020)]
+        after = em.stats()
+        assert await em.flush(120)
+        final = em.stats()
+    assert burst.spilled > 500 and after.spool_records > 0  # the spool was still being replayed ...
+    assert after.spilled == burst.spilled  # ... yet the new records went straight to the producer
+    assert final.spool_records == 0 and final.dropped == 0 and final.acknowledged >= 1020
+    got = await consume_all(settings, topic, 1020)
+    assert {k.decode() for k, _ in got} == set(ids)
+
+
 async def test_drop_counts_what_it_drops(tmp_path: Path) -> None:
     async with Emitter(
         "never-reached", UNREACHABLE, overflow="drop", max_buffer_bytes=20_000, spool_dir=tmp_path, close_timeout_s=1
