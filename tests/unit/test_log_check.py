@@ -31,6 +31,7 @@ from stream_logger._build import build_record
 from stream_logger.encoding import encode
 from stream_logger.records import MAX_ROWS, MAX_VALUE_DEPTH, Table
 from stream_logger.samples import german_credit_record
+from tests.unit.test_emitter_log import _Frame as Frame
 from tests.unit.test_schema_agreement import GOOD_DOCS, mutated_records
 
 TS = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
@@ -122,17 +123,6 @@ class FixedZone(tzinfo):
 
     def tzname(self, dt: datetime | None) -> str | None:
         return None
-
-
-class Frame:
-    """Just enough of a pandas DataFrame: ``columns`` and ``frame[column].tolist()``."""
-
-    def __init__(self, data: dict[str, list[Any]]) -> None:
-        self.columns = list(data)
-        self._data = {k: np.array(v, dtype=object) for k, v in data.items()}
-
-    def __getitem__(self, column: str) -> Any:
-        return self._data[column]
 
 
 def _many_rows(count: int, **changes: Any) -> dict[str, Any]:
