@@ -373,15 +373,18 @@ class Pipeline:
         with self._lock:
             changed = self._broker_up
             self._broker_up = False
-            old = self._producer
-            if self._fatal:
+            old, old_replayer = self._producer, self._replayer
+            if self._fatal:  # either producer may have failed: both are replaced
                 self._fatal = False
                 self._producer = self._new_producer()
+                self._replayer = None
         if changed:
             log.warning("topic %s: delivery suspended, %s", self.config.topic, reason)
         assert old is not None
         if old is not self._producer:  # librdkafka cannot go on: everything it holds is spilled
             _purge(old, in_flight=True)
+            if old_replayer is not None:  # spooled records stay in their segments
+                _purge(old_replayer, in_flight=True)
         elif self._spool is not None:  # what waits in librdkafka's queue goes to the spool; in flight is awaited
             _purge(old, in_flight=False)
 

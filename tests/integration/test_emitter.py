@@ -126,6 +126,23 @@ async def test_a_full_buffer_spills_and_new_records_do_not_queue_behind_the_spoo
     assert {k.decode() for k, _ in got} == set(ids)
 
 
+async def test_a_spooled_record_larger_than_the_replay_budget_still_goes(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    big = _call(0)
+    big["request"] = {"fields": ["blob"], "values": [["x" * 20_000]]}  # the spool's producer holds < 10 kB
+    options: dict[str, Any] = {"spool_dir": tmp_path, "max_buffer_bytes": 80_000, "close_timeout_s": 1}
+    async with Emitter(topic, UNREACHABLE, **options) as down:
+        ids = [down.log(**big)] + [down.log(**_call(i)) for i in range(1, 30)]
+    assert down.stats().spool_records == 30
+    async with Emitter(topic, settings.bootstrap_servers, **options) as up:
+        assert await up.flush(60)
+        stats = up.stats()
+    assert stats.spool_records == 0 and stats.dropped == 0
+    got = await consume_all(settings, topic, 30)
+    assert {k.decode() for k, _ in got} == set(ids)
+
+
 async def test_drop_counts_what_it_drops(tmp_path: Path) -> None:
     async with Emitter(
         "never-reached", UNREACHABLE, overflow="drop", max_buffer_bytes=20_000, spool_dir=tmp_path, close_timeout_s=1
