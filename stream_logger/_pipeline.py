@@ -157,6 +157,8 @@ class Pipeline:
         self._producer: Producer | None = None
         self._replayer: Producer | None = None  # sends the spool; created when first needed
         self._replay_budget = config.max_buffer_bytes // _REPLAY_SHARE
+        self.budgets = (config.max_buffer_bytes - self._replay_budget, self._replay_budget)
+        """Bytes of ``max_buffer_bytes`` for the memory path's producer and for the spool's."""
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._last_drop_warning = 0.0
@@ -343,8 +345,8 @@ class Pipeline:
             )
 
     def _new_producer(self) -> Producer:
-        budget = self.config.max_buffer_bytes - self._replay_budget
-        return Producer(producer_settings(self.config, budget), error_cb=self._on_error, on_delivery=self._on_delivery)
+        settings = producer_settings(self.config, self.budgets[0])
+        return Producer(settings, error_cb=self._on_error, on_delivery=self._on_delivery)
 
     def _run(self) -> None:
         backoff_s = 0.2
@@ -435,7 +437,7 @@ class Pipeline:
         else: once it is empty, these were acknowledged.
         """
         if self._replayer is None:
-            self._replayer = Producer(producer_settings(self.config, self._replay_budget), error_cb=self._on_error)
+            self._replayer = Producer(producer_settings(self.config, self.budgets[1]), error_cb=self._on_error)
         producer = self._replayer
         failures: list[str] = []
 

@@ -14,6 +14,7 @@ import pytest
 
 from stream_logger import Emitter, RecordError, ThreadedEmitter
 from stream_logger._build import as_table, build_record, new_scoring_id
+from stream_logger._pipeline import RECORD_OVERHEAD_BYTES, producer_settings
 from stream_logger.errors import ConfigError
 from stream_logger.records import Table, decode
 from stream_logger.samples import german_credit_record
@@ -117,6 +118,18 @@ def test_the_queued_bytes_are_a_valid_v1_record(tmp_path: Path) -> None:
     assert key == scoring_id.encode()
     record = decode(value)
     assert record.request.values == REQUEST["values"] and record.tags == {"env": "test"}
+
+
+@pytest.mark.parametrize("cap", [64 << 10, 1 << 20, 8 << 20, 64 << 20, 1 << 30])
+def test_the_two_producers_queues_fit_in_max_buffer_bytes(cap: int, tmp_path: Path) -> None:
+    pipeline = Emitter("t", "127.0.0.1:1", max_buffer_bytes=cap, spool_dir=tmp_path)._pipeline
+    worst = 0
+    for budget in pipeline.budgets:
+        settings = producer_settings(pipeline.config, budget)
+        values = settings["queue.buffering.max.kbytes"] * 1024
+        worst += values + settings["queue.buffering.max.messages"] * RECORD_OVERHEAD_BYTES
+    assert worst <= cap
+    assert pipeline.budgets[1] >= 8 * 1024  # the spool's producer holds a few records
 
 
 def test_bad_options_are_refused() -> None:
