@@ -82,14 +82,9 @@ def as_table(value: Any, path: str) -> Table | None:
     """``value`` as a :class:`Table` (``None`` stays ``None``); :class:`RecordError` when it has no such shape."""
     if value is None or isinstance(value, Table):
         return value
-    if type(value) is dict:  # the common case, checked cheaply: lists of lists are used as they are
-        fields, rows = value.get("fields"), value.get("values")
-        if (
-            type(fields) is list
-            and type(rows) is list
-            and (type(rows[0]) is list if len(rows) == 1 else all(type(row) is list for row in rows))
-        ):
-            return Table(fields=fields, values=rows)
+    plain = _plain_block(value)
+    if plain is not None:
+        return Table(fields=plain[0], values=plain[1])
     if isinstance(value, Mapping):
         if "fields" not in value or "values" not in value:
             raise RecordError("invalid_record", path, 'a mapping needs "fields" and "values"')
@@ -305,16 +300,24 @@ def encode_call(
     return record.scoring_id, value
 
 
-def _block(value: Any, path: str) -> tuple[Any, Any]:
-    """A block's fields and rows: a dict of lists of lists as it is, anything else through :func:`as_table`."""
+def _plain_block(value: Any) -> tuple[list[Any], list[Any]] | None:
+    """The fields and rows of the common case, used as they are: a ``dict`` whose ``"fields"`` is a list and whose
+    ``"values"`` is a list of lists. None for any other shape (:func:`as_table` then reads it)."""
     if type(value) is dict:
         fields, rows = value.get("fields"), value.get("values")
         if type(fields) is list and type(rows) is list:
             for row in rows:
                 if type(row) is not list:
-                    break
-            else:
-                return fields, rows
+                    return None
+            return fields, rows
+    return None
+
+
+def _block(value: Any, path: str) -> tuple[Any, Any]:
+    """A block's fields and rows: the common case as it is, anything else through :func:`as_table`."""
+    plain = _plain_block(value)
+    if plain is not None:
+        return plain
     table = as_table(value, path)
     assert table is not None
     return table.fields, table.values
