@@ -156,8 +156,8 @@ class Pipeline:
         self._accepting = True  # false once stop() began: new records go to the spool, or are dropped
         self._producer: Producer | None = None
         self._replayer: Producer | None = None  # sends the spool; created when first needed
-        self._replay_budget = config.max_buffer_bytes // _REPLAY_SHARE
-        self.budgets = (config.max_buffer_bytes - self._replay_budget, self._replay_budget)
+        replay_budget = config.max_buffer_bytes // _REPLAY_SHARE
+        self.budgets = (config.max_buffer_bytes - replay_budget, replay_budget)
         """Bytes of ``max_buffer_bytes`` for the memory path's producer and for the spool's."""
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -188,9 +188,7 @@ class Pipeline:
             self._overflow_locked(key, value, "the memory buffer stayed full")
 
     def stats(self) -> EmitterStats:
-        producer = self._producer
-        if producer is not None:
-            producer.poll(0)  # failure reports waiting to be served would be counted as pending
+        self._serve_memory_path()  # failure reports waiting to be served would be counted as pending
         with self._lock:
             c = self._counts
             pending = self._pending_locked()
@@ -248,10 +246,19 @@ class Pipeline:
         except BufferError:
             return False
         except KafkaException as exc:  # refused before queueing, e.g. larger than the producer allows
-            self._note_drop_locked(f"the producer refuses the record: {_describe(exc)}")
+            self._note_drop_locked(_refusal(exc))
             return True
         self._counts.sent += 1
         return True
+
+    def _failed_locked(self, err: KafkaError) -> bool:
+        """Count a delivery the broker did not acknowledge; True when it refused the record for good, which is
+        then dropped (sending it again cannot cure it)."""
+        self._counts.failed += 1
+        if err.code() in _REFUSED:
+            self._note_drop_locked(f"the broker refuses the record: {err.str()}")
+            return True
+        return False
 
     def _overflow_locked(self, key: bytes, value: bytes, drop_reason: str) -> None:
         policy = self.config.overflow if self.config.overflow != "block" else self.config.block_fallback
@@ -296,15 +303,12 @@ class Pipeline:
         """A record of the memory path was not acknowledged: spill it (or drop it), and suspend the memory path."""
         if err is None:
             return
-        code = err.code()
         with self._lock:
-            self._counts.failed += 1
-            if code in _REFUSED:
-                self._note_drop_locked(f"the broker refuses the record: {err.str()}")
-            else:
-                reason = "the emitter stopped before the broker acknowledged" if code in _PURGED else err.str()
+            refused = self._failed_locked(err)
+            if not refused:
+                reason = "the emitter stopped before the broker acknowledged" if err.code() in _PURGED else err.str()
                 self._overflow_locked(msg.key() or b"", msg.value() or b"", reason)
-        if code not in _PURGED and code not in _REFUSED:
+        if not refused and err.code() not in _PURGED:
             self._trouble = f"delivery failed: {err.str()}"
 
     # ---- the pipeline's thread --------------------------------------------------------------------------------
@@ -445,16 +449,14 @@ class Pipeline:
             if err is None:
                 return
             with self._lock:
-                self._counts.failed += 1
-                if err.code() in _REFUSED:
-                    self._note_drop_locked(f"the broker refuses the record: {err.str()}")
+                if self._failed_locked(err):
                     return
             failures.append(err.str())
 
         handed: list[Path] = []
         handed_bytes = 0
         for segment in segments:
-            if handed and handed_bytes >= self._replay_budget:
+            if handed and handed_bytes >= self.budgets[1]:
                 break
             for key, value in spool.read(segment).records:
                 if not self._produce_waiting(producer, key, value, on_delivery):
@@ -495,7 +497,7 @@ class Pipeline:
                 continue
             except KafkaException as exc:
                 with self._lock:
-                    self._note_drop_locked(f"the producer refuses the record: {_describe(exc)}")
+                    self._note_drop_locked(_refusal(exc))
                 return True
             with self._lock:
                 self._counts.sent += 1
@@ -534,6 +536,7 @@ def _purge(producer: Producer, *, in_flight: bool) -> None:
         producer.poll(0.01)
 
 
-def _describe(exc: KafkaException) -> str:
+def _refusal(exc: KafkaException) -> str:
+    """Why ``produce()`` refused a record before queueing it (e.g. larger than the producer allows)."""
     err = exc.args[0] if exc.args else None
-    return err.str() if isinstance(err, KafkaError) else str(exc)
+    return f"the producer refuses the record: {err.str() if isinstance(err, KafkaError) else exc}"
