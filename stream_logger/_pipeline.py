@@ -27,6 +27,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -156,6 +157,7 @@ class Pipeline:
         self._accepting = True  # false once stop() began: new records go to the spool, or are dropped
         self._producer: Producer | None = None
         self._replayer: Producer | None = None  # sends the spool; created when first needed
+        self._alone: Producer | None = None  # sends a spooled record too large for the replayer, one at a time
         replay_budget = config.max_buffer_bytes // _REPLAY_SHARE
         self.budgets = (config.max_buffer_bytes - replay_budget, replay_budget)
         """Bytes of ``max_buffer_bytes`` for the memory path's producer and for the spool's."""
@@ -225,7 +227,8 @@ class Pipeline:
 
     def _pending_locked(self) -> int:
         """Records held by the producers: waiting, in flight, or failed with the report not yet served."""
-        return sum(len(producer) for producer in (self._producer, self._replayer) if producer is not None)
+        producers = (self._producer, self._replayer, self._alone)
+        return sum(len(producer) for producer in producers if producer is not None)
 
     def _memory_path_open(self) -> bool:
         return self._accepting and (self._broker_up or self._spool is None)
@@ -444,6 +447,23 @@ class Pipeline:
             self._replayer = Producer(producer_settings(self.config, self.budgets[1]), error_cb=self._on_error)
         producer = self._replayer
         failures: list[str] = []
+        on_delivery = self._replay_reporter(failures)
+        handed: list[Path] = []
+        handed_bytes = 0
+        for segment in segments:
+            if handed and handed_bytes >= self.budgets[1]:
+                break
+            for key, value in spool.read(segment).records:
+                failure = self._produce_waiting(producer, key, value, on_delivery)
+                if failure is not None:
+                    return handed, failure
+                handed_bytes += len(key) + len(value) + RECORD_OVERHEAD_BYTES
+            handed.append(segment)
+        return handed, self._acknowledged(producer, failures)
+
+    def _replay_reporter(self, failures: list[str]) -> Callable[[KafkaError | None, Message], None]:
+        """The delivery callback of spooled records: one the broker refuses for good is dropped (and counted); any
+        other failure goes to ``failures``, and its segment is sent again later."""
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is None:
@@ -453,56 +473,78 @@ class Pipeline:
                     return
             failures.append(err.str())
 
-        handed: list[Path] = []
-        handed_bytes = 0
-        for segment in segments:
-            if handed and handed_bytes >= self.budgets[1]:
-                break
-            for key, value in spool.read(segment).records:
-                if not self._produce_waiting(producer, key, value, on_delivery):
-                    return handed, "the emitter is stopping"
-                handed_bytes += len(key) + len(value) + RECORD_OVERHEAD_BYTES
-            handed.append(segment)
+        return on_delivery
+
+    def _acknowledged(self, producer: Producer, failures: list[str]) -> str | None:
+        """Wait until ``producer`` holds nothing (all acknowledged: None), a delivery fails (``failures`` filled
+        by its callback), ``delivery_timeout_s`` passes, or the emitter stops; what went wrong."""
         deadline = time.monotonic() + self.config.delivery_timeout_s
         while len(producer) and not failures and time.monotonic() < deadline:
             if self._stopping.is_set():
-                return handed, "the emitter is stopping"
+                return "the emitter is stopping"
             producer.poll(_POLL_S)
             self._serve_memory_path()
         if failures:
-            return handed, failures[0]
-        return handed, "not acknowledged in time" if len(producer) else None
+            return failures[0]
+        return "not acknowledged in time" if len(producer) else None
 
     def _serve_memory_path(self) -> None:
         producer = self._producer
         if producer is not None:
             producer.poll(0)
 
-    def _produce_waiting(self, producer: Producer, key: bytes, value: bytes, on_delivery: Any) -> bool:
-        """Hand one spooled record to the spool's producer, waiting for room; ``False`` if the emitter stops first.
+    def _produce_waiting(self, producer: Producer, key: bytes, value: bytes, on_delivery: Any) -> str | None:
+        """Hand one spooled record to the spool's producer, waiting for room; what went wrong, or None.
 
-        A record larger than that producer's whole budget goes through the memory path instead, whose failure
-        callback spills it again if it is not acknowledged.
+        A record larger than that producer's whole budget is sent alone (:meth:`_send_alone`) and acknowledged
+        before the next is handed over: its segment may be removed as soon as the spool's producer is empty.
         """
         while not self._stopping.is_set():
             try:
                 producer.produce(self.config.topic, value, key, on_delivery=on_delivery)
             except BufferError:
                 if not len(producer):
-                    with self._lock:
-                        if self._take_locked(key, value):
-                            return True
+                    return self._send_alone(key, value)
                 producer.poll(_POLL_S)
                 self._serve_memory_path()
                 continue
             except KafkaException as exc:
                 with self._lock:
                     self._note_drop_locked(_refusal(exc))
-                return True
+                return None
             with self._lock:
                 self._counts.sent += 1
-            return True
-        return False
+            return None
+        return "the emitter is stopping"
+
+    def _send_alone(self, key: bytes, value: bytes) -> str | None:
+        """Send one spooled record through a producer of its own, sized for it, and wait for the broker's
+        acknowledgement; what went wrong, or None (also when the broker refuses the record for good: dropped).
+
+        Only a record larger than the spool's producer can hold comes here, one at a time: memory for pending
+        records may then pass ``max_buffer_bytes`` by that one record.
+        """
+        failures: list[str] = []
+        budget = int((len(key) + len(value) + RECORD_OVERHEAD_BYTES) / _PAYLOAD_SHARE) + (64 << 10)
+        producer = Producer(
+            producer_settings(self.config, budget), error_cb=self._on_error, on_delivery=self._replay_reporter(failures)
+        )
+        with self._lock:
+            self._alone = producer  # counted as pending meanwhile
+        try:
+            try:
+                producer.produce(self.config.topic, value, key)
+            except KafkaException as exc:  # refused before queueing: dropped, as on the memory path
+                with self._lock:
+                    self._note_drop_locked(_refusal(exc))
+                return None
+            with self._lock:
+                self._counts.sent += 1
+            return self._acknowledged(producer, failures)
+        finally:
+            _purge(producer, in_flight=True)  # only when the emitter stops first; the record stays in the spool
+            with self._lock:
+                self._alone = None
 
     def _shut_down(self) -> None:
         producer = self._producer

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import KafkaError
 
 from stream_logger import Emitter, PayloadRecord
 from stream_logger._build import build_record
@@ -140,6 +141,68 @@ async def test_a_spooled_record_larger_than_the_replay_budget_still_goes(
         stats = up.stats()
     assert stats.spool_records == 0 and stats.dropped == 0
     got = await consume_all(settings, topic, 30)
+    assert {k.decode() for k, _ in got} == set(ids)
+
+
+def test_a_spooled_record_too_large_to_replay_is_acknowledged_before_its_segment_goes(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    """The record is last in its segment, and records linger a second before they are sent: the process is killed
+    the moment the segment is removed, so a record not yet acknowledged then would be lost."""
+    options: dict[str, Any] = {"spool_dir": str(tmp_path), "max_buffer_bytes": 80_000, "close_timeout_s": 1}
+    calls = [_call(i) for i in range(30)]
+    calls[-1]["request"] = {"fields": ["blob"], "values": [["x" * 20_000]]}  # the spool's producer holds < 10 kB
+
+    async def spill() -> None:
+        async with Emitter(topic, UNREACHABLE, **options) as down:
+            for call in calls:
+                down.log(**call)
+        assert down.stats().spool_records == 30
+
+    asyncio.run(spill())
+    script = textwrap.dedent(
+        f"""
+        import os, signal, time
+        from pathlib import Path
+        from stream_logger import ThreadedEmitter
+
+        em = ThreadedEmitter({topic!r}, {settings.bootstrap_servers!r}, linger_ms=1000, **{options!r})
+        deadline = time.monotonic() + 60
+        while list(Path({str(tmp_path)!r}).glob("*.spool")) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGKILL)  # at once: what librdkafka still holds is lost
+        """
+    )
+    killed = subprocess.run([sys.executable, "-c", script], timeout=120, env=os.environ.copy())
+    assert killed.returncode == -9
+    got = asyncio.run(consume_all(settings, topic, 30))
+    assert {k.decode() for k, _ in got} == {c["scoring_id"] for c in calls}
+
+
+async def test_a_fatal_producer_error_replaces_the_producer_and_loses_nothing(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    """librdkafka reports a fatal error (say, the idempotent producer's sequence broken) and that producer can go
+    on no more: what it holds is spilled, a new producer takes over, and every record arrives."""
+    async with Emitter(topic, settings.bootstrap_servers, spool_dir=tmp_path, linger_ms=2000) as em:
+        ids = [em.log(**_call(i)) for i in range(100)]  # still lingering in librdkafka's queue
+        pipeline = em._pipeline
+        first = pipeline._producer
+        # What librdkafka's error callback would deliver; the real thing cannot be caused on demand.
+        pipeline._on_error(KafkaError(KafkaError._FATAL, "injected by the test", fatal=True))
+        for _ in range(100):
+            if pipeline._producer is not first:
+                break
+            await asyncio.sleep(0.05)
+        assert pipeline._producer is not first
+        ids += [em.log(**_call(i)) for i in range(100, 200)]
+        for _ in range(600):  # flush() returns at once while the broker counts as down (here: until probed)
+            if (stats := em.stats()).acknowledged >= 200 and stats.spool_records == 0:
+                break
+            await asyncio.sleep(0.1)
+    assert stats.spilled >= 100 and stats.dropped == 0 and stats.spool_records == 0
+    assert stats.acknowledged >= 200
+    got = await consume_all(settings, topic, 200)
     assert {k.decode() for k, _ in got} == set(ids)
 
 
