@@ -268,7 +268,13 @@ class Pipeline:
         if policy == "spill" and self._spool is not None:
             if not self._spool_open:
                 self._note_drop_locked("the emitter is stopped")
-            elif self._spool.append(key, value):
+                return
+            try:
+                spilled = self._spool.append(key, value)
+            except OSError as exc:  # a full or failing disk: the record cannot be kept
+                self._note_drop_locked(f"the spool cannot be written ({exc})")
+                return
+            if spilled:
                 self._counts.spilled += 1
                 self._spooling = True
             else:
@@ -357,23 +363,32 @@ class Pipeline:
 
     def _run(self) -> None:
         backoff_s = 0.2
+        error_wait_s = 1.0
         last_sync = time.monotonic()
         while not self._stopping.is_set():
-            producer = self._producer
-            assert producer is not None
-            producer.poll(_POLL_S)
-            if self._trouble is not None:
-                self._suspend()
-            if self._spool is not None and time.monotonic() - last_sync >= _FSYNC_INTERVAL_S:
-                with self._lock:
-                    self._spool.sync()
-                last_sync = time.monotonic()
-            if self._spooling or not self._broker_up:
-                if self._resume():
-                    backoff_s = 0.2
-                else:
-                    self._stopping.wait(backoff_s * random.uniform(0.5, 1.5))
-                    backoff_s = min(backoff_s * 2, 5.0)
+            try:
+                producer = self._producer
+                assert producer is not None
+                producer.poll(_POLL_S)
+                if self._trouble is not None:
+                    self._suspend()
+                if self._spool is not None and time.monotonic() - last_sync >= _FSYNC_INTERVAL_S:
+                    last_sync = time.monotonic()
+                    with self._lock:
+                        self._spool.sync()
+                if self._spooling or not self._broker_up:
+                    if self._resume():
+                        backoff_s = 0.2
+                    else:
+                        self._stopping.wait(backoff_s * random.uniform(0.5, 1.5))
+                        backoff_s = min(backoff_s * 2, 5.0)
+                error_wait_s = 1.0
+            except Exception:  # a failing disk, say: this thread alone serves librdkafka and the spool, so it goes on
+                log.exception(
+                    "topic %s: the emitter's thread hit an error; going on in %.0f s", self.config.topic, error_wait_s
+                )
+                self._stopping.wait(error_wait_s)
+                error_wait_s = min(error_wait_s * 2, 60.0)
         self._shut_down()
 
     def _suspend(self) -> None:

@@ -17,6 +17,8 @@ folder.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -110,7 +112,12 @@ class Spool:
         return bool(self._closed) or self._current_records > 0
 
     def append(self, key: bytes, value: bytes) -> bool:
-        """Write one record; ``False`` (nothing written) when the spool is full."""
+        """Write one record; ``False`` (nothing written) when the spool is full.
+
+        Raises :class:`OSError` when the disk refuses the write (full, failing): the segment is then cut back to
+        its last whole frame and finished, so the records before it stay readable, and the next record starts a
+        new segment.
+        """
         size = FRAME_HEADER_BYTES + len(key) + len(value)
         if self.bytes + size > self.max_bytes:
             return False
@@ -119,7 +126,13 @@ class Spool:
             self._start_segment()
         assert self._fd is not None
         frame = _HEADER.pack(len(key), len(value), zlib.crc32(value, zlib.crc32(key))) + key + value
-        os.write(self._fd, frame)
+        try:
+            written = os.write(self._fd, frame)
+            if written != size:
+                raise OSError(errno.ENOSPC, f"wrote {written} of {size} bytes to {self._current}")
+        except OSError:
+            self._abandon_current()
+            raise
         self._current_bytes += size
         self._current_records += 1
         self.bytes += size
@@ -186,20 +199,33 @@ class Spool:
         self._current_bytes = 0
         self._current_records = 0
 
+    def _abandon_current(self) -> None:
+        """After a failed write: cut the segment back to its whole frames and finish it (errors ignored: a frame
+        left torn at its end is skipped and counted when read)."""
+        assert self._fd is not None
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, self._current_bytes)
+        with contextlib.suppress(OSError):
+            self._finish_current()
+
     def _finish_current(self) -> None:
+        """fsync and close the segment being written; it is listed for reading even when the fsync fails."""
         if self._fd is None or self._current is None:
             return
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._dirty = False
-        if self._current_records:
-            self._closed.append(self._current)
-            self._sizes[self._current] = self._current_bytes
-            self._counts[self._current] = self._current_records
-        else:
-            self._current.unlink(missing_ok=True)
+        fd, path = self._fd, self._current
         self._fd, self._current = None, None
-        self._current_bytes = self._current_records = 0
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            self._dirty = False
+            if self._current_records:
+                self._closed.append(path)
+                self._sizes[path] = self._current_bytes
+                self._counts[path] = self._current_records
+            else:
+                path.unlink(missing_ok=True)
+            self._current_bytes = self._current_records = 0
 
 
 def _count_frames(path: Path, size: int) -> int:

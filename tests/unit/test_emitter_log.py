@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import uuid
@@ -169,3 +170,24 @@ def test_block_waits_then_falls_back_to_drop(tmp_path: Path) -> None:
     em.close()
     assert stats.dropped > 0
     assert stats.dropped + stats.queued == 6
+
+
+def test_a_disk_that_refuses_the_spool_costs_a_counted_drop_not_an_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    em = ThreadedEmitter("t", "127.0.0.1:1", max_buffer_bytes=3_000, spool_dir=tmp_path, close_timeout_s=1)
+
+    def full_disk(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    r = german_credit_record(1)
+    monkeypatch.setattr(os, "write", full_disk)
+    with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
+        for _ in range(6):  # the buffer holds two or three; the others would spill
+            em.log(request=r["request"], response=r["response"], subscription_id="gc")
+    stats = em.stats()
+    monkeypatch.undo()
+    em.close()
+    assert stats.dropped > 0 and stats.spilled == 0
+    assert stats.dropped + stats.queued == 6
+    assert "the spool cannot be written" in caplog.text and "No space left on device" in caplog.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,34 @@ def test_a_corrupt_frame_is_not_sent(tmp_path: Path) -> None:
     assert _drain(reopened) == _records(2)
     assert reopened.torn == 1
     reopened.close()
+
+
+@pytest.mark.parametrize("failure", ["short write", "error"])
+def test_a_failed_write_keeps_the_records_before_it_and_the_spool_goes_on(
+    failure: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.open()
+    records = _records(6)
+    for key, value in records[:3]:
+        assert spool.append(key, value)
+    real_write = os.write
+
+    def full_disk(fd: int, data: bytes) -> int:
+        if failure == "short write":  # the disk filled in the middle of the frame
+            return real_write(fd, bytes(data)[:5])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError):
+        spool.append(b"refused", b"{}")
+    monkeypatch.undo()
+    for key, value in records[3:]:
+        assert spool.append(key, value)
+    assert spool.records == 6
+    assert _drain(spool) == records
+    assert spool.torn == 0
+    spool.close()
 
 
 def test_two_spools_cannot_share_a_folder(tmp_path: Path) -> None:
