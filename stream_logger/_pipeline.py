@@ -172,6 +172,11 @@ class Pipeline:
         with self._lock:
             self._counts.invalid += 1
 
+    def drop(self, reason: str) -> None:
+        """Count a record dropped for ``reason`` (with the rate-limited warning)."""
+        with self._lock:
+            self._note_drop_locked(reason)
+
     def submit(self, key: bytes, value: bytes, block_timeout_s: float | None = None) -> None:
         """Queue one encoded record, or apply the overflow policy; waits only when ``block_timeout_s`` is given."""
         with self._lock:

@@ -163,14 +163,22 @@ class _EmitterBase:
             )
         except RecordError as exc:
             return self._invalid(exc, scoring_id or "")
-        except (TypeError, ValueError, OverflowError) as exc:  # a value orjson cannot encode, a date out of range
-            return self._invalid(RecordError("invalid_record", "", f"{type(exc).__name__}: {exc}"), scoring_id or "")
-        self._pipeline.submit(scoring_id.encode(), value, self._block_timeout_s)
+        except Exception as exc:  # a value orjson cannot encode, a date out of range, an object that raises when read
+            detail = f"{type(exc).__name__}: {exc}"
+            return self._invalid(RecordError("invalid_record", "", detail), scoring_id or "", exc)
+        self._submit(scoring_id, value)
         return scoring_id
 
     def log_encoded(self, scoring_id: str, value: bytes) -> None:
         """Queue a record already encoded (and validated) by the caller, e.g. read from a file of v1 records."""
-        self._pipeline.submit(scoring_id.encode(), value, self._block_timeout_s)
+        self._submit(scoring_id, value)
+
+    def _submit(self, scoring_id: str, value: bytes) -> None:
+        try:
+            self._pipeline.submit(scoring_id.encode(), value, self._block_timeout_s)
+        except Exception as exc:  # not the caller's fault, and never raised into the service: counted, logged
+            self._pipeline.drop(f"the emitter failed ({type(exc).__name__}: {exc})")
+            log.debug("topic %s: submit failed", self.topic, exc_info=True)
 
     def store(
         self, records: Iterable[PayloadRecord], subscription_id: str, deployment_id: str | None = None
@@ -182,9 +190,9 @@ class _EmitterBase:
         """Counts of what happened to the records logged so far."""
         return self._pipeline.stats()
 
-    def _invalid(self, exc: RecordError, scoring_id: str) -> str:
+    def _invalid(self, exc: RecordError, scoring_id: str, cause: Exception | None = None) -> str:
         if self.strict:
-            raise exc
+            raise exc from cause
         self._pipeline.count_invalid()
         # The reason and where, never the payload's contents.
         log.warning(

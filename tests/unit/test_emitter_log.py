@@ -191,3 +191,33 @@ def test_a_disk_that_refuses_the_spool_costs_a_counted_drop_not_an_exception(
     assert stats.dropped > 0 and stats.spilled == 0
     assert stats.dropped + stats.queued == 6
     assert "the spool cannot be written" in caplog.text and "No space left on device" in caplog.text
+
+
+class _RowsThatRaise(list[Any]):
+    def __iter__(self) -> Any:
+        raise RuntimeError("the caller's object failed")
+
+
+class _FrameThatRaises:
+    columns = ("a",)  # looks like a pandas frame
+
+    def __getattr__(self, name: str) -> Any:
+        raise KeyError(name)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [{"fields": ["a"], "values": _RowsThatRaise([[1]])}, _FrameThatRaises()],
+    ids=["rows that raise", "a frame that raises"],
+)
+def test_an_object_that_raises_when_read_is_an_invalid_record_not_an_exception(
+    request_: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
+        assert em.log(request=request_, response=None, subscription_id="s", scoring_id="x") == "x"
+    assert em.stats().invalid == 1 and em.stats().queued == 0
+    assert "invalid scoring record not sent" in caplog.text
+    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
+    with pytest.raises(RecordError):
+        strict.log(request=request_, response=None, subscription_id="s")
