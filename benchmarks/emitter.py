@@ -100,8 +100,11 @@ async def log_cost(calls: list[dict[str, Any]], validate: bool) -> tuple[float, 
     return _pct(samples, 0.5), _pct(samples, 0.99), _pct(reference, 0.5), _pct(reference, 0.99)
 
 
-async def throughput(calls: list[dict[str, Any]], total: int, validate: bool | None) -> tuple[float, int, int]:
-    """Records/s from the first log() to the last acknowledgement, how many were acknowledged, and spilled.
+async def throughput(
+    calls: list[dict[str, Any]], total: int, validate: bool | None
+) -> tuple[float, int, int, float, float]:
+    """Records/s from the first log() to the last acknowledgement, how many were acknowledged, and spilled; then the
+    serving thread's CPU time a record (µs) while it logged, and the machine's busy share of its cores meanwhile.
 
     ``validate=None``: records encoded beforehand and queued with ``log_encoded`` (the sender's own ceiling). That
     loop offers records far faster than any broker takes them, so it waits while 20,000 are pending: it measures
@@ -114,7 +117,9 @@ async def throughput(calls: list[dict[str, Any]], total: int, validate: bool | N
         async with Emitter(topic, settings.bootstrap_servers, spool_dir=spool, validate=bool(validate)) as em:
             encoded = [(f"{i:032x}", encode(build_record(**c))) for i, c in enumerate(calls)]
             await _warm_up(em)
+            machine = _machine_busy()
             started = time.perf_counter()
+            cpu_started = time.thread_time()
             n = len(calls)
             for i in range(total):
                 if validate is None:
@@ -125,11 +130,23 @@ async def throughput(calls: list[dict[str, Any]], total: int, validate: bool | N
                     await asyncio.sleep(0)
                     while validate is None and em.stats().queued > 20_000:
                         await asyncio.sleep(0.001)
+            cpu_us = (time.thread_time() - cpu_started) / total * 1e6
+            busy = _machine_busy(machine)
             await em.flush(120)
             elapsed = time.perf_counter() - started
             stats = em.stats()
     await delete_topic(settings.bootstrap_servers, topic)
-    return total / elapsed, stats.acknowledged - 1, stats.spilled
+    return total / elapsed, stats.acknowledged - 1, stats.spilled, cpu_us, busy
+
+
+def _machine_busy(since: tuple[int, int] | None = None) -> Any:
+    """The machine's busy and total CPU ticks (``/proc/stat``); with ``since``, the busy share since then."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:8]]
+    now = (sum(ticks) - ticks[3] - ticks[4], sum(ticks))  # all but idle and iowait
+    if since is None:
+        return now
+    return (now[0] - since[0]) / max(1, now[1] - since[1])
 
 
 def _rss_bytes() -> int:
@@ -183,11 +200,12 @@ async def _main(args: argparse.Namespace) -> None:
     print(f"sustained records/s into the local broker, {args.records:,} records, one process:")
     rates = {}
     for mode in (None, True, False):
-        rate, acked, spilled = await throughput(calls, args.records, mode)
+        rate, acked, spilled, cpu_us, busy = await throughput(calls, args.records, mode)
         rates[mode] = rate
         what = "pre-encoded (log_encoded)" if mode is None else f"log(validate={mode})"
         ratio = "" if mode is None else f", {rate / rates[None]:.2f}x the pre-encoded rate"
         print(f"  {what:26} {rate:9,.0f} records/s  ({acked:,} acknowledged, {spilled:,} through the spool{ratio})")
+        print(f"  {'':26} serving thread {cpu_us:5.1f} µs of CPU a record; the machine's cores {busy:.0%} busy")
 
 
 def main(argv: list[str] | None = None) -> int:
