@@ -163,6 +163,7 @@ class Pipeline:
         """Bytes of ``max_buffer_bytes`` for the memory path's producer and for the spool's."""
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._close_deadline = 0.0  # set by stop()
         self._last_drop_warning = 0.0
         self._drops_unreported = 0
 
@@ -348,9 +349,12 @@ class Pipeline:
         self._thread.start()
 
     def stop(self) -> None:
-        """Deliver what can be delivered within ``close_timeout_s``, spill the rest, close everything."""
+        """Deliver what can be delivered within ``close_timeout_s`` (what waits in the spool too, while the broker
+        is up), spill the rest, close everything."""
         if self._thread is None:
             return
+        self._close_deadline = time.monotonic() + self.config.close_timeout_s
+        self.flush(self.config.close_timeout_s)  # the thread goes on replaying the spool meanwhile
         self._stopping.set()
         self._thread.join()
         stats = self.stats()
@@ -569,7 +573,7 @@ class Pipeline:
     def _shut_down(self) -> None:
         producer = self._producer
         assert producer is not None
-        deadline = time.monotonic() + self.config.close_timeout_s
+        deadline = self._close_deadline
         while len(producer) and time.monotonic() < deadline:
             producer.flush(min(_POLL_S, max(0.0, deadline - time.monotonic())))
         with self._lock:

@@ -230,7 +230,10 @@ class Emitter(_EmitterBase):
         self._state = "started"
 
     async def stop(self) -> None:
-        """Deliver what can be within ``close_timeout_s``, spool the rest, close. Safe to call twice."""
+        """Deliver what can be within ``close_timeout_s`` (the spool's records too), spool the rest, close.
+
+        Safe to call twice.
+        """
         if self._state != "started":
             self._state = "stopped"
             return

@@ -3,7 +3,7 @@
 ``log()`` is thread-safe: it builds and encodes the record in the calling thread and hands the bytes to the
 producer, whose own threads send them. With ``overflow="block"`` it waits up to ``block_timeout_s`` for room in the
 memory buffer before falling back to ``block_fallback``. ``close()`` (also called at interpreter exit) delivers
-what it can within ``close_timeout_s`` and spools the rest.
+what it can within ``close_timeout_s`` (the spool's records too, while the broker is up) and spools the rest.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class ThreadedEmitter(_EmitterBase):
         return self._pipeline.flush(timeout_s)
 
     def close(self) -> None:
-        """Deliver what can be delivered within ``close_timeout_s``, spool the rest, stop the thread. Idempotent."""
+        """Deliver what can be within ``close_timeout_s`` (the spool's records too), spool the rest. Idempotent."""
         with self._start_lock:
             if self._closed:
                 return

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError
 
-from stream_logger import Emitter, PayloadRecord
+from stream_logger import Emitter, PayloadRecord, ThreadedEmitter
 from stream_logger._build import build_record
 from stream_logger.config import Settings
 from stream_logger.encoding import encode
@@ -267,6 +267,22 @@ def test_the_threaded_emitter_flushes_at_exit(settings: Settings, topic: str, tm
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120, env=os.environ.copy())
     got = asyncio.run(consume_all(settings, topic, 250))
     assert len({k for k, _ in got}) == 250
+
+
+def test_closing_delivers_what_a_burst_spilled_when_the_broker_is_up(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    """A batch script logs faster than the broker takes, so most records spill; closing sends them too, not only
+    what waits in memory, and leaves the spool empty."""
+    em = ThreadedEmitter(topic, settings.bootstrap_servers, spool_dir=tmp_path, max_buffer_bytes=64_000)
+    ids = [em.log(**_call(i)) for i in range(1000)]
+    burst = em.stats()
+    em.close()
+    final = em.stats()
+    assert burst.spilled > 500
+    assert final.spool_records == 0 and final.dropped == 0 and final.acknowledged >= 1000
+    got = asyncio.run(consume_all(settings, topic, 1000))
+    assert {k.decode() for k, _ in got} == set(ids)
 
 
 def test_emit_names_the_bad_lines(settings: Settings, topic: str, tmp_path: Path) -> None:
