@@ -19,7 +19,7 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError
 
-from stream_logger import Emitter, PayloadRecord, ThreadedEmitter
+from stream_logger import Emitter, EmitterStats, PayloadRecord, ThreadedEmitter
 from stream_logger._build import build_record
 from stream_logger.config import Settings
 from stream_logger.encoding import encode
@@ -89,6 +89,43 @@ async def test_an_outage_and_a_restart_lose_nothing(settings: Settings, topic: s
     assert after.spool_records == 0 and after.spool_bytes == 0
     assert not list(spool.glob("*.spool"))
     got = await consume_all(settings, topic, 400)
+    assert {k.decode() for k, _ in got} == set(ids)
+
+
+def test_a_service_killed_during_an_outage_loses_nothing_it_spooled(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    """SIGKILL, not a clean stop: no close(), no atexit. The next process on the same spool sends every record."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys, time
+        from stream_logger import ThreadedEmitter
+        from stream_logger.samples import german_credit_record
+        em = ThreadedEmitter({topic!r}, {UNREACHABLE!r}, spool_dir={str(tmp_path)!r})
+        calls = [german_credit_record(i) for i in range(300)]
+        ids = [em.log(request=c["request"], response=c["response"], subscription_id="gc") for c in calls]
+        deadline = time.monotonic() + 30
+        while em.stats().spool_records < 300 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print(" ".join(ids), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=os.environ.copy()
+    )
+    assert killed.returncode == -9, killed.stderr
+    ids = killed.stdout.split()
+    assert len(ids) == 300
+
+    async def restart() -> tuple[EmitterStats, list[tuple[bytes, bytes]]]:
+        async with Emitter(topic, settings.bootstrap_servers, spool_dir=tmp_path) as em:
+            assert await em.flush(60)
+            stats = em.stats()
+        return stats, await consume_all(settings, topic, 300)
+
+    stats, got = asyncio.run(restart())
+    assert stats.acknowledged == 300 and stats.torn == 0 and stats.spool_records == 0
     assert {k.decode() for k, _ in got} == set(ids)
 
 
