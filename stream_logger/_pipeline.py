@@ -152,6 +152,7 @@ class Pipeline:
         self._spool_open = False
         self._spooling = False  # records wait in the spool
         self._broker_up = True  # optimistic until a connection or a delivery fails
+        self._unreachable = False  # the last probe of a broker counted down failed
         self._trouble: str | None = None  # set by librdkafka's callbacks, handled by the pipeline's thread
         self._fatal = False
         self._accepting = True  # false once stop() began: new records go to the spool, or are dropped
@@ -214,9 +215,10 @@ class Pipeline:
             )
 
     def flushed(self) -> bool:
-        """Whether every record in memory is acknowledged, and the spool is empty (or the broker down)."""
+        """Whether every record in memory is acknowledged, and the spool is empty (or the broker found unreachable:
+        a broker counted down after a failed delivery is probed first)."""
         with self._lock:
-            return not self._early and self._pending_locked() == 0 and (not self._spooling or not self._broker_up)
+            return not self._early and self._pending_locked() == 0 and (not self._spooling or self._unreachable)
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until :meth:`flushed`; ``False`` if ``timeout_s`` passed first (nothing is lost: it stays queued)."""
@@ -429,9 +431,12 @@ class Pipeline:
             try:
                 producer.list_topics(self.config.topic, timeout=_PROBE_TIMEOUT_S)
             except KafkaException:
+                with self._lock:
+                    self._unreachable = True
                 return False
             with self._lock:
                 self._broker_up = True
+                self._unreachable = False
             log.info("topic %s: the broker is reachable again", self.config.topic)
         return self._replay_spool()
 

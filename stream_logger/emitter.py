@@ -241,7 +241,7 @@ class Emitter(_EmitterBase):
         await asyncio.to_thread(self._pipeline.stop)
 
     async def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait until everything logged so far is acknowledged (or spooled while the broker is down).
+        """Wait until everything logged so far is acknowledged (or spooled while the broker cannot be reached).
 
         Returns ``False`` when ``timeout_s`` passed first; nothing is lost then, it stays queued.
         """

@@ -44,7 +44,7 @@ class ThreadedEmitter(_EmitterBase):
             atexit.register(_close_at_exit, weakref.ref(self))
 
     def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait until everything logged so far is acknowledged (or spooled while the broker is down)."""
+        """Wait until everything logged so far is acknowledged (or spooled while the broker cannot be reached)."""
         if self._closed:
             return False
         return self._pipeline.flush(timeout_s)
