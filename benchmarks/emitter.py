@@ -65,12 +65,21 @@ def _spin_for(target_us: float) -> int:
     return max(1, round(target_us * 1000 / statistics.median(times) * 1000))
 
 
-async def log_cost(calls: list[dict[str, Any]], validate: bool) -> tuple[float, float, float, float]:
-    """p50 and p99 of one ``log()`` call in µs, the sender running against the real broker between chunks; then
-    p50 and p99 of the reference: a fixed CPU loop as long as log()'s median, timed right after each call.
+async def log_cost(
+    calls: list[dict[str, Any]], validate: bool, interval_s: float | None = None
+) -> tuple[float, float, float, float]:
+    """p50 and p99 of one ``log()`` call in µs, against the real broker; then p50 and p99 of the reference: a fixed
+    CPU loop as long as log()'s back-to-back median.
 
-    On a shared VM even a loop of fixed work has a long tail (interrupts, the hypervisor, the broker and the
-    producer's threads on the other core): the reference shows how much of log()'s p99 is the machine's.
+    ``interval_s=None``: calls back to back, in chunks of 500 with the sender running between them, each followed by
+    the reference loop. On a shared VM even a loop of fixed work has a long tail (interrupts, the hypervisor, the
+    broker and the producer's threads on the other core): the reference shows how much of log()'s p99 is the
+    machine's.
+
+    Else at a service's pace: one call, then the event loop idles ``interval_s``; every other wake-up times the
+    reference instead. Both start cold (caches, an idle core), which back-to-back calls never do; but the loop
+    touches little code and data, and a cold start costs in proportion to what is touched, so the two are not a
+    like-for-like pair.
     """
     settings = Settings.from_env()
     samples: list[float] = []
@@ -86,50 +95,26 @@ async def log_cost(calls: list[dict[str, Any]], validate: bool) -> tuple[float, 
                 em.log(**call)
                 pilot.append((clock() - t0) / 1000)
             spin = _spin_for(statistics.median(pilot))
-            for start in range(0, len(calls), 500):
-                for call in calls[start : start + 500]:
+            if interval_s is None:
+                for start in range(0, len(calls), 500):
+                    for call in calls[start : start + 500]:
+                        t0 = clock()
+                        em.log(**call)
+                        t1 = clock()
+                        _spin(spin)
+                        reference.append((clock() - t1) / 1000)
+                        samples.append((t1 - t0) / 1000)
+                    await asyncio.sleep(0)
+            else:
+                for i, call in enumerate(calls):
                     t0 = clock()
-                    em.log(**call)
-                    t1 = clock()
-                    _spin(spin)
-                    reference.append((clock() - t1) / 1000)
-                    samples.append((t1 - t0) / 1000)
-                await asyncio.sleep(0)
-            await em.flush(60)
-    await delete_topic(settings.bootstrap_servers, topic)
-    return _pct(samples, 0.5), _pct(samples, 0.99), _pct(reference, 0.5), _pct(reference, 0.99)
-
-
-async def log_cost_paced(calls: list[dict[str, Any]], interval_s: float) -> tuple[float, float, float, float]:
-    """p50 and p99 of ``log()`` in µs at a service's pace: one call, then the event loop idles ``interval_s``.
-
-    Every other wake-up times the reference instead, the fixed CPU loop calibrated to the back-to-back median. Both
-    start cold (caches, an idle core), which the back-to-back figures never do; but the loop touches little code
-    and data, and a cold start costs in proportion to what is touched, so the two are not a like-for-like pair.
-    """
-    settings = Settings.from_env()
-    samples: list[float] = []
-    reference: list[float] = []
-    topic = f"bench_emitter_paced_{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory() as spool:
-        async with Emitter(topic, settings.bootstrap_servers, spool_dir=spool) as em:
-            await _warm_up(em)
-            clock = time.perf_counter_ns
-            pilot = []
-            for call in calls[:1000]:
-                t0 = clock()
-                em.log(**call)
-                pilot.append((clock() - t0) / 1000)
-            spin = _spin_for(statistics.median(pilot))
-            for i, call in enumerate(calls):
-                t0 = clock()
-                if i % 2:
-                    em.log(**call)
-                    samples.append((clock() - t0) / 1000)
-                else:
-                    _spin(spin)
-                    reference.append((clock() - t0) / 1000)
-                await asyncio.sleep(interval_s)
+                    if i % 2:
+                        em.log(**call)
+                        samples.append((clock() - t0) / 1000)
+                    else:
+                        _spin(spin)
+                        reference.append((clock() - t0) / 1000)
+                    await asyncio.sleep(interval_s)
             await em.flush(60)
     await delete_topic(settings.bootstrap_servers, topic)
     return _pct(samples, 0.5), _pct(samples, 0.99), _pct(reference, 0.5), _pct(reference, 0.99)
@@ -232,7 +217,7 @@ async def _main(args: argparse.Namespace) -> None:
             f"  validate={validate!s:5}  p50 {p50:6.1f} µs   p99 {p99:6.1f} µs"
             f"   (reference, fixed CPU work: p50 {ref50:5.1f} µs, p99 {ref99:5.1f} µs; p99 ratio {p99 / ref99:.2f})"
         )
-    p50, p99, ref50, ref99 = await log_cost_paced(calls[:4000], 0.001)
+    p50, p99, ref50, ref99 = await log_cost(calls[:4000], True, 0.001)
     print(
         f"  at a service's pace (a call every 1 ms, 2,000 calls), validate=True  p50 {p50:6.1f} µs   p99 {p99:6.1f} µs"
         f"   (the reference loop, also started cold but touching little: p50 {ref50:5.1f} µs, p99 {ref99:5.1f} µs)"
