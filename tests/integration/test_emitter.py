@@ -309,7 +309,8 @@ def test_closing_delivers_what_a_burst_spilled_when_the_broker_is_up(
 ) -> None:
     """A batch script logs faster than the broker takes, so most records spill; closing sends them too, not only
     what waits in memory, and leaves the spool empty."""
-    em = ThreadedEmitter(topic, settings.bootstrap_servers, spool_dir=tmp_path, max_buffer_bytes=64_000)
+    options: dict[str, Any] = {"max_buffer_bytes": 64_000, "close_timeout_s": 60}  # a loaded CI machine is slow
+    em = ThreadedEmitter(topic, settings.bootstrap_servers, spool_dir=tmp_path, **options)
     ids = [em.log(**_call(i)) for i in range(1000)]
     burst = em.stats()
     em.close()
