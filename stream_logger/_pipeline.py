@@ -62,6 +62,7 @@ _REFUSED = frozenset(
     }
 )
 """Failures that sending again cannot cure: the record is dropped (with a warning), never spilled."""
+_DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +335,7 @@ class Pipeline:
         """Open the spool, create the producer and start the thread (the broker need not be reachable)."""
         if self._thread is not None:
             return
-        producer = self._new_producer()
+        producer = self._new_producer(self.budgets[0], self._on_delivery)
         with self._lock:
             if self._spool is not None:
                 self._spool.open()
@@ -368,9 +369,13 @@ class Pipeline:
                 self.config.spool_dir,
             )
 
-    def _new_producer(self) -> Producer:
-        settings = producer_settings(self.config, self.budgets[0])
-        return Producer(settings, error_cb=self._on_error, on_delivery=self._on_delivery)
+    def _new_producer(self, budget_bytes: int, on_delivery: _DeliveryCallback | None = None) -> Producer:
+        """A producer whose queue fits ``budget_bytes``; ``on_delivery`` hears of its records' failures (unless a
+        record names a callback of its own)."""
+        callbacks: dict[str, Any] = {"error_cb": self._on_error}
+        if on_delivery is not None:  # librdkafka refuses None here
+            callbacks["on_delivery"] = on_delivery
+        return Producer(producer_settings(self.config, budget_bytes), **callbacks)
 
     def _run(self) -> None:
         backoff_s = 0.2
@@ -411,7 +416,7 @@ class Pipeline:
             old, old_replayer = self._producer, self._replayer
             if self._fatal:  # either producer may have failed: both are replaced
                 self._fatal = False
-                self._producer = self._new_producer()
+                self._producer = self._new_producer(self.budgets[0], self._on_delivery)
                 self._replayer = None
         if changed:
             log.warning("topic %s: delivery suspended, %s", self.config.topic, reason)
@@ -473,7 +478,7 @@ class Pipeline:
         else: once it is empty, these were acknowledged.
         """
         if self._replayer is None:
-            self._replayer = Producer(producer_settings(self.config, self.budgets[1]), error_cb=self._on_error)
+            self._replayer = self._new_producer(self.budgets[1])
         producer = self._replayer
         failures: list[str] = []
         on_delivery = self._replay_reporter(failures)
@@ -490,7 +495,7 @@ class Pipeline:
             handed.append(segment)
         return handed, self._acknowledged(producer, failures)
 
-    def _replay_reporter(self, failures: list[str]) -> Callable[[KafkaError | None, Message], None]:
+    def _replay_reporter(self, failures: list[str]) -> _DeliveryCallback:
         """The delivery callback of spooled records: one the broker refuses for good is dropped (and counted); any
         other failure goes to ``failures``, and its segment is sent again later."""
 
@@ -530,21 +535,29 @@ class Pipeline:
         """
         while not self._stopping.is_set():
             try:
-                producer.produce(self.config.topic, value, key, on_delivery=on_delivery)
+                self._produce_counted(producer, key, value, on_delivery)
             except BufferError:
                 if not len(producer):
                     return self._send_alone(key, value)
                 producer.poll(_POLL_S)
                 self._serve_memory_path()
                 continue
-            except KafkaException as exc:
-                with self._lock:
-                    self._note_drop_locked(_refusal(exc))
-                return None
-            with self._lock:
-                self._counts.sent += 1
             return None
         return "the emitter is stopping"
+
+    def _produce_counted(
+        self, producer: Producer, key: bytes, value: bytes, on_delivery: _DeliveryCallback | None = None
+    ) -> None:
+        """Hand a spooled record to ``producer`` and count it sent; one refused before queueing (larger than the
+        producer allows) is dropped and counted. Raises BufferError when the producer has no room."""
+        try:
+            producer.produce(self.config.topic, value, key, on_delivery=on_delivery)
+        except KafkaException as exc:
+            with self._lock:
+                self._note_drop_locked(_refusal(exc))
+            return
+        with self._lock:
+            self._counts.sent += 1
 
     def _send_alone(self, key: bytes, value: bytes) -> str | None:
         """Send one spooled record through a producer of its own, sized for it, and wait for the broker's
@@ -555,21 +568,12 @@ class Pipeline:
         """
         failures: list[str] = []
         budget = int((len(key) + len(value) + RECORD_OVERHEAD_BYTES) / _PAYLOAD_SHARE) + (64 << 10)
-        producer = Producer(
-            producer_settings(self.config, budget), error_cb=self._on_error, on_delivery=self._replay_reporter(failures)
-        )
+        producer = self._new_producer(budget, self._replay_reporter(failures))
         with self._lock:
             self._alone = producer  # counted as pending meanwhile
         try:
-            try:
-                producer.produce(self.config.topic, value, key)
-            except KafkaException as exc:  # refused before queueing: dropped, as on the memory path
-                with self._lock:
-                    self._note_drop_locked(_refusal(exc))
-                return None
-            with self._lock:
-                self._counts.sent += 1
-            return self._acknowledged(producer, failures)
+            self._produce_counted(producer, key, value)
+            return self._acknowledged(producer, failures)  # None at once if it was refused before queueing
         finally:
             _purge(producer, in_flight=True)  # only when the emitter stops first; the record stays in the spool
             with self._lock:
