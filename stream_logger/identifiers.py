@@ -11,6 +11,11 @@ Nothing user-supplied is ever spliced into SQL unquoted. The rules:
   result gets a prefix, reserved words and the payload table's own columns are avoided, names that collide
   (``Age`` and ``age``) get a numeric suffix, and a name over PostgreSQL's 63-byte limit
   is cut with a short hash of the original so two long names stay distinct.
+- **Names the datamart derives from a payload table's name** (its primary key ``<table>_pkey``, its index
+  ``<table>_ts_idx``, its daily partitions ``<table>_pYYYYMMDD``) end in a *system suffix*
+  (:data:`SYSTEM_SUFFIX`), and a payload table's own name never does (:func:`table_name_for` adds ``_t`` to a
+  subscription whose name would). So a subscription named ``credit_pkey`` or ``credit_p20251129`` can never take
+  a name that subscription ``credit`` needs: the two namespaces are disjoint by construction.
 - Every identifier is still double-quoted by :func:`quote_ident` when it goes into SQL.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from typing import Final
 
@@ -29,7 +35,9 @@ __all__ = [
     "MAX_TABLE_NAME_BYTES",
     "RESERVED_WORDS",
     "SYSTEM_COLUMNS",
+    "SYSTEM_SUFFIX",
     "column_name_for",
+    "derived_names",
     "partition_name_for",
     "quote_ident",
     "table_name_for",
@@ -44,6 +52,12 @@ MAX_TABLE_NAME_BYTES: Final = MAX_IDENTIFIER_BYTES - PARTITION_SUFFIX_BYTES
 """A payload table's name leaves room for its daily partitions' ``_pYYYYMMDD`` suffix."""
 
 TABLE_PREFIX: Final = "payload_"
+
+SYSTEM_SUFFIX: Final = re.compile(r"_(?:p[0-9]{8}|pkey|ts_idx|idx|key)\Z")
+"""How every name derived from a payload table's name ends (and a payload table's name never does): its daily
+partitions, its primary key and index, and the names PostgreSQL gives the partitions' own indexes."""
+
+_NOT_SYSTEM: Final = "_t"
 
 SYSTEM_COLUMNS: Final[tuple[str, ...]] = (
     "scoring_id",
@@ -138,15 +152,15 @@ def _fit(base: str, original: str, limit: int) -> str:
     return base[: limit - _HASH_CHARS - 1].rstrip("_") + "_" + _short_hash(original)
 
 
-def _unique(base: str, taken: AbstractSet[str], limit: int) -> str:
-    """``base``, or ``base_2``, ``base_3``, ... (kept within ``limit`` bytes): the first not in ``taken``."""
-    if base not in taken:
+def _unique(base: str, taken: Callable[[str], bool], limit: int) -> str:
+    """``base``, or ``base_2``, ``base_3``, ... (kept within ``limit`` bytes): the first that is not ``taken``."""
+    if not taken(base):
         return base
     n = 2
     while True:
         suffix = f"_{n}"
-        candidate = base[: limit - len(suffix)] + suffix
-        if candidate not in taken:
+        candidate = base[: limit - len(suffix)].rstrip("_") + suffix
+        if not taken(candidate):
             return candidate
         n += 1
 
@@ -166,18 +180,30 @@ def column_name_for(field: str, taken: set[str]) -> str:
     if base in RESERVED_WORDS or base in _PG_SYSTEM_COLUMNS:
         base += "_"
     base = _fit(base, field, MAX_IDENTIFIER_BYTES)
-    return _unique(base, taken | _FORBIDDEN_COLUMNS, MAX_IDENTIFIER_BYTES)
+    return _unique(base, lambda name: name in taken or name in _FORBIDDEN_COLUMNS, MAX_IDENTIFIER_BYTES)
 
 
-def table_name_for(subscription_id: str, taken: set[str]) -> str:
-    """A payload table name ``payload_<slug>`` for a subscription, not in ``taken`` (which is not modified).
+def table_name_for(subscription_id: str, taken: AbstractSet[str]) -> str:
+    """A payload table name ``payload_<slug>`` for a subscription such that neither it nor any name derived from it
+    (:func:`derived_names`) is in ``taken`` (which is not modified).
 
     Short enough (at most :data:`MAX_TABLE_NAME_BYTES`) that its daily partitions ``<table>_pYYYYMMDD`` fit in
-    PostgreSQL's 63 bytes.
+    PostgreSQL's 63 bytes; never ending in a :data:`SYSTEM_SUFFIX` (``credit_pkey`` -> ``payload_credit_pkey_t``).
     """
     slug = _slug(subscription_id) or "subscription"
     base = _fit(TABLE_PREFIX + slug, subscription_id, MAX_TABLE_NAME_BYTES)
-    return _unique(base, taken, MAX_TABLE_NAME_BYTES)
+    if SYSTEM_SUFFIX.search(base):  # "_t" ends it instead, or, when that is cut, a hash (whose hex is no suffix)
+        base = _fit(base + _NOT_SYSTEM, subscription_id, MAX_TABLE_NAME_BYTES)
+
+    def unavailable(name: str) -> bool:  # names from _unique end in "_<n>": no system suffix either
+        return name in taken or not taken.isdisjoint(derived_names(name))
+
+    return _unique(base, unavailable, MAX_TABLE_NAME_BYTES)
+
+
+def derived_names(table: str) -> tuple[str, str]:
+    """The names a payload table's creation takes besides its own: its primary key and its timestamp index."""
+    return f"{table}_pkey", f"{table}_ts_idx"
 
 
 def partition_name_for(table: str, day_yyyymmdd: str) -> str:

@@ -26,7 +26,14 @@ import orjson
 
 from .datamart import advisory_key
 from .errors import DatamartError, RecordError, SubscriptionError
-from .identifiers import column_name_for, partition_name_for, quote_ident, table_name_for, validate_schema_name
+from .identifiers import (
+    column_name_for,
+    derived_names,
+    partition_name_for,
+    quote_ident,
+    table_name_for,
+    validate_schema_name,
+)
 from .records import MAX_NAME_CHARS, LayoutKey, ScoringRecord
 from .rows import (
     ROLES,
@@ -134,6 +141,7 @@ async def _create(
         )
     }
     table = table_name_for(subscription_id, taken_tables)
+    pkey, ts_index = derived_names(table)
     fields = _new_fields((), wanted)
     q_table = f"{q_schema}.{quote_ident(table)}"
     columns = "".join(f",\n    {_column_sql(f)}" for f in fields)
@@ -157,10 +165,10 @@ async def _create(
     src_partition integer,
     src_offset bigint,
     ingested_at timestamptz NOT NULL DEFAULT now(){columns},
-    CONSTRAINT {quote_ident(table + "_pkey")} PRIMARY KEY (scoring_id, row_index, scoring_timestamp)
+    CONSTRAINT {quote_ident(pkey)} PRIMARY KEY (scoring_id, row_index, scoring_timestamp)
 ) PARTITION BY RANGE (scoring_timestamp)"""
     )
-    await conn.execute(f"CREATE INDEX {quote_ident(table + '_ts_idx')} ON {q_table} (scoring_timestamp DESC)")
+    await conn.execute(f"CREATE INDEX {quote_ident(ts_index)} ON {q_table} (scoring_timestamp DESC)")
     await conn.execute(
         f"INSERT INTO {q_schema}.subscriptions (subscription_id, table_name, deployment_id, asset_revision, fields, "
         "auto_registered, evolve) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
@@ -416,9 +424,15 @@ class Registry:
 
 
 async def create_partitions(conn: asyncpg.Connection, sub: Subscription, days: Iterable[date]) -> None:
-    """``CREATE TABLE IF NOT EXISTS`` the daily partitions of ``sub``'s table, under the table's lock."""
+    """``CREATE TABLE IF NOT EXISTS`` the daily partitions of ``sub``'s table, under the table's lock.
+
+    Raises :class:`~stream_logger.errors.DatamartError` when a partition's name is held by a relation that is not
+    a partition of that table (a table made by hand, or by a stream-logger older than the system suffixes of
+    :mod:`stream_logger.identifiers`): its rows would otherwise find no partition.
+    """
     q_schema = quote_ident(sub.schema)
     q_parent = f"{q_schema}.{quote_ident(sub.table)}"
+    names = []
     async with conn.transaction():
         await _lock(conn, sub.schema, "table", sub.table)
         for day in days:
@@ -428,6 +442,20 @@ async def create_partitions(conn: asyncpg.Connection, sub: Subscription, days: I
                 f"CREATE TABLE IF NOT EXISTS {q_schema}.{quote_ident(name)} PARTITION OF {q_parent} "
                 f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') TO ({upper})"
             )
+            names.append(name)
+        strangers = await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND NOT EXISTS ("
+            "SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid AND i.inhparent = $3::regclass)",
+            sub.schema,
+            names,
+            q_parent,
+        )
+    if strangers:
+        raise DatamartError(
+            f"subscription {sub.subscription_id!r}: {strangers[0]['relname']!r} is not a partition of "
+            f"{sub.table!r}, so its rows for that day cannot be stored; rename that relation"
+        )
 
 
 def _spec_error(where: str, message: str) -> SubscriptionError:

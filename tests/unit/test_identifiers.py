@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream_logger.errors import IdentifierError
 from stream_logger.identifiers import (
@@ -10,7 +12,9 @@ from stream_logger.identifiers import (
     MAX_TABLE_NAME_BYTES,
     RESERVED_WORDS,
     SYSTEM_COLUMNS,
+    SYSTEM_SUFFIX,
     column_name_for,
+    derived_names,
     partition_name_for,
     quote_ident,
     table_name_for,
@@ -127,6 +131,36 @@ def test_table_names_leave_room_for_daily_partitions() -> None:
     assert table_name_for("german_credit", {"payload_german_credit"}) == "payload_german_credit_2"
     long_taken = {table_name_for("z" * 300, set())}
     assert len(table_name_for("z" * 300, long_taken)) <= MAX_TABLE_NAME_BYTES
+
+
+@pytest.mark.parametrize(
+    ("subscription_id", "table"),
+    [
+        ("credit_pkey", "payload_credit_pkey_t"),
+        ("credit_ts_idx", "payload_credit_ts_idx_t"),
+        ("credit_p20251129", "payload_credit_p20251129_t"),
+        ("Credit-Key", "payload_credit_key_t"),
+        ("credit_p2025112", "payload_credit_p2025112"),  # not a day: no system suffix
+    ],
+)
+def test_a_table_name_never_ends_like_a_name_derived_from_another(subscription_id: str, table: str) -> None:
+    assert table_name_for(subscription_id, set()) == table
+
+
+@given(st.text(st.sampled_from("ab_-pkeytsidx0123456789P"), max_size=80), st.sets(st.text("ab_p0123", max_size=12)))
+def test_user_and_system_names_are_disjoint(subscription_id: str, taken_slugs: set[str]) -> None:
+    taken = {f"payload_{slug}" for slug in taken_slugs} | {f"payload_{slug}_pkey" for slug in taken_slugs}
+    table = table_name_for(subscription_id, taken)
+    assert _is_safe(table) and len(table) <= MAX_TABLE_NAME_BYTES
+    assert SYSTEM_SUFFIX.search(table) is None
+    assert "__" not in table
+    assert table not in taken and taken.isdisjoint(derived_names(table))
+    for derived in (*derived_names(table), partition_name_for(table, "20251129")):
+        assert SYSTEM_SUFFIX.search(derived) is not None
+
+
+def test_a_table_whose_index_name_is_taken_gets_another_name() -> None:
+    assert table_name_for("credit", {"payload_credit_pkey"}) == "payload_credit_2"
 
 
 def test_partition_name_refuses_anything_but_a_day() -> None:
