@@ -10,6 +10,12 @@ Decisions worth knowing:
 - A value in a ``values`` row may be any JSON value (the datamart types its column from it, else stores it as
   JSON); container values may nest at most :data:`MAX_VALUE_DEPTH` levels.
 - Optional fields may be ``null``, meaning absent.
+- Names (field names, ``subscription_id``, ``deployment_id``, the other ids, tag names) never hold a NUL character,
+  which PostgreSQL cannot store in the registry that keeps them.
+- ``subscription_id`` is read in Unicode NFKC form, so ids that differ only in their encoding of a character
+  (``café`` written with one code point or two, a full-width letter) name one subscription; an id holding an
+  invisible character (:data:`INVISIBLE_CHARACTERS`: controls, zero-width and bidirectional marks, the BOM) is
+  refused, so no two subscriptions can look the same in a listing.
 - Integer fields (``schema_version``, ``status_code``) accept ``404.0`` as JSON Schema does; ``true`` is never a
   number.
 - Timestamps must match :data:`TIMESTAMP_PATTERN` (RFC 3339 with an offset, a real calendar date, no leap
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,12 +53,14 @@ __all__ = [
     "DEFAULT_DEPLOYMENT_ID",
     "DEFAULT_MAX_RECORD_BYTES",
     "ERROR_CODES",
+    "INVISIBLE_CHARACTERS",
     "MAX_FIELDS",
     "MAX_NAME_CHARS",
     "MAX_ROWS",
     "MAX_SCORING_ID_CHARS",
     "MAX_TAGS",
     "MAX_VALUE_DEPTH",
+    "SUBSCRIPTION_ID_PATTERN",
     "TIMESTAMP_PATTERN",
     "ScoringRecord",
     "Table",
@@ -87,6 +96,17 @@ TIMESTAMP_PATTERN: Final = (
 """RFC 3339 date-time with an offset, as a regular expression that means the same in ECMA 262 (JSON Schema) and
 Python: real calendar dates only (leap years included), year 0001-9999, no leap second. ``$(?!\\n)`` because
 Python's ``$`` also matches before a final newline."""
+
+INVISIBLE_CHARACTERS: Final = (
+    r"\u0000-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    r"\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
+)
+"""The characters (as a regular-expression class body) a ``subscription_id`` may not hold in the Basic Multilingual
+Plane: controls, format characters such as zero-width spaces and bidirectional overrides, and other default-ignorable
+code points. The tag characters U+E0000-U+E0FFF are refused too (the schema's description says so)."""
+
+SUBSCRIPTION_ID_PATTERN: Final = f"^[^{INVISIBLE_CHARACTERS}]*$"
+"""The schema's pattern for ``subscription_id``."""
 
 ERROR_CODES: Final = frozenset(
     {
@@ -192,6 +212,7 @@ _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1  # orjson reads and writes unsigned 64-bit integers too
 _TIMESTAMP: Final = re.compile(TIMESTAMP_PATTERN)
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_INVISIBLE: Final = re.compile(f"[{INVISIBLE_CHARACTERS}\U000e0000-\U000e0fff]")
 _TOP_KEYS: Final = frozenset(
     {
         "schema_version",
@@ -295,6 +316,8 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
     subscription_id = get("subscription_id", _MISSING)
     if type(subscription_id) is not str or not 0 < len(subscription_id) <= MAX_NAME_CHARS:
         _check_name(subscription_id, "subscription_id", MAX_NAME_CHARS)
+    if not (subscription_id.isascii() and subscription_id.isprintable()):
+        subscription_id = _subscription_id(subscription_id)
     timestamp = get("scoring_timestamp", _MISSING)
     try:
         if type(timestamp) is not str or _TIMESTAMP.match(timestamp) is None:
@@ -336,7 +359,7 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
     deployment_id = get("deployment_id")
     if deployment_id is None:
         deployment_id = DEFAULT_DEPLOYMENT_ID
-    elif type(deployment_id) is not str or not 0 < len(deployment_id) <= MAX_NAME_CHARS:
+    elif type(deployment_id) is not str or not 0 < len(deployment_id) <= MAX_NAME_CHARS or "\x00" in deployment_id:
         _check_name(deployment_id, "deployment_id", MAX_NAME_CHARS)
     asset_revision = get("asset_revision")
     user_id = get("user_id")
@@ -345,7 +368,7 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
     if not (asset_revision is user_id is request_id is trace_id is None):
         for key in _OPTIONAL_NAMES:
             name = get(key)
-            if name is not None and (type(name) is not str or not 0 < len(name) <= MAX_NAME_CHARS):
+            if name is not None and (type(name) is not str or not 0 < len(name) <= MAX_NAME_CHARS or "\x00" in name):
                 _check_name(name, key, MAX_NAME_CHARS)
 
     response_time_ms = get("response_time_ms")
@@ -397,6 +420,21 @@ def _check_name(value: Any, path: str, max_chars: int | None) -> None:
         _fail(path, "must not be empty")
     if max_chars is not None and len(value) > max_chars:
         _fail(path, f"{len(value)} characters; at most {max_chars}")
+    if "\x00" in value:
+        _fail(path, f"{_show(value)} holds a NUL character, which a name cannot hold")
+
+
+def _subscription_id(text: str) -> str:
+    """A subscription id in NFKC form; refused when it holds an invisible character or grows too long."""
+    invisible = _INVISIBLE.search(text)
+    if invisible is not None:
+        code_point = f"U+{ord(invisible[0]):04X}"
+        what = "a NUL character" if code_point == "U+0000" else f"an invisible or control character ({code_point})"
+        _fail("subscription_id", f"{_show(text)} holds {what}; subscription ids must look like what they are")
+    normal = unicodedata.normalize("NFKC", text)
+    if len(normal) > MAX_NAME_CHARS:
+        _fail("subscription_id", f"{len(normal)} characters in NFKC form; at most {MAX_NAME_CHARS}")
+    return normal
 
 
 def _timestamp(value: Any) -> datetime:
@@ -549,8 +587,8 @@ def _check_tags(tags: Any) -> None:
     if len(tags) > MAX_TAGS:
         _fail("tags", f"{len(tags)} tags; at most {MAX_TAGS}")
     for key, value in tags.items():
-        if not 0 < len(key) <= MAX_NAME_CHARS:
-            _fail(_key_path("tags", key), f"a tag name must have 1 to {MAX_NAME_CHARS} characters")
+        if not 0 < len(key) <= MAX_NAME_CHARS or "\x00" in key:
+            _fail(_key_path("tags", key), f"a tag name must have 1 to {MAX_NAME_CHARS} characters, none of them NUL")
         if not isinstance(value, str):
             _fail(_key_path("tags", key), f"a tag value must be a string, not {_a_kind(value)}")
 
@@ -769,8 +807,13 @@ def rows_of(raw: msgspec.Raw, width: int) -> list[list[Any]] | None:
 
 def _decode_compiled(value: bytes) -> ScoringRecord | None:
     """The record, when the compiled path can vouch for it; None sends ``value`` to the reference validator."""
+    if b"\\u0000" in value:  # a NUL character, which no name may hold: the reference says whether one does
+        return None
     env = envelope(value)
     if env is None:
+        return None
+    subscription_id = env.subscription_id
+    if not (subscription_id.isascii() and subscription_id.isprintable()):  # the reference normalises or refuses
         return None
     scoring_timestamp = timestamp_of(env)
     if scoring_timestamp is None:

@@ -196,6 +196,17 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("empty field name", _with(GOOD, ("request", "fields", 1), ""), "request.fields[1]", "empty"),
     ("long field name", _with(GOOD, ("request", "fields", 1), "x" * 257), "request.fields[1]", "257"),
     ("field name number", _with(GOOD, ("response", "fields", 0), 3), "response.fields[0]", "string"),
+    ("NUL in a field name", _with(GOOD, ("request", "fields", 1), "Loan\x00"), "request.fields[1]", "NUL"),
+    ("NUL in a response field", _with(GOOD, ("response", "fields", 0), "p\x00"), "response.fields[0]", "NUL"),
+    ("NUL in the subscription", _with(GOOD, ("subscription_id",), "a\x00b"), "subscription_id", "NUL"),
+    ("NUL in the deployment", _with(GOOD, ("deployment_id",), "d\x00"), "deployment_id", "NUL"),
+    ("NUL in the revision", _with(GOOD, ("asset_revision",), "\x00"), "asset_revision", "NUL"),
+    ("NUL in a tag name", _with(GOOD, ("tags",), {"e\x00": "x"}), 'tags["e\\u0000"]', "NUL"),
+    ("zero-width space", _with(GOOD, ("subscription_id",), "caf\u200be"), "subscription_id", "U+200B"),
+    ("bidi override", _with(GOOD, ("subscription_id",), "\u202ecafe"), "subscription_id", "U+202E"),
+    ("tag character", _with(GOOD, ("subscription_id",), "cafe\U000e0041"), "subscription_id", "U+E0041"),
+    ("control", _with(GOOD, ("subscription_id",), "ca\nfe"), "subscription_id", "U+000A"),
+    ("long once normal", _with(GOOD, ("subscription_id",), "\ufb03" * 100), "subscription_id", "NFKC"),
     ("no fields", _with(GOOD, ("response", "fields"), []), "response.fields", "0 field"),
     ("too many fields", _many_fields(), "", f"{MAX_FIELDS + 2} fields"),
     ("typo", {**GOOD, "scoring_timestmap": "x"}, "scoring_timestmap", "unknown field"),
@@ -254,6 +265,12 @@ def test_invalid_records_say_where_and_what(what: str, obj: dict[str, Any], path
         assert (err.value.code, err.value.path) == ("invalid_record", path), what
         assert words in err.value.detail
         assert str(err.value) == (f"{path}: {err.value.detail}" if path else err.value.detail)
+
+
+@pytest.mark.parametrize("written", ["caf\u00e9", "cafe\u0301", "\uff43af\u00e9"])
+def test_a_subscription_id_is_read_in_nfkc_form(written: str) -> None:
+    record = decode(orjson.dumps({**GOOD, "subscription_id": written}))
+    assert record.subscription_id == "caf\u00e9"
 
 
 def test_the_readme_example_error() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from stream_logger.records import (
     MAX_SCORING_ID_CHARS,
     MAX_TAGS,
     MAX_VALUE_DEPTH,
+    SUBSCRIPTION_ID_PATTERN,
     TIMESTAMP_PATTERN,
     decode,
     from_obj,
@@ -78,6 +80,8 @@ def cross_field_ok(doc: dict[str, Any]) -> bool:
         and all(len(block["values"]) == rows for block in blocks)
         and sum(len(block["fields"]) for block in blocks) <= MAX_FIELDS
         and all(_depth(value) <= MAX_VALUE_DEPTH for block in blocks for row in block["values"] for value in row)
+        and not any(0xE0000 <= ord(ch) <= 0xE0FFF for ch in doc["subscription_id"])
+        and len(unicodedata.normalize("NFKC", doc["subscription_id"])) <= MAX_NAME_CHARS
     )
 
 
@@ -112,6 +116,7 @@ def test_the_schema_limits_are_the_validators() -> None:
     assert defs["values"]["maxItems"] == MAX_ROWS
     assert properties["scoring_id"]["maxLength"] == MAX_SCORING_ID_CHARS
     assert properties["scoring_timestamp"]["pattern"] == TIMESTAMP_PATTERN
+    assert properties["subscription_id"]["pattern"] == SUBSCRIPTION_ID_PATTERN
     assert properties["tags"]["maxProperties"] == MAX_TAGS
     assert f"at most {MAX_FIELDS} fields" in SCHEMA["description"]
     assert f"at most {MAX_VALUE_DEPTH} levels" in SCHEMA["description"]
@@ -132,6 +137,8 @@ GOOD_DOCS: list[dict[str, Any]] = [
 # The BAD records of test_records that only a cross-field rule refuses: the schema must accept them.
 CROSS_FIELD_ONLY = {
     "short row",
+    "tag character",
+    "long once normal",
     "long row",
     "meta rows",
     "response rows",
