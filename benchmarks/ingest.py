@@ -76,7 +76,7 @@ async def fill_topic(settings: Settings, topic: str, values: list[bytes]) -> flo
 def worker_cmd(topic: str, schema: str, settings: Settings, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "stream_logger", "--log-level", "WARNING", "consume", "--topic", topic,
-        "--schema", schema, "--group", f"bench-{schema}", "--batch-max-records", str(BATCH),
+        "--schema", schema, "--group", f"bench-{schema}", "--batch-max-records", str(BATCH), "--max-record-age", "none",
         "--bootstrap-servers", settings.bootstrap_servers, "--dsn", settings.dsn, *extra,
     ]  # fmt: skip
 

@@ -19,7 +19,7 @@ from typing import Any
 from . import csvcopy, records
 from .errors import RecordError
 from .records import LayoutKey
-from .rows import RowDecoder, Subscription, json_text, partition_day
+from .rows import ANY_TIME, RowDecoder, Subscription, WindowBounds, json_text
 
 __all__ = ["Mapped", "Mapper"]
 
@@ -49,12 +49,13 @@ class Mapper:
     A message is first decoded whole by the decoders that took the latest messages (a stream repeats a few
     subscriptions and layouts); only when none takes it are its envelope and field names read to find its
     subscription and layout (``known``) and so its decoder. Make one per batch: ``known`` may change between
-    batches (a subscription gains a column), never within one. With ``csv``, the rows of the messages
-    :func:`csvcopy.takes` accepts are CSV lines.
+    batches (a subscription gains a column), never within one; so may the ``bounds`` of the timestamps it takes
+    (others are declined). With ``csv``, the rows of the messages :func:`csvcopy.takes` accepts are CSV lines.
     """
 
-    def __init__(self, known: Known, *, csv: bool = True) -> None:
+    def __init__(self, known: Known, *, bounds: WindowBounds = ANY_TIME, csv: bool = True) -> None:
         self._known = known
+        self._bounds = bounds
         self._csv = csv
         self._recent: list[tuple[Subscription, RowDecoder]] = []
 
@@ -74,12 +75,12 @@ class Mapper:
                 continue
             if k:
                 recent.insert(0, recent.pop(k))
-            return _mapped(sub, decoder, env, topic, partition, offset, ingested_at, csv)
+            return _mapped(sub, decoder, env, topic, partition, offset, ingested_at, csv, self._bounds)
         found = self._look_up(value)
         if found is None:
             return None
         sub, decoder, env = found
-        return _mapped(sub, decoder, env, topic, partition, offset, ingested_at, csv)
+        return _mapped(sub, decoder, env, topic, partition, offset, ingested_at, csv, self._bounds)
 
     def _look_up(self, value: bytes) -> tuple[Subscription, RowDecoder, Any] | None:
         """The subscription and decoder of a message no recent decoder took, and the message decoded by it."""
@@ -109,6 +110,7 @@ def _mapped(
     offset: int,
     ingested_at: datetime,
     csv: bool,
+    bounds: WindowBounds,
 ) -> Mapped | None:
     timestamp = records.timestamp_of(env)
     if timestamp is None or not records.logs_a_call(env):
@@ -138,7 +140,7 @@ def _mapped(
     if rows is None:
         return None
     try:
-        day = partition_day(timestamp)
+        day = bounds.day_of(timestamp)
     except RecordError:  # the reference path dead-letters it
         return None
     return Mapped(sub, rows, day, csv)

@@ -37,7 +37,24 @@ __all__ = [
     "StreamLoggerError",
     "SubscriptionError",
     "TransientError",
+    "describe",
 ]
+
+DESCRIBE_MAX_CHARS = 500
+"""How much of an exception's message :func:`describe` keeps."""
+
+
+def describe(exc: BaseException, max_chars: int = DESCRIBE_MAX_CHARS) -> str:
+    """``"TypeName: message"`` for a log line or a dead letter's detail, whatever the exception: its message cut to
+    ``max_chars`` characters, and the type name alone when turning it into text fails."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:
+        return f"{name} (its message cannot be shown)"
+    if len(text) > max_chars:
+        text = text[:max_chars] + f"… ({len(text) - max_chars} more characters)"
+    return f"{name}: {text}" if text else name
 
 
 class StreamLoggerError(Exception):

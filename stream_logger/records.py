@@ -118,6 +118,9 @@ ERROR_CODES: Final = frozenset(
         "unknown_subscription",  # auto-registration is off and the subscription is not declared
         "type_conflict",  # a value does not fit its column's declared type
         "unstorable_value",  # PostgreSQL refused a value (NUL character, number out of range, ...)
+        "subscription_limit",  # a new subscription past the worker's limit on auto-registered ones
+        "timestamp_out_of_window",  # scoring_timestamp too far before or after the worker's clock
+        "internal_error",  # storing it raised an unexpected error (a bug, a refused statement): it costs only itself
     }
 )
 """The dead-letter reasons: the ``error_code`` column of the dead-letter table takes one of these."""

@@ -57,6 +57,8 @@ class ReplayPlan:
             start_offsets=dict(self.start),
             end_offsets=dict(self.end),
             subscriptions=self.subscriptions,
+            max_record_age_s=None,  # history is old by nature: a replay stores what the contract allows
+            max_record_lead_s=None,
         )
         kw.update(overrides)
         return WorkerConfig(**kw)  # type: ignore[arg-type]

@@ -7,8 +7,13 @@ the package's tree: a transient failure becomes a retriable :class:`~stream_logg
 jitter, bounded by attempts and/or total time (unbounded by default: a database outage pauses a worker, it never
 makes it skip records).
 
-PostgreSQL errors about the *data* (SQLSTATE classes 22, 23, 54: a NUL character, a number out of range, a
-duplicate key) are left as they are: the sink isolates the record that caused them.
+:func:`pg_error_kind` is the one place that tells a failure of the infrastructure from a failure caused by the work
+itself. Errors about the *data* (SQLSTATE classes 22, 23, 54: a NUL character, a number out of range, a duplicate
+key) and every other refusal of one statement or bug on one message (``internal``: a name taken, a statement
+PostgreSQL refuses, an exception in this package's own code) are left as they are, so that the sink can isolate the
+messages at fault and dead-letter them while their neighbours land. Only what no message can cause stops a worker:
+``fatal`` is authentication, permissions, a missing database or schema, a corrupted server; ``transient`` is
+retried. An ``internal`` error that escapes isolation (it struck the batch's own bookkeeping) is fatal too.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ import asyncpg
 import tenacity
 from aiokafka import errors as kafka_errors_mod
 
-from .errors import BrokerUnavailable, DatabaseUnavailable, FatalError, StreamLoggerError
+from .errors import BrokerUnavailable, DatabaseUnavailable, FatalError, FencedError, StreamLoggerError
 
 __all__ = [
     "ErrorKind",
     "is_data_error",
+    "is_message_fault",
     "kafka_errors",
     "pg_error_kind",
     "pg_errors",
@@ -39,7 +45,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ErrorKind = Literal["transient", "data", "duplicate", "fatal"]
+ErrorKind = Literal["transient", "data", "duplicate", "internal", "fatal"]
 
 # SQLSTATE classes: 08 connection exception, 40 transaction rollback (serialization failure, deadlock),
 # 53 insufficient resources (too many connections), 57 operator intervention (shutdown, restart, cancel),
@@ -48,6 +54,10 @@ _TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
 _TRANSIENT_STATES = frozenset({"55P03", "55006"})
 # 22 data exception, 23 integrity constraint violation, 54 program limit exceeded (a value too large to index).
 _DATA_CLASSES = frozenset({"22", "23", "54"})
+# What no message can cause: 28 invalid authorization, 3D no such database, 3F no such schema, 0P invalid role,
+# F0 configuration file error, XX internal error (a corrupted server); 42501 insufficient privilege.
+_INFRASTRUCTURE_CLASSES = frozenset({"28", "3D", "3F", "0P", "F0", "XX"})
+_INFRASTRUCTURE_STATES = frozenset({"42501"})
 
 _enabled = os.environ.get("STREAM_LOGGER_RETRIES", "1") not in {"0", "false", "off"}
 
@@ -63,7 +73,13 @@ def retries_enabled() -> bool:
 
 
 def pg_error_kind(exc: BaseException) -> ErrorKind:
-    """Sort an exception raised while talking to PostgreSQL."""
+    """Sort an exception raised while storing messages: ``transient`` (retry), ``fatal`` (the infrastructure
+    refuses: stop), else caused by the messages at hand: ``duplicate``, ``data`` (a value PostgreSQL cannot hold)
+    or ``internal`` (anything else: a statement refused, a bug)."""
+    if isinstance(exc, StreamLoggerError):
+        if exc.retriable:
+            return "transient"
+        return "fatal" if isinstance(exc, (FatalError, FencedError)) else "internal"
     if isinstance(exc, asyncpg.UniqueViolationError):
         return "duplicate"
     if isinstance(exc, asyncpg.PostgresError):
@@ -72,14 +88,22 @@ def pg_error_kind(exc: BaseException) -> ErrorKind:
             return "transient"
         if state[:2] in _DATA_CLASSES:
             return "data"
-        return "fatal"
+        if state[:2] in _INFRASTRUCTURE_CLASSES or state in _INFRASTRUCTURE_STATES:
+            return "fatal"
+        return "internal"
     if isinstance(exc, asyncpg.exceptions._base.DataError):
         return "data"  # asyncpg could not encode a value for the column type (client side)
     if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
         # refused/reset sockets, timeouts, "connection is closed", "cannot perform operation: another operation
         # is in progress" after a lost connection: all cured by a new connection.
         return "transient"
-    return "fatal"
+    return "internal"
+
+
+def is_message_fault(exc: BaseException) -> bool:
+    """Whether the messages being stored caused ``exc`` (isolate and dead-letter them) rather than the
+    infrastructure (retry, or stop)."""
+    return pg_error_kind(exc) in ("data", "duplicate", "internal")
 
 
 def is_data_error(exc: BaseException) -> bool:
@@ -98,7 +122,7 @@ def pg_errors(what: str) -> Iterator[None]:
         kind = pg_error_kind(exc)
         if kind == "transient":
             raise DatabaseUnavailable(f"{what}: PostgreSQL unavailable ({type(exc).__name__}: {exc})") from exc
-        if kind == "fatal":
+        if kind in ("fatal", "internal"):  # an internal error here was not isolated: it is the batch's own
             state = getattr(exc, "sqlstate", None)
             code = f" [SQLSTATE {state}]" if state else ""
             raise FatalError(f"{what}: PostgreSQL refused{code}: {exc}") from exc

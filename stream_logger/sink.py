@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -35,11 +35,11 @@ from typing import Any, Protocol
 import asyncpg
 
 from . import compiled, csvcopy, records
-from .errors import FencedError, RecordError
+from .errors import FencedError, RecordError, describe
 from .identifiers import quote_ident
 from .records import LayoutKey, ScoringRecord
-from .retry import pg_error_kind, pg_errors, retrying
-from .rows import partition_day
+from .retry import is_message_fault, pg_error_kind, pg_errors, retrying
+from .rows import TimestampWindow, WindowBounds
 from .subscriptions import Registry, Source, Subscription
 
 __all__ = ["DeadLetter", "Message", "PreparedBatch", "Sink", "TableRows", "WriteOutcome", "copy_rows"]
@@ -85,7 +85,7 @@ class DeadLetter:
 @dataclass(slots=True)
 class TableRows:
     """The rows of one payload table in a batch, all tuples or, when ``csv``, all CSV lines (``csvcopy``);
-    ``starts[i]`` is where record ``i``'s rows begin."""
+    ``starts[i]`` is where record ``i``'s rows begin, ``record_days[i]`` the day of its partition."""
 
     sub: Subscription
     csv: bool = False
@@ -93,12 +93,25 @@ class TableRows:
     starts: list[int] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     days: set[date] = field(default_factory=set)
+    record_days: list[date] = field(default_factory=list)
 
     def add(self, msg: Message, rows: list[Any], day: date) -> None:
         self.starts.append(len(self.rows))
         self.rows.extend(rows)
         self.messages.append(msg)
         self.days.add(day)
+        self.record_days.append(day)
+
+    def without(self, days: Container[date]) -> tuple[TableRows, list[tuple[Message, date]]]:
+        """These rows less the records of ``days``, and the messages of the records left out with their days."""
+        kept = TableRows(self.sub, self.csv)
+        left_out = []
+        for i, (msg, day) in enumerate(zip(self.messages, self.record_days, strict=True)):
+            if day in days:
+                left_out.append((msg, day))
+            else:
+                kept.add(msg, self.rows_of(i, i + 1), day)
+        return kept, left_out
 
     def rows_of(self, lo: int, hi: int) -> list[Any]:
         """The rows of records ``lo`` to ``hi - 1``."""
@@ -160,9 +173,15 @@ async def copy_rows(
         await conn.copy_records_to_table(table, schema_name=schema, columns=list(columns), records=rows)
 
 
+_DETAIL_MAX_CHARS = 2000
+
+
 def _printable(text: str) -> str:
-    """Text with NUL characters spelled out: PostgreSQL text cannot hold them, and details must always store."""
-    return text.replace("\x00", "\\x00")
+    """Text fit for a text column whatever it holds, so that a dead letter always stores: cut to a bounded length,
+    NUL characters and lone surrogates spelled out."""
+    if len(text) > _DETAIL_MAX_CHARS:
+        text = text[:_DETAIL_MAX_CHARS] + "…"
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Sink:
@@ -177,6 +196,7 @@ class Sink:
         *,
         max_record_bytes: int = records.DEFAULT_MAX_RECORD_BYTES,
         subscriptions: frozenset[str] | None = None,
+        window: TimestampWindow | None = None,
         on_retry: Any = None,
         csv: bool = True,
     ) -> None:
@@ -187,6 +207,7 @@ class Sink:
         self._registry = registry
         self._max_record_bytes = max_record_bytes
         self._only = subscriptions
+        self._window = window or TimestampWindow()
         self._on_retry = on_retry
         self._csv = csv  # False: every row in tuples, for binary COPY (benchmarks and tests compare the two)
 
@@ -205,38 +226,47 @@ class Sink:
         unknown: list[tuple[Message, ScoringRecord]] = []
         value_bytes = skipped = 0
         ingested_at = datetime.now(UTC)
+        bounds = self._window.at(ingested_at)
         max_bytes = self._max_record_bytes
-        mapper = compiled.Mapper(self._known_layout, csv=self._csv)
+        mapper = compiled.Mapper(self._known_layout, bounds=bounds, csv=self._csv)
+        faults = _InternalErrors()
         last: TableRows | None = None  # the table of the latest compiled message: most often the next one's too
         for i, msg in enumerate(messages):
             if i % _YIELD_EVERY == _YIELD_EVERY - 1:
                 await asyncio.sleep(0)
             value = msg.value
             value_bytes += len(value) if value else 0
-            if value and len(value) <= max_bytes:
-                mapped = mapper.to_rows(value, msg.topic, msg.partition, msg.offset, ingested_at)
-                if mapped is not None:
-                    if last is None or last.sub is not mapped.sub or last.csv is not mapped.csv:
-                        last = _table(tables, mapped.sub, mapped.csv)
-                    last.add(msg, mapped.rows, mapped.day)
-                    continue
             try:
-                rec = records.decode(value, self._max_record_bytes)
-            except RecordError as exc:
-                dead.append(DeadLetter.of(msg, exc))
-                continue
-            if self._only is not None and rec.subscription_id not in self._only:
-                skipped += 1
-                continue
-            sub = self._registry.lookup(rec)
-            if sub is None:
-                unknown.append((msg, rec))
-            else:
-                self._map(msg, rec, sub, ingested_at, tables, dead)
+                if value and len(value) <= max_bytes:
+                    mapped = mapper.to_rows(value, msg.topic, msg.partition, msg.offset, ingested_at)
+                    if mapped is not None:
+                        if last is None or last.sub is not mapped.sub or last.csv is not mapped.csv:
+                            last = _table(tables, mapped.sub, mapped.csv)
+                        last.add(msg, mapped.rows, mapped.day)
+                        continue
+                try:
+                    rec = records.decode(value, self._max_record_bytes)
+                except RecordError as exc:
+                    dead.append(DeadLetter.of(msg, exc))
+                    continue
+                if self._only is not None and rec.subscription_id not in self._only:
+                    skipped += 1
+                    continue
+                sub = self._registry.lookup(rec)
+                if sub is None:
+                    unknown.append((msg, rec))
+                else:
+                    self._map(msg, rec, sub, ingested_at, bounds, tables, dead)
+            except Exception as exc:  # a bug in this package costs the message that struck it, never its partition
+                dead.append(faults.dead_letter(msg, exc, "decoding and mapping"))
         if unknown:
             subs = await self._prepare_subscriptions([rec for _, rec in unknown])
             for msg, rec in unknown:
-                self._map(msg, rec, subs[rec.subscription_id], ingested_at, tables, dead)
+                try:
+                    self._map(msg, rec, subs[rec.subscription_id], ingested_at, bounds, tables, dead)
+                except Exception as exc:
+                    dead.append(faults.dead_letter(msg, exc, "mapping"))
+        faults.report()
         return PreparedBatch(ranges, list(tables.values()), dead, len(messages), value_bytes, generation, skipped)
 
     def _known_layout(self, subscription_id: str, layout: LayoutKey) -> Subscription | None:
@@ -251,6 +281,7 @@ class Sink:
         rec: ScoringRecord,
         sub: Subscription | RecordError,
         ingested_at: datetime,
+        bounds: WindowBounds,
         tables: dict[tuple[int, bool], TableRows],
         dead: list[DeadLetter],
     ) -> None:
@@ -259,7 +290,7 @@ class Sink:
             return
         try:
             rows = sub.rows_for(rec, Source(msg.topic, msg.partition, msg.offset), ingested_at)
-            day = partition_day(rec.scoring_timestamp)
+            day = bounds.day_of(rec.scoring_timestamp)
         except RecordError as exc:
             dead.append(DeadLetter.of(msg, exc, rec.subscription_id))
             return
@@ -283,26 +314,61 @@ class Sink:
         async for attempt in retrying("writing a batch", on_retry=self._on_retry):
             with attempt, pg_errors("writing a batch"):
                 async with self._pool.acquire() as conn:
-                    for table in batch.tables:
-                        await self._registry.ensure_partitions(conn, table.sub, table.days)
+                    tables, refused = await self._partitioned(conn, batch.tables)
                     try:
-                        return await self._transaction(conn, batch, careful=False)
+                        return await self._transaction(conn, batch, tables, refused, careful=False)
                     except Exception as exc:
-                        if pg_error_kind(exc) not in ("data", "duplicate"):
+                        if not is_message_fault(exc):
                             raise
-                    # A row was there already or PostgreSQL refused a value: the same again, table by table under
-                    # savepoints, so duplicates are skipped and refused records isolated.
-                    return await self._transaction(conn, batch, careful=True)
+                    # A row was there already or PostgreSQL refused a value or a statement: the same again, table
+                    # by table under savepoints, so duplicates are skipped and the records at fault isolated.
+                    return await self._transaction(conn, batch, tables, refused, careful=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _transaction(self, conn: asyncpg.Connection, batch: PreparedBatch, careful: bool) -> WriteOutcome:
-        """Fence, rows and dead letters in one transaction. Unless ``careful``, each table is one plain COPY (the
-        common case: no savepoint, fewest round trips) and a refused or duplicate row fails the transaction."""
+    async def _partitioned(
+        self, conn: asyncpg.Connection, tables: list[TableRows]
+    ) -> tuple[list[TableRows], list[DeadLetter]]:
+        """The tables whose daily partitions exist (created as needed), and dead letters for the records of the days
+        whose partition could not be made for a reason of its own (not the database's): they cost no other day."""
+        ready: list[TableRows] = []
+        refused: list[DeadLetter] = []
+        faults = _InternalErrors()
+        for table in tables:
+            try:
+                await self._registry.ensure_partitions(conn, table.sub, table.days)
+            except Exception:
+                failed: dict[date, Exception] = {}
+                for day in sorted(table.days):
+                    try:
+                        await self._registry.ensure_partitions(conn, table.sub, (day,))
+                    except Exception as exc:
+                        if not is_message_fault(exc):
+                            raise
+                        failed[day] = exc
+                table, left_out = table.without(failed)
+                where, sub_id = "creating its daily partition", table.sub.subscription_id
+                refused += [faults.dead_letter(msg, failed[day], where, sub_id) for msg, day in left_out]
+            if table.messages:
+                ready.append(table)
+        faults.report()
+        return ready, refused
+
+    async def _transaction(
+        self,
+        conn: asyncpg.Connection,
+        batch: PreparedBatch,
+        tables: list[TableRows],
+        refused: list[DeadLetter],
+        careful: bool,
+    ) -> WriteOutcome:
+        """Fence, rows and dead letters (the batch's and ``refused``) in one transaction. Unless ``careful``, each
+        table is one plain COPY (the common case: no savepoint, fewest round trips) and a refused or duplicate row
+        fails the transaction."""
         outcome = WriteOutcome()
         async with conn.transaction():
             await self._fence(conn, batch.ranges)
-            dead = list(batch.dead_letters)
-            for table in batch.tables:
+            dead = [*batch.dead_letters, *refused]
+            for table in tables:
                 if careful:
                     dead += await self._write_table(conn, table, 0, len(table.messages), False, outcome)
                 else:
@@ -357,11 +423,16 @@ class Sink:
             kind = pg_error_kind(exc)
             if kind == "duplicate" and not dedupe:
                 return await self._write_table(conn, table, lo, hi, True, outcome)
-            if kind not in ("data", "duplicate"):
+            if not is_message_fault(exc):
                 raise
             if hi - lo == 1:
                 msg = table.messages[lo]
-                refused = RecordError("unstorable_value", "", f"PostgreSQL refused a value: {exc}")
+                if kind == "internal":
+                    faults = _InternalErrors()
+                    letter = faults.dead_letter(msg, exc, "writing its rows", table.sub.subscription_id)
+                    faults.report()
+                    return [letter]
+                refused = RecordError("unstorable_value", "", f"PostgreSQL refused a value: {describe(exc)}")
                 return [DeadLetter.of(msg, refused, table.sub.subscription_id)]
             mid = (lo + hi) // 2
             first = await self._write_table(conn, table, lo, mid, dedupe, outcome)
@@ -422,6 +493,33 @@ class Sink:
                 )
                 return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _InternalErrors:
+    """The messages of one batch that raised something other than a RecordError: each becomes an
+    ``internal_error`` dead letter naming the exception, and the batch logs them once, at ERROR, with the first
+    one's traceback (a stream of hostile messages must not flood the log)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._first: tuple[str, BaseException] | None = None
+
+    def dead_letter(self, msg: Message, exc: Exception, where: str, subscription_id: str | None = None) -> DeadLetter:
+        self.count += 1
+        if self._first is None:
+            self._first = (f"{msg.topic}[{msg.partition}]@{msg.offset} while {where}", exc)
+        return DeadLetter.of(msg, RecordError("internal_error", "", f"{where}: {describe(exc)}"), subscription_id)
+
+    def report(self) -> None:
+        if self._first is not None:
+            where, exc = self._first
+            log.error(
+                "%d message(s) dead-lettered as internal_error; the first, %s: %s",
+                self.count,
+                where,
+                describe(exc),
+                exc_info=exc,
+            )
 
 
 def _sub_id(subscription_id: str | None) -> str | None:

@@ -17,6 +17,7 @@ Names are never spliced into SQL: subscription ids and field names are mapped to
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, Final
@@ -25,7 +26,7 @@ import asyncpg
 import orjson
 
 from .datamart import advisory_key
-from .errors import DatamartError, RecordError, SubscriptionError
+from .errors import DatamartError, RecordError, SubscriptionError, describe
 from .identifiers import (
     column_name_for,
     derived_names,
@@ -35,6 +36,7 @@ from .identifiers import (
     validate_schema_name,
 )
 from .records import MAX_NAME_CHARS, LayoutKey, ScoringRecord
+from .retry import is_message_fault
 from .rows import (
     ROLES,
     SOURCES,
@@ -59,6 +61,8 @@ __all__ = [
     "partition_days",
 ]
 
+log = logging.getLogger(__name__)
+
 MAX_DECLARED_FIELDS: Final = 1500
 """PostgreSQL allows 1600 columns a table (dropped ones included); past this many fields, new ones go to extra."""
 
@@ -70,6 +74,11 @@ def partition_days(records: Iterable[ScoringRecord]) -> set[date]:
     """The UTC days of the records' scoring timestamps: the daily partitions their rows go to (raises RecordError
     for a timestamp no partition can hold, see :func:`rows.partition_day`)."""
     return {partition_day(r.scoring_timestamp) for r in records}
+
+
+def _show_id(subscription_id: str) -> str:
+    """A subscription id for a message: quoted, cut short, anything unprintable escaped."""
+    return ascii(subscription_id[:80]) + ("…" if len(subscription_id) > 80 else "")
 
 
 def _refuse_in_transaction(conn: asyncpg.Connection, what: str) -> None:
@@ -238,7 +247,9 @@ class Registry:
     """The subscriptions of one datamart, cached in memory, registered and evolved on demand.
 
     ``auto_register``: a record naming an unknown subscription registers it (types inferred from the records);
-    when off, such records get ``unknown_subscription``. A response field named ``prediction_field`` gets the
+    when off, such records get ``unknown_subscription``. ``max_auto_registered``: once the datamart holds that many
+    auto-registered subscriptions, a record naming a new one gets ``subscription_limit`` (declared ones do not
+    count and are never refused). A response field named ``prediction_field`` gets the
     prediction role, ``probability_field`` the probability role; other response fields that do not echo a
     request field get the response role.
     """
@@ -248,11 +259,13 @@ class Registry:
         schema: str,
         *,
         auto_register: bool = True,
+        max_auto_registered: int | None = None,
         prediction_field: str = "prediction",
         probability_field: str = "probability",
     ) -> None:
         self.schema = validate_schema_name(schema)
         self.auto_register = auto_register
+        self.max_auto_registered = max_auto_registered
         self.prediction_field = prediction_field
         self.probability_field = probability_field
         self._subs: dict[str, Subscription] = {}
@@ -348,8 +361,11 @@ class Registry:
     ) -> dict[str, Subscription | RecordError]:
         """The subscription of every subscription id in ``records``: loaded, registered or evolved as needed.
 
-        Unknown ids map to RecordError(unknown_subscription) when auto-registration is off. Call outside a
-        transaction (DDL runs in its own short transactions).
+        Unknown ids map to RecordError(unknown_subscription) when auto-registration is off, or
+        (subscription_limit) past the limit. Any other failure to register or evolve one subscription that is
+        caused by its records, not by the database being unavailable or refusing everyone, maps that subscription
+        to RecordError(internal_error) and leaves the others be. Call outside a transaction (DDL runs in its own
+        short transactions).
         """
         by_id: dict[str, list[ScoringRecord]] = {}
         for record in records:
@@ -361,7 +377,16 @@ class Registry:
                 out[subscription_id] = sub
                 continue
             _refuse_in_transaction(conn, "Registry.prepare")
-            out[subscription_id] = await self._sync(conn, subscription_id, recs)
+            try:
+                out[subscription_id] = await self._sync(conn, subscription_id, recs)
+            except Exception as exc:
+                if not is_message_fault(exc):
+                    raise
+                self.forget(subscription_id)
+                log.error("registering subscription %s failed", _show_id(subscription_id), exc_info=True)
+                out[subscription_id] = RecordError(
+                    "internal_error", "subscription_id", f"registering or evolving the subscription: {describe(exc)}"
+                )
         return out
 
     async def _sync(
@@ -380,6 +405,9 @@ class Registry:
                 await _lock(conn, schema, "registry")
                 sub = await _load(conn, schema, subscription_id)
                 if sub is None:
+                    refusal = await self._over_the_limit(conn, subscription_id)
+                    if refusal is not None:
+                        return refusal
                     first = records[0]
                     sub = await _create(
                         conn,
@@ -400,6 +428,25 @@ class Registry:
         self._subs[subscription_id] = sub
         self._covered.pop(subscription_id, None)
         return sub
+
+    async def _over_the_limit(self, conn: asyncpg.Connection, subscription_id: str) -> RecordError | None:
+        """RecordError(subscription_limit) when registering one more subscription would pass the limit. Caller holds
+        the registry lock."""
+        limit = self.max_auto_registered
+        if limit is None:
+            return None
+        count = await conn.fetchval(
+            f"SELECT count(*) FROM {quote_ident(self.schema)}.subscriptions WHERE auto_registered"
+        )
+        if count < limit:
+            return None
+        return RecordError(
+            "subscription_limit",
+            "subscription_id",
+            f"subscription {_show_id(subscription_id)} is new and the datamart already has {count} auto-registered "
+            f"subscriptions, the limit (--max-subscriptions, STREAM_LOGGER_MAX_SUBSCRIPTIONS is {limit}): declare it "
+            "with 'stream-logger subscription add', or raise the limit",
+        )
 
     async def ensure_partitions(self, conn: asyncpg.Connection, sub: Subscription, days: Iterable[date]) -> None:
         """Create the daily (UTC) partitions of ``sub``'s table for ``days`` that do not exist yet."""

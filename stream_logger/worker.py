@@ -36,12 +36,27 @@ from .config import Settings
 from .errors import FatalError, FencedError
 from .metrics import MetricsServer, WorkerMetrics
 from .retry import kafka_errors, pg_errors, retrying
+from .rows import TimestampWindow
 from .sink import Message, PreparedBatch, Sink
 from .subscriptions import Registry
 
-__all__ = ["Worker", "WorkerConfig", "WorkerSummary"]
+__all__ = [
+    "DEFAULT_MAX_RECORD_AGE_S",
+    "DEFAULT_MAX_RECORD_LEAD_S",
+    "DEFAULT_MAX_SUBSCRIPTIONS",
+    "Worker",
+    "WorkerConfig",
+    "WorkerSummary",
+]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SUBSCRIPTIONS = 200
+"""Auto-registered subscriptions a datamart takes by default: each is a table, and each of its days a partition."""
+DEFAULT_MAX_RECORD_AGE_S = 30 * 86400.0
+"""How old a record a live worker stores by default: longer than Kafka's default retention (7 days)."""
+DEFAULT_MAX_RECORD_LEAD_S = 86400.0
+"""How far ahead of the worker's clock a record may be by default (clocks that are off, time zones got wrong)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +83,13 @@ class WorkerConfig:
     end_offsets: dict[TP, int] | None = None
     subscriptions: frozenset[str] | None = None
     """Keep only records of these subscriptions (others are skipped: no row, no dead letter)."""
+    max_subscriptions: int | None = DEFAULT_MAX_SUBSCRIPTIONS
+    """Auto-register at most this many subscriptions in the datamart (None: no limit); records of a new one past
+    it are dead-lettered as ``subscription_limit``."""
+    max_record_age_s: float | None = DEFAULT_MAX_RECORD_AGE_S
+    """Dead-letter (``timestamp_out_of_window``) records scored longer ago than this (None: no limit)."""
+    max_record_lead_s: float | None = DEFAULT_MAX_RECORD_LEAD_S
+    """Dead-letter (``timestamp_out_of_window``) records scored further in the future than this (None: no limit)."""
 
 
 @dataclass(slots=True)
@@ -159,7 +181,7 @@ class Worker:
         async with self._pool.acquire() as conn:
             with pg_errors("checking the datamart"):
                 await datamart.require_datamart(conn, cfg.schema)
-        registry = Registry(cfg.schema, auto_register=cfg.auto_register)
+        registry = Registry(cfg.schema, auto_register=cfg.auto_register, max_auto_registered=cfg.max_subscriptions)
         self._sink = Sink(
             self._pool,
             cfg.schema,
@@ -167,6 +189,7 @@ class Worker:
             registry,
             max_record_bytes=cfg.max_record_bytes,
             subscriptions=cfg.subscriptions,
+            window=TimestampWindow(cfg.max_record_age_s, cfg.max_record_lead_s),
             on_retry=lambda exc: self.metrics.retries.labels("postgresql").inc(),
         )
         if cfg.metrics_port is not None:

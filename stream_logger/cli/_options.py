@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
+from typing import Any
 
-from ..config import Settings
+from ..config import ENV_PREFIX, Settings
 
-__all__ = ["add_connection_options", "settings_from"]
+__all__ = ["add_connection_options", "add_limit_options", "duration_s", "limit_overrides", "settings_from"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_NO_LIMIT = ("none", "off", "unlimited")
 
 
 def add_connection_options(parser: argparse.ArgumentParser, kafka: bool = True, postgres: bool = True) -> None:
@@ -30,3 +37,73 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings.from_env().with_overrides(
         bootstrap_servers=getattr(args, "bootstrap_servers", None), dsn=getattr(args, "dsn", None)
     )
+
+
+def duration_s(text: str) -> float | None:
+    """``30d``, ``12h``, ``90m``, ``45s`` in seconds; ``none`` for no limit (argparse type)."""
+    if text.strip().lower() in _NO_LIMIT:
+        return None
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use a number and s, m, h or d (30d), or none")
+    return float(match[1]) * _UNIT_S[match[2]]
+
+
+def _count(text: str) -> int | None:
+    if text.strip().lower() in _NO_LIMIT:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count: use a whole number >= 0, or none")
+    return value
+
+
+def add_limit_options(
+    parser: argparse.ArgumentParser, *, from_env: bool, max_subscriptions: str, max_age: str, max_lead: str
+) -> None:
+    """Add the limits that keep hostile traffic from growing the datamart's catalog without bound:
+    ``--max-subscriptions``, ``--max-record-age`` and ``--max-record-lead`` (defaults from the environment when
+    ``from_env``, as ``STREAM_LOGGER_MAX_SUBSCRIPTIONS`` and so on)."""
+
+    def default(name: str, value: str) -> str:
+        return os.environ.get(f"{ENV_PREFIX}{name}", value) if from_env else value
+
+    def env(name: str) -> str:
+        return f"env {ENV_PREFIX}{name}; " if from_env else ""
+
+    parser.add_argument(
+        "--max-subscriptions",
+        type=_count,
+        default=default("MAX_SUBSCRIPTIONS", max_subscriptions),
+        metavar="N|none",
+        help="auto-register at most N subscriptions in the datamart; records of a new one past it are "
+        f"dead-lettered as subscription_limit ({env('MAX_SUBSCRIPTIONS')}default {max_subscriptions})",
+    )
+    parser.add_argument(
+        "--max-record-age",
+        type=duration_s,
+        default=default("MAX_RECORD_AGE", max_age),
+        metavar="DURATION|none",
+        help="dead-letter records scored longer ago than this as timestamp_out_of_window "
+        f"({env('MAX_RECORD_AGE')}default {max_age})",
+    )
+    parser.add_argument(
+        "--max-record-lead",
+        type=duration_s,
+        default=default("MAX_RECORD_LEAD", max_lead),
+        metavar="DURATION|none",
+        help="dead-letter records scored further ahead of this worker's clock as timestamp_out_of_window "
+        f"({env('MAX_RECORD_LEAD')}default {max_lead})",
+    )
+
+
+def limit_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The WorkerConfig fields of :func:`add_limit_options`' flags."""
+    return {
+        "max_subscriptions": args.max_subscriptions,
+        "max_record_age_s": args.max_record_age,
+        "max_record_lead_s": args.max_record_lead,
+    }

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..records import DEFAULT_MAX_RECORD_BYTES
 from ..worker import Worker, WorkerConfig, WorkerSummary
-from ._options import add_connection_options, settings_from
+from ._options import add_connection_options, add_limit_options, limit_overrides, settings_from
 
 __all__ = ["install_stop_signals", "print_summary", "register", "tune_gc"]
 
@@ -63,6 +63,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="dead-letter records of undeclared subscriptions instead of registering them",
     )
+    add_limit_options(p, from_env=True, max_subscriptions="200", max_age="30d", max_lead="1d")
     add_connection_options(p)
     p.set_defaults(func=_consume)
 
@@ -81,6 +82,7 @@ def _consume(args: argparse.Namespace) -> int:
         until_caught_up=args.until_caught_up,
         auto_register=not args.no_auto_register,
         metrics_port=args.metrics_port,
+        **limit_overrides(args),
     )
     worker = Worker(config, settings_from(args))
     summary = asyncio.run(_run(worker))

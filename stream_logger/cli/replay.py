@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..replay import ReplayPlan, plan_replay
 from ..worker import Worker, WorkerSummary
-from ._options import add_connection_options, settings_from
+from ._options import add_connection_options, add_limit_options, limit_overrides, settings_from
 from .consume import install_stop_signals, print_summary, tune_gc
 
 __all__ = ["register"]
@@ -69,6 +69,7 @@ def register(sub: Any) -> None:
     p.add_argument("--drop-existing", action="store_true", help="drop and recreate NEW if it exists")
     p.add_argument("--resume", action="store_true", help="continue an interrupted replay into NEW")
     p.add_argument("--batch-max-records", type=int, default=10_000, metavar="N", help="default: 10000")
+    add_limit_options(p, from_env=False, max_subscriptions="200", max_age="none", max_lead="none")
     add_connection_options(p)
     p.set_defaults(func=_replay)
 
@@ -94,7 +95,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> WorkerSummary:
         resume=args.resume,
     )
     log.info("replaying %d messages from %d partitions into %s", plan.total, len(plan.start), args.schema)
-    worker = Worker(plan.worker_config(args.schema, batch_max_records=args.batch_max_records), settings)
+    config = plan.worker_config(args.schema, batch_max_records=args.batch_max_records, **limit_overrides(args))
+    worker = Worker(config, settings)
     tune_gc()
     install_stop_signals(worker.request_stop)
     async with worker:

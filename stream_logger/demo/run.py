@@ -24,7 +24,7 @@ from ..emitter import Emitter
 from ..identifiers import quote_ident
 from ..retry import kafka_errors, pg_errors
 from ..topics import create_topic
-from ..worker import Worker, WorkerConfig
+from ..worker import DEFAULT_MAX_RECORD_AGE_S, Worker, WorkerConfig
 from .applicants import ApplicantGenerator
 from .malformed import MalformedMessage, malformed_messages
 from .model import score
@@ -118,7 +118,13 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
             sub = await subscriptions.declare(conn, opts.schema, declaration)
         print(f"demo: subscription {sub_id} declared -> table {opts.schema}.{sub.table}", file=out)
 
-        cfg = WorkerConfig(topics=(topic,), group_id=f"demo-{opts.schema}", schema=opts.schema, flush_interval_ms=200)
+        cfg = WorkerConfig(
+            topics=(topic,),
+            group_id=f"demo-{opts.schema}",
+            schema=opts.schema,
+            flush_interval_ms=200,
+            max_record_age_s=max(DEFAULT_MAX_RECORD_AGE_S, (opts.history_days + 1) * 86400.0),  # a backfill
+        )
         workers = [Worker(cfg, settings) for _ in range(max(1, opts.workers))]
         for w in workers:
             await w.start()

@@ -46,6 +46,7 @@ class Walkthrough:
             "STREAM_LOGGER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "STREAM_LOGGER_DSN": settings.dsn,
             "STREAM_LOGGER_HOME": str(workdir / "home"),
+            "STREAM_LOGGER_MAX_RECORD_AGE": "none",  # the README's example records are from 2025
         }
 
     def code(self, name: str) -> str:

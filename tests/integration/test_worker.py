@@ -46,7 +46,13 @@ async def produce_records(settings: Settings, topic: str, start: int, n: int) ->
 
 def config(topic: str, schema: str, **kw: Any) -> WorkerConfig:
     base: dict[str, Any] = dict(
-        topics=(topic,), group_id=f"g-{schema}", schema=schema, until_caught_up=True, flush_interval_ms=100
+        topics=(topic,),
+        group_id=f"g-{schema}",
+        schema=schema,
+        until_caught_up=True,
+        flush_interval_ms=100,
+        max_record_age_s=None,  # the sample records are from 2025
+        max_record_lead_s=None,
     )
     base.update(kw)
     return WorkerConfig(**base)
@@ -253,7 +259,8 @@ async def wait_for_rows(conn: asyncpg.Connection, schema: str, n: int, timeout_s
 
 def spawn_worker(topic: str, schema: str, *extra: str) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "stream_logger", "consume", "--topic", topic, "--schema", schema]
-    args += ["--group", f"g-{schema}", "--batch-max-records", "100", "--flush-interval-ms", "50", *extra]
+    args += ["--group", f"g-{schema}", "--batch-max-records", "100", "--flush-interval-ms", "50"]
+    args += ["--max-record-age", "none", *extra]  # the sample records are from 2025
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
