@@ -634,8 +634,13 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _ENVELOPE: Final = msgspec.json.Decoder(Envelope)
-DECLINED: Final = (msgspec.ValidationError, msgspec.DecodeError)
-"""What a compiled decoder raises when it declines a value (the reference validator then decides)."""
+DECLINED: Final = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
+"""What a compiled decoder raises when it declines a value (the reference validator then decides).
+
+RecursionError too: msgspec spends a level of the interpreter's recursion limit on each level of JSON it reads,
+even one it only skips (inside a ``msgspec.Raw`` block), so about 2 kB of brackets there exceed it. The reference
+does not recurse in Python: orjson has a fixed depth limit of its own (``malformed_json`` past it), and the validator
+refuses a shallower record for what it holds (``invalid_record``)."""
 
 
 def shaped_decoder(subscription_id: str, layout: LayoutKey, row_types: Sequence[Any]) -> msgspec.json.Decoder[Any]:
