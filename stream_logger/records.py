@@ -643,6 +643,21 @@ does not recurse in Python: orjson has a fixed depth limit of its own (``malform
 refuses a shallower record for what it holds (``invalid_record``)."""
 
 
+_SIX_DIGIT_EXPONENT: Final = re.compile(rb"[eE][+-]?0*[1-9][0-9]{5}")
+_SHORTEST_MISREAD_BYTES: Final = 4096
+
+
+def numbers_read_exactly(value: bytes) -> bool:
+    """Whether msgspec reads every number in the message ``value`` as JSON means it; when not, the compiled paths
+    decline ``value``.
+
+    msgspec (0.23) reads at most five digits of an exponent, so that ``0.<9999 zeros>1e1000000``, which is too
+    large for a float, decodes as ``1.0``, and ``0.<99999 zeros>1e100000`` (``1.0``) as ``0.0``. A sixth digit
+    changes a finite result only after thousands of digits before it, so only a long message is searched.
+    """
+    return len(value) < _SHORTEST_MISREAD_BYTES or _SIX_DIGIT_EXPONENT.search(value) is None
+
+
 def shaped_decoder(subscription_id: str, layout: LayoutKey, row_types: Sequence[Any]) -> msgspec.json.Decoder[Any]:
     """A decoder of whole records of one subscription and field layout, each block's rows typed by ``row_types``
     (one per block of ``layout``, None for an absent block): the compiled sink path, in one pass.
@@ -774,7 +789,7 @@ def rows_of(raw: msgspec.Raw, width: int) -> list[list[Any]] | None:
 
 def _decode_compiled(value: bytes) -> ScoringRecord | None:
     """The record, when the compiled path can vouch for it; None sends ``value`` to the reference validator."""
-    env = envelope(value)
+    env = envelope(value) if numbers_read_exactly(value) else None
     if env is None:
         return None
     scoring_timestamp = timestamp_of(env)

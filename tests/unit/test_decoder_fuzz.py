@@ -91,9 +91,16 @@ def spliced(doc: Any, path: tuple[Any, ...], raw: bytes, *, key: bytes | None = 
     return orjson.dumps(doc).replace(_SPOT_JSON + b":0", key + b":" + raw, 1)
 
 
+# Numbers msgspec misread, taking five digits of an exponent: infinite (read as 1.0), 1.0 (read as 0.0), 0.0 (1.0)
+MISREAD_NUMBERS = [
+    b"0." + b"0" * 9_999 + b"1e1000000",
+    b"-0." + b"0" * 99_999 + b"1e100000",
+    b"1" + b"0" * 10_000 + b"e-100000",
+]
 HOSTILE_VALUES = (
     st.sampled_from(
         [
+            *MISREAD_NUMBERS,
             *(b"NaN", b"Infinity", b"-Infinity", b"nan", b"1e400", b"-1e400", b"1e-400", b"1" + b"0" * 400),
             *(b"18446744073709551615", b"18446744073709551616", b"9223372036854775808", b"-9223372036854775809"),
             *(b"-0", b"-0.0", b"0.1e1", b"1E2", b"404.0", b"1.0", b"01", b"+1", b".5"),
@@ -155,5 +162,7 @@ def hostile_messages(draw: st.DrawFn) -> bytes:
 @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(hostile_messages())
 @example(spliced(BASES[0], ("request", "fields", 0), nested(1000)))  # RecursionError out of msgspec
+@example(spliced(BASES[0], ("request", "values", 0, 1), MISREAD_NUMBERS[0]))  # compiled accepted, reference refused
+@example(spliced(BASES[0], ("response_time_ms",), MISREAD_NUMBERS[1]))  # the compiled record had -0.0, not -1.0
 def test_a_hostile_message_is_a_record_or_a_record_error_and_the_paths_agree(value: bytes) -> None:
     check_message(value)
