@@ -67,7 +67,7 @@ class Mapper:
             return None
         else:
             csv = False
-        if not records.numbers_read_exactly(value):
+        if len(value) >= records.MISREAD_MIN_DIGITS and not records.numbers_read_exactly(value):
             return None
         recent = self._recent
         for k, (sub, decoder) in enumerate(recent):
