@@ -4,7 +4,8 @@ Most of a stream is records of one subscription with the same few field layouts.
 bytes in one pass into a struct typed for that subscription and layout, each ``values`` row a tuple of its
 columns' types, in C, so no intermediate :class:`~stream_logger.records.ScoringRecord` is built and no value is
 type-checked in Python. The path *declines* (returns None) on anything else: an invalid record, a layout the
-registry has not covered yet, a value that needs converting or refusing, a NUL character. A declined message
+registry has not covered yet, a value that needs converting or refusing, a NUL character, a number msgspec
+would misread (``records.numbers_read_exactly``). A declined message
 takes the reference path (``records.decode`` then ``Subscription.rows_for``), which gives the same rows or the
 precise error; ``tests/unit/test_compiled.py`` checks that the two paths agree. No I/O here.
 """
@@ -67,6 +68,8 @@ class Mapper:
             return None
         else:
             csv = False
+        if len(value) >= records.MISREAD_MIN_DIGITS and not records.numbers_read_exactly(value):
+            return None
         recent = self._recent
         for k, (sub, decoder) in enumerate(recent):
             try:

@@ -675,8 +675,34 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _ENVELOPE: Final = msgspec.json.Decoder(Envelope)
-DECLINED: Final = (msgspec.ValidationError, msgspec.DecodeError)
-"""What a compiled decoder raises when it declines a value (the reference validator then decides)."""
+DECLINED: Final = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
+"""What a compiled decoder raises when it declines a value (the reference validator then decides).
+
+RecursionError too: msgspec spends a level of the interpreter's recursion limit on each level of JSON it reads,
+even one it only skips (inside a ``msgspec.Raw`` block), so about 2 kB of brackets there exceed it. The reference
+does not recurse in Python: orjson has a fixed depth limit of its own (``malformed_json`` past it), and the validator
+refuses a shallower record for what it holds (``invalid_record``)."""
+
+
+MISREAD_MIN_DIGITS: Final = 8192
+"""The fewest digits in a row that make :func:`numbers_read_exactly` false: no shorter message is misread."""
+
+
+def numbers_read_exactly(value: bytes) -> bool:
+    """Whether msgspec reads every number in the message ``value`` as JSON means it; when not, the compiled paths
+    decline ``value``.
+
+    msgspec (0.23) reads at most five digits of an exponent, so that ``0.<9999 zeros>1e1000000``, which is too
+    large for a float, decodes as ``1.0``, and ``0.<99999 zeros>1e100000`` (``1.0``) as ``0.0``. A sixth digit
+    changes a finite result only after some 9,700 digits before it, so a message with 8,192 digits in a row is
+    declined (no real record holds one). Such a run covers two offsets ``k`` and ``k + 4096`` where ``k`` is a
+    multiple of 4096: only the bytes between those of such pairs that are both digits are looked at.
+    """
+    step = MISREAD_MIN_DIGITS // 2
+    for k in range(0, len(value) - step, step):
+        if 0x30 <= value[k] <= 0x39 and 0x30 <= value[k + step] <= 0x39 and value[k : k + step + 1].isdigit():
+            return False
+    return True
 
 
 def shaped_decoder(subscription_id: str, layout: LayoutKey, row_types: Sequence[Any]) -> msgspec.json.Decoder[Any]:
@@ -811,6 +837,9 @@ def rows_of(raw: msgspec.Raw, width: int) -> list[list[Any]] | None:
 def _decode_compiled(value: bytes) -> ScoringRecord | None:
     """The record, when the compiled path can vouch for it; None sends ``value`` to the reference validator."""
     if b"\\u0000" in value:  # a NUL character, which no name may hold: the reference says whether one does
+        return None
+    # The length test first: on a short message a call would cost more than it.
+    if len(value) >= MISREAD_MIN_DIGITS and not numbers_read_exactly(value):
         return None
     env = envelope(value)
     if env is None:
