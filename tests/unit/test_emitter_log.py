@@ -221,3 +221,72 @@ def test_an_object_that_raises_when_read_is_an_invalid_record_not_an_exception(
     strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
     with pytest.raises(RecordError):
         strict.log(request=request_, response=None, subscription_id="s")
+
+
+class _Unprintable(Exception):
+    """An exception whose own message raises when read."""
+
+    def __str__(self) -> str:
+        raise ValueError("not even a message")
+
+
+class _Loud(Exception):
+    """An exception with a 20 MB message."""
+
+    def __str__(self) -> str:
+        return "x" * 20_000_000
+
+
+class _RowsThatRaiseThis(list[Any]):
+    def __init__(self, exc: Exception) -> None:
+        super().__init__([[1]])
+        self.exc = exc
+
+    def __iter__(self) -> Any:
+        raise self.exc
+
+
+def test_an_exception_whose_message_raises_is_an_invalid_record_not_an_exception(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = {"fields": ["a"], "values": _RowsThatRaiseThis(_Unprintable())}
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
+        assert em.log(request=request, response=None, subscription_id="s", scoring_id="x") == "x"
+    assert em.stats().invalid == 1 and em.stats().queued == 0
+    assert "_Unprintable" in caplog.text
+    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
+    with pytest.raises(RecordError, match="_Unprintable"):
+        strict.log(request=request, response=None, subscription_id="s")
+
+
+def test_a_huge_exception_message_is_cut_short_in_the_warning_and_the_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = {"fields": ["a"], "values": _RowsThatRaiseThis(_Loud())}
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
+        em.log(request=request, response=None, subscription_id="s")
+    assert em.stats().invalid == 1
+    assert "_Loud: xxx" in caplog.text and len(caplog.text) < 2_000
+    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
+    with pytest.raises(RecordError, match="_Loud: xxx") as err:
+        strict.log(request=request, response=None, subscription_id="s")
+    assert len(str(err.value)) < 1_000
+
+
+def test_a_huge_invalid_value_from_the_record_itself_is_cut_short_in_the_warning_and_the_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The path of an unknown tag name holds the name; a name of 5 MB must not become a 5 MB line.
+    tags = {"k" * 5_000_000: "v"}
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
+        em.log(request=REQUEST, response=RESPONSE, subscription_id="s", scoring_id="i" * 5_000_000, tags=tags)
+    assert em.stats().invalid == 1
+    assert "invalid scoring record not sent" in caplog.text and len(caplog.text) < 2_000
+    assert all(len(str(getattr(r, "scoring_id", ""))) < 1_000 for r in caplog.records)
+    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
+    with pytest.raises(RecordError) as err:
+        strict.log(request=REQUEST, response=RESPONSE, subscription_id="s", tags=tags)
+    assert len(str(err.value)) < 1_000 and len(err.value.path) < 1_000
