@@ -290,3 +290,37 @@ def test_a_huge_invalid_value_from_the_record_itself_is_cut_short_in_the_warning
     with pytest.raises(RecordError) as err:
         strict.log(request=REQUEST, response=RESPONSE, subscription_id="s", tags=tags)
     assert len(str(err.value)) < 1_000 and len(err.value.path) < 1_000
+
+
+class _HugeFrame:
+    """A DataFrame of 5 million rows as far as its shape goes; reading a column fails the test."""
+
+    columns = ("a", "b")
+    shape = (5_000_000, 2)
+
+    def __getitem__(self, column: str) -> Any:
+        raise AssertionError("the frame was converted")
+
+
+@pytest.mark.parametrize(
+    ("request_", "reason"),
+    [
+        ({"fields": ["a", "b"], "values": np.broadcast_to(np.float64(0), (5_000_000, 2))}, "5000000 rows"),
+        ({"fields": ["a"], "values": np.broadcast_to(np.float64(0), (1, 5_000))}, "5000 values a row"),
+        ({"fields": ["a"], "values": np.broadcast_to(np.int64(0), (10_000, 1_000))}, "bytes"),
+        ({"fields": ["a"], "values": [np.broadcast_to(np.float64(0), (5_000,))]}, "5000 values a row"),
+        ({"fields": ["a", "b"], "values": [[0, 0]] * 5_000_000}, "5000000 rows"),
+        ({"fields": ["a", "b"], "values": [(0, 0)] * 5_000_000}, "5000000 rows"),
+        ([{"a": 0}] * 5_000_000, "5000000 rows"),
+        (_HugeFrame(), "5000000 rows"),
+    ],
+    ids=["array rows", "array columns", "array cells", "array row", "rows", "tuple rows", "dicts", "frame"],
+)
+def test_a_huge_block_is_refused_before_it_is_converted(request_: Any, reason: str, tmp_path: Path) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    assert em.log(request=request_, response=None, subscription_id="s", scoring_id="x") == "x"
+    assert em.stats().invalid == 1 and em.stats().queued == 0
+    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
+    with pytest.raises(RecordError, match=reason) as err:
+        strict.log(request=request_, response=None, subscription_id="s")
+    assert err.value.path == "request.values" or isinstance(request_, _HugeFrame | list)
