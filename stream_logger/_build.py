@@ -162,6 +162,12 @@ def as_table(value: Any, path: str) -> Table | None:
     )
 
 
+def _not_a_str(path: str, value: object) -> RecordError:
+    """A ``scoring_id`` that is not a str is refused, never converted: ``str()`` of the caller's object runs the
+    caller's code, and gives an id the caller never held."""
+    return RecordError("invalid_record", path, f"must be a str, not {type(value).__name__}")
+
+
 def _timestamp(value: datetime | str | None) -> datetime:
     if value is None:
         return now_utc()
@@ -202,6 +208,8 @@ def build_record(
     req = as_table(request, "request")
     if req is None:
         raise RecordError("invalid_record", "request", "is required")
+    if scoring_id is not None and not isinstance(scoring_id, str):
+        raise _not_a_str("scoring_id", scoring_id)
     return ScoringRecord(
         scoring_id=scoring_id if scoring_id is not None else new_scoring_id(),
         scoring_timestamp=_timestamp(scoring_timestamp),
@@ -258,6 +266,8 @@ def encode_call(
     generated = scoring_id is None
     if generated:
         scoring_id = new_scoring_id()
+    elif not isinstance(scoring_id, str):
+        raise _not_a_str("scoring_id", scoring_id)
     if scoring_timestamp is None:
         scoring_timestamp = now_utc()
     elif type(scoring_timestamp) is not datetime or scoring_timestamp.tzinfo is None:

@@ -136,11 +136,17 @@ class _EmitterBase:
         meta: Any = None,
         sampling_rate: float | None = None,
     ) -> str:
-        """Queue one scoring call for delivery and return its ``scoring_id`` (generated when not given).
+        """Queue one scoring call for delivery and return its ``scoring_id`` (a ``str``; generated when not given).
 
         Returns at once. ``request``/``response``/``meta``: ``{"fields", "values"}`` (values may be a numpy
         array), a pandas DataFrame or a list of dicts; ``response`` is ``None`` for a failed call. A missing
-        timestamp is now (UTC). Broker trouble never raises here; an invalid record raises only with ``strict``.
+        timestamp is now (UTC). A block with more rows, values a row or bytes than a record holds is refused from
+        its shape, before it is converted. Broker trouble never raises here.
+
+        An invalid record (a ``scoring_id`` that is not a ``str`` too) is not queued: with ``strict`` it raises
+        :class:`~stream_logger.errors.RecordError`; else it is counted in ``stats().invalid``, logged with its
+        reason (cut short), and ``log()`` returns the ``scoring_id`` given, or ``""`` when none was or it was not
+        a ``str``.
         """
         try:
             scoring_id, value = encode_call(

@@ -324,3 +324,24 @@ def test_a_huge_block_is_refused_before_it_is_converted(request_: Any, reason: s
     with pytest.raises(RecordError, match=reason) as err:
         strict.log(request=request_, response=None, subscription_id="s")
     assert err.value.path == "request.values" or isinstance(request_, _HugeFrame | list)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize("scoring_id", [5, b"abc", uuid.uuid4(), ["x"]], ids=["int", "bytes", "uuid", "list"])
+def test_a_scoring_id_that_is_not_a_str_is_refused_and_log_returns_a_str(
+    scoring_id: Any, validate: bool, tmp_path: Path
+) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, validate=validate)
+    assert em.log(request=REQUEST, response=RESPONSE, subscription_id="s", scoring_id=scoring_id) == ""
+    assert em.stats().invalid == 1 and em.stats().queued == 0 and em.stats().dropped == 0
+    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
+    with pytest.raises(RecordError, match="scoring_id: must be a str"):
+        strict.log(request=REQUEST, response=RESPONSE, subscription_id="s", scoring_id=scoring_id)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_a_str_subclass_scoring_id_is_queued(validate: bool, tmp_path: Path) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, validate=validate)
+    scoring_id = em.log(request=REQUEST, response=RESPONSE, subscription_id="s", scoring_id=np.str_("abc"))
+    assert isinstance(scoring_id, str) and scoring_id == "abc"
+    assert em.stats().queued == 1
