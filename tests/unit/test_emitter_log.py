@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -205,24 +206,6 @@ class _FrameThatRaises:
         raise KeyError(name)
 
 
-@pytest.mark.parametrize(
-    "request_",
-    [{"fields": ["a"], "values": _RowsThatRaise([[1]])}, _FrameThatRaises()],
-    ids=["rows that raise", "a frame that raises"],
-)
-def test_an_object_that_raises_when_read_is_an_invalid_record_not_an_exception(
-    request_: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
-    with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
-        assert em.log(request=request_, response=None, subscription_id="s", scoring_id="x") == "x"
-    assert em.stats().invalid == 1 and em.stats().queued == 0
-    assert "invalid scoring record not sent" in caplog.text
-    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
-    with pytest.raises(RecordError):
-        strict.log(request=request_, response=None, subscription_id="s")
-
-
 class _Unprintable(Exception):
     """An exception whose own message raises when read."""
 
@@ -246,32 +229,27 @@ class _RowsThatRaiseThis(list[Any]):
         raise self.exc
 
 
-def test_an_exception_whose_message_raises_is_an_invalid_record_not_an_exception(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("request_", "reason"),
+    [
+        ({"fields": ["a"], "values": _RowsThatRaise([[1]])}, "RuntimeError: the caller's object failed"),
+        (_FrameThatRaises(), "KeyError"),
+        ({"fields": ["a"], "values": _RowsThatRaiseThis(_Unprintable())}, "_Unprintable"),  # its __str__ raises
+        ({"fields": ["a"], "values": _RowsThatRaiseThis(_Loud())}, "_Loud: xxx"),  # 20 MB of message, cut short
+    ],
+    ids=["rows that raise", "a frame that raises", "a message that raises", "a huge message"],
+)
+def test_an_object_that_raises_when_read_is_an_invalid_record_not_an_exception(
+    request_: Any, reason: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    request = {"fields": ["a"], "values": _RowsThatRaiseThis(_Unprintable())}
     em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
     with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
-        assert em.log(request=request, response=None, subscription_id="s", scoring_id="x") == "x"
+        assert em.log(request=request_, response=None, subscription_id="s", scoring_id="x") == "x"
     assert em.stats().invalid == 1 and em.stats().queued == 0
-    assert "_Unprintable" in caplog.text
+    assert "invalid scoring record not sent" in caplog.text and reason in caplog.text and len(caplog.text) < 2_000
     strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
-    with pytest.raises(RecordError, match="_Unprintable"):
-        strict.log(request=request, response=None, subscription_id="s")
-
-
-def test_a_huge_exception_message_is_cut_short_in_the_warning_and_the_error(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    request = {"fields": ["a"], "values": _RowsThatRaiseThis(_Loud())}
-    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
-    with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
-        em.log(request=request, response=None, subscription_id="s")
-    assert em.stats().invalid == 1
-    assert "_Loud: xxx" in caplog.text and len(caplog.text) < 2_000
-    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
-    with pytest.raises(RecordError, match="_Loud: xxx") as err:
-        strict.log(request=request, response=None, subscription_id="s")
+    with pytest.raises(RecordError, match=re.escape(reason)) as err:
+        strict.log(request=request_, response=None, subscription_id="s")
     assert len(str(err.value)) < 1_000
 
 
