@@ -12,8 +12,9 @@ here only spares it the records it would surely accept (``tests/unit/test_log_ch
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from datetime import UTC, datetime, timezone
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ from .errors import RecordError
 from .records import (
     DEFAULT_DEPLOYMENT_ID,
     DEFAULT_MAX_RECORD_BYTES,
+    MAX_FIELDS,
     MAX_NAME_CHARS,
     MAX_ROWS,
     MAX_SCORING_ID_CHARS,
@@ -62,12 +64,50 @@ def _plain(value: Any) -> Any:
     return tolist() if tolist is not None else value
 
 
+def _check_shape(value: Any, path: str) -> None:
+    """Refuse an array or frame too large for one record from its ``shape`` alone, before converting it.
+
+    Rows against MAX_ROWS, values a row against MAX_FIELDS, and the whole against the largest record: each value
+    takes at least :data:`_MIN_VALUE_BYTES` of JSON. Nothing happens for an object without a shape.
+    """
+    shape = getattr(value, "shape", None)
+    if type(shape) is not tuple or not shape:
+        return
+    _check_row_count(shape[0], path)
+    if len(shape) > 1:
+        _check_width(shape[1], path)
+        least = math.prod(shape) * _MIN_VALUE_BYTES
+        if least > DEFAULT_MAX_RECORD_BYTES:
+            raise RecordError(
+                "too_large", f"{path}.values", f"at least {least} bytes; at most {DEFAULT_MAX_RECORD_BYTES} accepted"
+            )
+
+
+def _check_row_count(count: int, path: str) -> None:
+    if count > MAX_ROWS:
+        raise RecordError("invalid_record", f"{path}.values", f"{count} rows; 1 to {MAX_ROWS} allowed")
+
+
+def _check_width(width: int, path: str) -> None:
+    if width > MAX_FIELDS:
+        raise RecordError("invalid_record", f"{path}.values", f"{width} values a row; at most {MAX_FIELDS} fields")
+
+
+_MIN_VALUE_BYTES: Final = 2
+"""The least JSON a value in a row takes: one character, and a comma or bracket."""
+
+
 def _rows(values: Any, path: str) -> list[list[Any]]:
+    _check_shape(values, path)
     values = _plain(values)
     if not isinstance(values, Sequence) or isinstance(values, str | bytes):
         raise RecordError("invalid_record", f"{path}.values", "must be a list of rows")
+    _check_row_count(len(values), path)
     rows: list[list[Any]] = []
     for row in values:
+        shape = getattr(row, "shape", None)
+        if type(shape) is tuple and shape:
+            _check_width(shape[0], path)
         row = _plain(row)
         if isinstance(row, list):
             rows.append(row)
@@ -88,12 +128,18 @@ def as_table(value: Any, path: str) -> Table | None:
     if isinstance(value, Mapping):
         if "fields" not in value or "values" not in value:
             raise RecordError("invalid_record", path, 'a mapping needs "fields" and "values"')
-        fields = _plain(value["fields"])
+        fields = value["fields"]
+        if isinstance(fields, Sized) and len(fields) > MAX_FIELDS:  # before converting an array of names
+            raise RecordError(
+                "invalid_record", f"{path}.fields", f"{len(fields)} field names; 1 to {MAX_FIELDS} allowed"
+            )
+        fields = _plain(fields)
         if not isinstance(fields, list | tuple):
             raise RecordError("invalid_record", f"{path}.fields", "must be a list of names")
         return Table(fields=list(fields), values=_rows(value["values"], path))
     columns = getattr(value, "columns", None)
     if columns is not None and hasattr(value, "__getitem__"):  # a pandas DataFrame
+        _check_shape(value, path)
         fields = [str(c) for c in columns]
         data = [value[c].tolist() for c in columns]
         return Table(fields=fields, values=[list(r) for r in zip(*data, strict=True)])
@@ -101,6 +147,8 @@ def as_table(value: Any, path: str) -> Table | None:
         raise RecordError(
             "invalid_record", path, 'an array has no field names: pass {"fields": [...], "values": array}'
         )
+    if isinstance(value, list) and value:
+        _check_row_count(len(value), path)
     if isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
         names: dict[str, None] = {}
         for r in value:
@@ -112,6 +160,12 @@ def as_table(value: Any, path: str) -> Table | None:
         path,
         'expected {"fields", "values"}, a DataFrame or a list of dicts, got ' + type(value).__name__,
     )
+
+
+def _not_a_str(path: str, value: object) -> RecordError:
+    """A ``scoring_id`` that is not a str is refused, never converted: ``str()`` of the caller's object runs the
+    caller's code, and gives an id the caller never held."""
+    return RecordError("invalid_record", path, f"must be a str, not {type(value).__name__}")
 
 
 def _timestamp(value: datetime | str | None) -> datetime:
@@ -154,6 +208,8 @@ def build_record(
     req = as_table(request, "request")
     if req is None:
         raise RecordError("invalid_record", "request", "is required")
+    if scoring_id is not None and not isinstance(scoring_id, str):
+        raise _not_a_str("scoring_id", scoring_id)
     return ScoringRecord(
         scoring_id=scoring_id if scoring_id is not None else new_scoring_id(),
         scoring_timestamp=_timestamp(scoring_timestamp),
@@ -210,6 +266,8 @@ def encode_call(
     generated = scoring_id is None
     if generated:
         scoring_id = new_scoring_id()
+    elif not isinstance(scoring_id, str):
+        raise _not_a_str("scoring_id", scoring_id)
     if scoring_timestamp is None:
         scoring_timestamp = now_utc()
     elif type(scoring_timestamp) is not datetime or scoring_timestamp.tzinfo is None:
@@ -305,7 +363,7 @@ def _plain_block(value: Any) -> tuple[list[Any], list[Any]] | None:
     ``"values"`` is a list of lists. None for any other shape (:func:`as_table` then reads it)."""
     if type(value) is dict:
         fields, rows = value.get("fields"), value.get("values")
-        if type(fields) is list and type(rows) is list:
+        if type(fields) is list and type(rows) is list and len(rows) <= MAX_ROWS:  # more: as_table refuses them
             for row in rows:
                 if type(row) is not list:
                     return None

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -31,6 +31,14 @@ DEFAULT_DEV_PG_PORT = 55432
 DEFAULT_DSN = f"postgresql://stream_logger:stream_logger@127.0.0.1:{DEFAULT_DEV_PG_PORT}/stream_logger"
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_HOST = re.compile(r"(?:\[[^\]]*\]|[^:\[\]]+)(?::(?P<port>.*))?")
+"""One host of a URL DSN's host list: a name, or an IPv6 address in brackets, then maybe ``:port``."""
+_PASSWORD_SETTING = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]+)", re.IGNORECASE)
+"""A ``password=`` setting, in key=value DSNs and in a URL's query; its value quoted or not."""
+_PERCENT_ENCODE = (
+    "percent-encode special characters in the user name and password (@ as %40, : as %3A, / as %2F, ? as %3F, # as %23)"
+)
 
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -40,15 +48,58 @@ def default_home(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with its password replaced by ``***``, fit for logs and error messages."""
+    """The DSN with its password replaced by ``***``, fit for logs and error messages.
+
+    A malformed URL is not shown at all (only its scheme): where its password ends cannot be told.
+    """
+    scheme = _URL_SCHEME.match(dsn)
+    if scheme is None:  # key=value settings
+        return _PASSWORD_SETTING.sub(r"\1***", dsn)
+    if _dsn_problem(dsn) is not None:
+        return f"{scheme.group(0)}<malformed, not shown>"
+    parts = urlsplit(dsn)
+    user_info, _, hosts = parts.netloc.rpartition("@")
+    netloc = f"{user_info.partition(':')[0]}:***@{hosts}" if ":" in user_info else parts.netloc
+    return urlunsplit(parts._replace(netloc=netloc, query=_PASSWORD_SETTING.sub(r"\1***", parts.query)))
+
+
+def _dsn_problem(dsn: str) -> str | None:
+    """What is wrong with a URL DSN (``postgresql://[user[:password]@][host][:port][,...][/dbname][?name=value]``),
+    in words that never quote it; None when it is well formed.
+
+    Read as asyncpg reads it: the user name and password end at the first ``@``, the host part at the first ``/``,
+    ``?`` or ``#``. A special character in the password must therefore be percent-encoded, or the password spills
+    into the host, the port or the path.
+    """
     try:
         parts = urlsplit(dsn)
+    except ValueError:  # "Invalid IPv6 URL"
+        return f"the DSN cannot be parsed (an unclosed [ in its host part?): {_PERCENT_ENCODE}"
+    if "@" in parts.path or "@" in parts.query or "@" in parts.fragment:
+        return f"the DSN's host part ends before its @ (a /, ? or # in the password?): {_PERCENT_ENCODE}"
+    if parts.netloc.count("@") > 1:
+        return f"the DSN has more than one @ before its host: {_PERCENT_ENCODE}"
+    if parts.fragment or dsn.endswith("#"):
+        return f"the DSN has a # (which ends it): {_PERCENT_ENCODE}"
+    hosts = parts.netloc.rpartition("@")[2]
+    ports: list[str] = []
+    for host in hosts.split(",") if hosts else ():
+        match = _HOST.fullmatch(host)
+        if match is None:
+            return "the DSN has an empty host in its host list" if not host else "the DSN has a malformed host"
+        ports.append(match.group("port") or "")
+    try:
+        query = parse_qs(parts.query, strict_parsing=True) if parts.query else {}
     except ValueError:
-        return "<unparsable dsn>"
-    if parts.password is None:
-        return re.sub(r"(password\s*=\s*)\S+", r"\1***", dsn)
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+        return f"the DSN's query (after ?) must be name=value pairs joined by &: {_PERCENT_ENCODE}"
+    for value in query.get("port", ()):
+        ports.extend(value.split(","))
+    for port in filter(None, ports):
+        if not (port.isascii() and port.isdigit()):
+            return f"the DSN's port is not a number: {_PERCENT_ENCODE}"
+        if not 0 < int(port) < 65536:
+            return "the DSN's port is outside 1..65535"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +115,9 @@ class Settings:
                 raise ConfigError(f"bootstrap servers must be host:port[,host:port...], got {self.bootstrap_servers!r}")
         if not self.dsn.startswith(("postgresql://", "postgres://")):
             raise ConfigError(f"the DSN must start with postgresql://, got {redact_dsn(self.dsn)!r}")
+        problem = _dsn_problem(self.dsn)
+        if problem is not None:
+            raise ConfigError(problem)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX) -> Settings:

@@ -38,7 +38,8 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 from ._build import encode_call
 from ._pipeline import EmitterStats, Overflow, Pipeline, PipelineConfig
 from .config import Settings, default_home
-from .errors import ConfigError, RecordError
+from .errors import MAX_DETAIL_CHARS, ConfigError, RecordError, clip, describe
+from .records import MAX_SCORING_ID_CHARS
 
 if TYPE_CHECKING:
     from .openscale import PayloadRecord
@@ -135,11 +136,17 @@ class _EmitterBase:
         meta: Any = None,
         sampling_rate: float | None = None,
     ) -> str:
-        """Queue one scoring call for delivery and return its ``scoring_id`` (generated when not given).
+        """Queue one scoring call for delivery and return its ``scoring_id`` (a ``str``; generated when not given).
 
         Returns at once. ``request``/``response``/``meta``: ``{"fields", "values"}`` (values may be a numpy
         array), a pandas DataFrame or a list of dicts; ``response`` is ``None`` for a failed call. A missing
-        timestamp is now (UTC). Broker trouble never raises here; an invalid record raises only with ``strict``.
+        timestamp is now (UTC). A block with more rows, values a row or bytes than a record holds is refused from
+        its shape, before it is converted. Broker trouble never raises here.
+
+        An invalid record (a ``scoring_id`` that is not a ``str`` too) is not queued: with ``strict`` it raises
+        :class:`~stream_logger.errors.RecordError`; else it is counted in ``stats().invalid``, logged with its
+        reason (cut short), and ``log()`` returns the ``scoring_id`` given, or ``""`` when none was or it was not
+        a ``str``.
         """
         try:
             scoring_id, value = encode_call(
@@ -162,10 +169,9 @@ class _EmitterBase:
                 self.validate,
             )
         except RecordError as exc:
-            return self._invalid(exc, scoring_id or "")
+            return self._invalid(exc, scoring_id)
         except Exception as exc:  # a value orjson cannot encode, a date out of range, an object that raises when read
-            detail = f"{type(exc).__name__}: {exc}"
-            return self._invalid(RecordError("invalid_record", "", detail), scoring_id or "", exc)
+            return self._invalid(RecordError("invalid_record", "", describe(exc)), scoring_id, exc)
         self._submit(scoring_id, value)
         return scoring_id
 
@@ -177,7 +183,7 @@ class _EmitterBase:
         try:
             self._pipeline.submit(scoring_id.encode(), value, self._block_timeout_s)
         except Exception as exc:  # not the caller's fault, and never raised into the service: counted, logged
-            self._pipeline.drop(f"the emitter failed ({type(exc).__name__}: {exc})")
+            self._pipeline.drop(f"the emitter failed ({describe(exc)})")
             log.debug("topic %s: submit failed", self.topic, exc_info=True)
 
     def store(
@@ -190,20 +196,24 @@ class _EmitterBase:
         """Counts of what happened to the records logged so far."""
         return self._pipeline.stats()
 
-    def _invalid(self, exc: RecordError, scoring_id: str, cause: Exception | None = None) -> str:
+    def _invalid(self, exc: RecordError, scoring_id: object, cause: Exception | None = None) -> str:
+        """Raise (``strict``) or count and log a refused record; its ``scoring_id`` if the caller gave a str."""
+        exc = _bounded(exc)
         if self.strict:
             raise exc from cause
         self._pipeline.count_invalid()
-        # The reason and where, never the payload's contents.
+        # type() as well: an object's __class__ can claim to be str
+        given = scoring_id if isinstance(scoring_id, str) and issubclass(type(scoring_id), str) else ""
+        # The reason and where, never the payload's contents; both cut short, as they may quote the caller's names.
         log.warning(
             "topic %s: invalid scoring record not sent (%s at %s: %s)",
             self.topic,
             exc.code,
             exc.path or "<record>",
             exc.detail,
-            extra={"scoring_id": scoring_id, "error_code": exc.code},
+            extra={"scoring_id": clip(given, MAX_SCORING_ID_CHARS), "error_code": exc.code},
         )
-        return scoring_id
+        return given
 
 
 class Emitter(_EmitterBase):
@@ -259,6 +269,13 @@ class Emitter(_EmitterBase):
     def __del__(self) -> None:
         if getattr(self, "_state", None) == "started":
             log.warning("topic %s: an Emitter was never stopped; records still queued may be lost", self.topic)
+
+
+def _bounded(exc: RecordError) -> RecordError:
+    """``exc``, or a copy with its path and detail cut short when they are long (a name or a message quoted)."""
+    if len(exc.path) <= MAX_DETAIL_CHARS and len(exc.detail) <= MAX_DETAIL_CHARS:
+        return exc
+    return RecordError(exc.code, clip(exc.path), clip(exc.detail))
 
 
 def live_emitters() -> Sequence[_EmitterBase]:

@@ -19,11 +19,14 @@ Every error carries a ``retriable`` class attribute: ``True`` when doing the sam
     │   └── DatabaseUnavailable       PostgreSQL
     ├── FatalError                    a permanent failure that must stop a worker (auth, permissions, schema)
     └── FencedError                   another worker moved a partition's stored offset first; drop and re-seek
+
+:func:`describe` turns an exception raised by someone else's object into a short text that is safe to log.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "MAX_DETAIL_CHARS",
     "BrokerUnavailable",
     "ConfigError",
     "DatabaseUnavailable",
@@ -37,24 +40,12 @@ __all__ = [
     "StreamLoggerError",
     "SubscriptionError",
     "TransientError",
+    "clip",
     "describe",
 ]
 
-DESCRIBE_MAX_CHARS = 500
-"""How much of an exception's message :func:`describe` keeps."""
-
-
-def describe(exc: BaseException, max_chars: int = DESCRIBE_MAX_CHARS) -> str:
-    """``"TypeName: message"`` for a log line or a dead letter's detail, whatever the exception: its message cut to
-    ``max_chars`` characters, and the type name alone when turning it into text fails."""
-    name = type(exc).__name__
-    try:
-        text = str(exc)
-    except Exception:
-        return f"{name} (its message cannot be shown)"
-    if len(text) > max_chars:
-        text = text[:max_chars] + f"… ({len(text) - max_chars} more characters)"
-    return f"{name}: {text}" if text else name
+MAX_DETAIL_CHARS = 300
+"""The longest text :func:`describe` and :func:`clip` return by default."""
 
 
 class StreamLoggerError(Exception):
@@ -122,3 +113,22 @@ class FatalError(StreamLoggerError):
 
 class FencedError(StreamLoggerError):
     """Another worker advanced a partition's stored offset first: the batch is dropped and the partition re-read."""
+
+
+def clip(text: str, max_chars: int = MAX_DETAIL_CHARS) -> str:
+    """``text`` cut to at most ``max_chars`` characters, ending with an ellipsis when cut."""
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "\u2026"
+
+
+def describe(exc: BaseException, max_chars: int = MAX_DETAIL_CHARS) -> str:
+    """``"TypeName: message"`` for an exception that may come from the caller's objects, at most ``max_chars`` long.
+
+    Reading the message runs the exception's own ``__str__``, which may raise or return megabytes: the text is
+    then the type name alone, or cut short.
+    """
+    name = clip(type(exc).__name__, max_chars)
+    try:
+        message = str.__str__(str(exc))  # a plain str even when __str__ returns a subclass with methods of its own
+    except Exception:
+        return name
+    return clip(f"{name}: {message[:max_chars]}", max_chars) if message else name

@@ -12,7 +12,8 @@ A machine crash can therefore lose at most the last second of spooled records. A
 with a wrong CRC) ends the reading of its segment; it is skipped and counted, never sent.
 
 A spool is not thread-safe: its owner serialises calls. A lock file (``flock``) keeps two processes from sharing a
-folder.
+folder. The folder is ``0700`` and its files ``0600`` whatever the umask (records hold personal features); opening a
+folder of ours with wider modes narrows them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _HEADER = struct.Struct(">III")
 FRAME_HEADER_BYTES = _HEADER.size
 _MAX_PART_BYTES = 256 * 1024 * 1024  # larger lengths can only come from a corrupt header
 _PREFIX, _SUFFIX = "seg-", ".spool"
+_DIR_MODE, _FILE_MODE = 0o700, 0o600  # owner only, whatever the umask: records hold personal features
 
 
 @dataclass(slots=True)
@@ -75,8 +77,10 @@ class Spool:
 
     def open(self) -> None:
         """Create the folder if needed, take its lock, and find the segments an earlier process left."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self.directory.mkdir(_DIR_MODE, parents=True, exist_ok=True)
+        _owner_only(self.directory, os.stat(self.directory), _DIR_MODE)
+        lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        _owner_only(self.directory / "lock", os.fstat(lock_fd), _FILE_MODE, lock_fd)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -85,7 +89,9 @@ class Spool:
         self._lock_fd = lock_fd
         found = sorted(self.directory.glob(f"{_PREFIX}*{_SUFFIX}"))
         for path in found:
-            size = path.stat().st_size
+            stat = path.stat()
+            _owner_only(path, stat, _FILE_MODE)
+            size = stat.st_size
             if size == 0:
                 path.unlink()
                 continue
@@ -194,7 +200,8 @@ class Spool:
     def _start_segment(self) -> None:
         path = self.directory / f"{_PREFIX}{self._next_seq:020d}{_SUFFIX}"
         self._next_seq += 1
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, _FILE_MODE)
+        os.fchmod(self._fd, _FILE_MODE)  # the umask may have taken the owner's bits too
         self._current = path
         self._current_bytes = 0
         self._current_records = 0
@@ -226,6 +233,20 @@ class Spool:
             else:
                 path.unlink(missing_ok=True)
             self._current_bytes = self._current_records = 0
+
+
+def _owner_only(path: Path, stat: os.stat_result, mode: int, fd: int | None = None) -> None:
+    """Give ``path`` exactly ``mode`` when it is ours; warn when it is someone else's and open to others."""
+    if stat.st_mode & 0o777 == mode:
+        return
+    if stat.st_uid != os.geteuid():
+        if stat.st_mode & 0o077:
+            log.warning("spool %s belongs to another user and others can read it; its records hold personal data", path)
+        return
+    if fd is None:
+        os.chmod(path, mode)
+    else:
+        os.fchmod(fd, mode)
 
 
 def _count_frames(path: Path, size: int) -> int:

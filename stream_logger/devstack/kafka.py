@@ -2,7 +2,8 @@
 
 The jars are gathered once into a cache folder outside the repository (``~/.cache/stream-logger/kafka-<version>/``,
 or ``$STREAM_LOGGER_CACHE``), so the second ``up`` downloads nothing. The broker's configuration, data, pid file
-and log live under ``<home>/kafka/``.
+and log live under ``<home>/kafka/``, a folder only its user can enter (``0700``; the broker runs with umask
+``077``).
 """
 
 from __future__ import annotations
@@ -242,7 +243,9 @@ class KafkaService:
             "--standalone",
             "--ignore-formatted",
         )
-        result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=self.dir)
+        result = subprocess.run(
+            argv, capture_output=True, text=True, check=False, cwd=self.dir, umask=process.OWNER_ONLY_UMASK
+        )
         if result.returncode != 0:
             output = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
             raise DevStackError(f"formatting the Kafka storage failed (exit {result.returncode}):\n{output}")
@@ -251,7 +254,9 @@ class KafkaService:
         """Start the broker (the caller checked that it is not running and its ports are free); returns its pid."""
         java = self.java()
         jar_dir = self.jars()
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only, the broker's umask too: its topics hold the scoring records (personal features).
+        process.make_owner_only_dir(self.dir)
+        process.make_owner_only_dir(self.data_dir)
         self.config_file.write_text(render_server_properties(self.port, self.controller_port, self.data_dir))
         self.log4j_file.write_text(resources.files(__package__).joinpath("log4j2.properties").read_text())
         self._format_storage(java, jar_dir)

@@ -156,6 +156,7 @@ class PostgresService:
             group=group,
             extra_groups=[] if user is not None else None,
             start_new_session=True,
+            umask=process.OWNER_ONLY_UMASK,  # initdb and pg_ctl's log file: the cluster's user's alone
         )
         if result.returncode != 0:
             output = "\n".join((result.stdout + result.stderr).splitlines()[-20:])

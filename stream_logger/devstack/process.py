@@ -21,8 +21,12 @@ from typing import Any, TypeVar
 from ..errors import DevStackError
 
 __all__ = [
+    "OWNER_ONLY_DIR_MODE",
+    "OWNER_ONLY_FILE_MODE",
+    "OWNER_ONLY_UMASK",
     "children_of",
     "is_alive",
+    "make_owner_only_dir",
     "port_accepts",
     "port_is_free",
     "process_cmdline",
@@ -34,6 +38,10 @@ __all__ = [
     "tail",
     "wait_until",
 ]
+
+OWNER_ONLY_DIR_MODE, OWNER_ONLY_FILE_MODE, OWNER_ONLY_UMASK = 0o700, 0o600, 0o077
+"""The dev stack's folders, files and services' umask: its data and logs (records of personal features, the
+database's contents) are its user's alone."""
 
 
 T = TypeVar("T")
@@ -150,14 +158,29 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
+def make_owner_only_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if needed, and make it ``0700`` even when it existed with wider modes."""
+    path.mkdir(OWNER_ONLY_DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(path, OWNER_ONLY_DIR_MODE)
+
+
 def spawn_detached(argv: Sequence[str], log_file: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
     """Start ``argv`` in its own session (it outlives this process and ignores our terminal's Ctrl-C).
 
-    Standard output and error are appended to ``log_file``; returns the new pid.
+    Standard output and error are appended to ``log_file`` (created ``0600``); the process runs with umask ``077``,
+    so the files it creates are its user's alone. Returns the new pid.
     """
-    with log_file.open("ab") as log, open(os.devnull, "rb") as devnull:
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, OWNER_ONLY_FILE_MODE)
+    with os.fdopen(log_fd, "ab") as log, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(
-            list(argv), stdin=devnull, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True
+            list(argv),
+            stdin=devnull,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            umask=OWNER_ONLY_UMASK,
         )
     return proc.pid
 

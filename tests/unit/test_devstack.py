@@ -277,3 +277,37 @@ def test_the_cluster_moves_out_of_a_private_folder_when_run_as_root(tmp_path: Pa
         assert chosen.parent.parent == Path(tempfile.gettempdir())
     else:  # the server runs as ourselves, who can reach our own folders
         assert chosen == private / "home" / "postgres"
+
+
+def test_the_brokers_folder_data_and_log_are_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in for java: formats the storage, then "runs" the broker, which writes a topic's segment and exits.
+    java_home = tmp_path / "jdk"
+    (java_home / "bin").mkdir(parents=True)
+    java = java_home / "bin" / "java"
+    java.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        "  -version) echo 'openjdk version \"17.0.2\" 2022-01-18' >&2 ;;\n"
+        "  *StorageTool*) mkdir -p data && echo cluster > data/meta.properties ;;\n"
+        "  *) mkdir -p data/scoring-0 && echo record > data/scoring-0/0.log && echo started ;;\n"
+        "esac\n"
+    )
+    java.chmod(0o755)
+    monkeypatch.setenv("JAVA_HOME", str(java_home))
+    cache = tmp_path / "cache"
+    service = kafka_mod.KafkaService(tmp_path / "home", _closed_port(), _closed_port(), cache_dir=cache)
+    (service.jar_cache / "jars").mkdir(parents=True)
+    (service.jar_cache / ".complete").write_text("fake")
+    service.dir.mkdir(parents=True)
+    service.dir.chmod(0o755)  # as an earlier version left it
+    old_umask = os.umask(0o022)
+    try:
+        service.start()
+    finally:
+        os.umask(old_umask)
+    segment = service.data_dir / "scoring-0" / "0.log"
+    assert process.wait_until(lambda: "started" in service.log_file.read_text(), 10, 0.05)
+    modes = {p: p.stat().st_mode & 0o777 for p in (service.dir, service.data_dir, segment.parent)}
+    assert set(modes.values()) == {0o700}, modes
+    files = (service.log_file, service.data_dir / "meta.properties", segment)
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o600}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -205,19 +206,120 @@ class _FrameThatRaises:
         raise KeyError(name)
 
 
+class _Unprintable(Exception):
+    """An exception whose own message raises when read."""
+
+    def __str__(self) -> str:
+        raise ValueError("not even a message")
+
+
+class _Loud(Exception):
+    """An exception with a 20 MB message."""
+
+    def __str__(self) -> str:
+        return "x" * 20_000_000
+
+
+class _RowsThatRaiseThis(list[Any]):
+    def __init__(self, exc: Exception) -> None:
+        super().__init__([[1]])
+        self.exc = exc
+
+    def __iter__(self) -> Any:
+        raise self.exc
+
+
 @pytest.mark.parametrize(
-    "request_",
-    [{"fields": ["a"], "values": _RowsThatRaise([[1]])}, _FrameThatRaises()],
-    ids=["rows that raise", "a frame that raises"],
+    ("request_", "reason"),
+    [
+        ({"fields": ["a"], "values": _RowsThatRaise([[1]])}, "RuntimeError: the caller's object failed"),
+        (_FrameThatRaises(), "KeyError"),
+        ({"fields": ["a"], "values": _RowsThatRaiseThis(_Unprintable())}, "_Unprintable"),  # its __str__ raises
+        ({"fields": ["a"], "values": _RowsThatRaiseThis(_Loud())}, "_Loud: xxx"),  # 20 MB of message, cut short
+    ],
+    ids=["rows that raise", "a frame that raises", "a message that raises", "a huge message"],
 )
 def test_an_object_that_raises_when_read_is_an_invalid_record_not_an_exception(
-    request_: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    request_: Any, reason: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
     with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
         assert em.log(request=request_, response=None, subscription_id="s", scoring_id="x") == "x"
     assert em.stats().invalid == 1 and em.stats().queued == 0
-    assert "invalid scoring record not sent" in caplog.text
+    assert "invalid scoring record not sent" in caplog.text and reason in caplog.text and len(caplog.text) < 2_000
     strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
-    with pytest.raises(RecordError):
+    with pytest.raises(RecordError, match=re.escape(reason)) as err:
         strict.log(request=request_, response=None, subscription_id="s")
+    assert len(str(err.value)) < 1_000
+
+
+def test_a_huge_invalid_value_from_the_record_itself_is_cut_short_in_the_warning_and_the_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The path of an unknown tag name holds the name; a name of 5 MB must not become a 5 MB line.
+    tags = {"k" * 5_000_000: "v"}
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
+        em.log(request=REQUEST, response=RESPONSE, subscription_id="s", scoring_id="i" * 5_000_000, tags=tags)
+    assert em.stats().invalid == 1
+    assert "invalid scoring record not sent" in caplog.text and len(caplog.text) < 2_000
+    assert all(len(str(getattr(r, "scoring_id", ""))) < 1_000 for r in caplog.records)
+    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
+    with pytest.raises(RecordError) as err:
+        strict.log(request=REQUEST, response=RESPONSE, subscription_id="s", tags=tags)
+    assert len(str(err.value)) < 1_000 and len(err.value.path) < 1_000
+
+
+class _HugeFrame:
+    """A DataFrame of 5 million rows as far as its shape goes; reading a column fails the test."""
+
+    columns = ("a", "b")
+    shape = (5_000_000, 2)
+
+    def __getitem__(self, column: str) -> Any:
+        raise AssertionError("the frame was converted")
+
+
+@pytest.mark.parametrize(
+    ("request_", "reason"),
+    [
+        ({"fields": ["a", "b"], "values": np.broadcast_to(np.float64(0), (5_000_000, 2))}, "5000000 rows"),
+        ({"fields": ["a"], "values": np.broadcast_to(np.float64(0), (1, 5_000))}, "5000 values a row"),
+        ({"fields": ["a"], "values": np.broadcast_to(np.int64(0), (10_000, 1_000))}, "bytes"),
+        ({"fields": ["a"], "values": [np.broadcast_to(np.float64(0), (5_000,))]}, "5000 values a row"),
+        ({"fields": ["a", "b"], "values": [[0, 0]] * 5_000_000}, "5000000 rows"),
+        ({"fields": ["a", "b"], "values": [(0, 0)] * 5_000_000}, "5000000 rows"),
+        ([{"a": 0}] * 5_000_000, "5000000 rows"),
+        (_HugeFrame(), "5000000 rows"),
+    ],
+    ids=["array rows", "array columns", "array cells", "array row", "rows", "tuple rows", "dicts", "frame"],
+)
+def test_a_huge_block_is_refused_before_it_is_converted(request_: Any, reason: str, tmp_path: Path) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    assert em.log(request=request_, response=None, subscription_id="s", scoring_id="x") == "x"
+    assert em.stats().invalid == 1 and em.stats().queued == 0
+    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
+    with pytest.raises(RecordError, match=reason) as err:
+        strict.log(request=request_, response=None, subscription_id="s")
+    assert err.value.path == "request.values" or isinstance(request_, _HugeFrame | list)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize("scoring_id", [5, b"abc", uuid.uuid4(), ["x"]], ids=["int", "bytes", "uuid", "list"])
+def test_a_scoring_id_that_is_not_a_str_is_refused_and_log_returns_a_str(
+    scoring_id: Any, validate: bool, tmp_path: Path
+) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, validate=validate)
+    assert em.log(request=REQUEST, response=RESPONSE, subscription_id="s", scoring_id=scoring_id) == ""
+    assert em.stats().invalid == 1 and em.stats().queued == 0 and em.stats().dropped == 0
+    strict = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, strict=True)
+    with pytest.raises(RecordError, match="scoring_id: must be a str"):
+        strict.log(request=REQUEST, response=RESPONSE, subscription_id="s", scoring_id=scoring_id)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_a_str_subclass_scoring_id_is_queued(validate: bool, tmp_path: Path) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, validate=validate)
+    scoring_id = em.log(request=REQUEST, response=RESPONSE, subscription_id="s", scoring_id=np.str_("abc"))
+    assert isinstance(scoring_id, str) and scoring_id == "abc"
+    assert em.stats().queued == 1

@@ -132,3 +132,43 @@ def test_two_spools_cannot_share_a_folder(tmp_path: Path) -> None:
     second = Spool(tmp_path, max_bytes=1 << 20)
     second.open()
     second.close()
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_the_spool_is_owner_only_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    # Records hold personal features (age, sex): no other user may list or read them.
+    folder = tmp_path / "spool" / "topic"
+    old = os.umask(umask)
+    try:
+        spool = Spool(folder, max_bytes=1 << 20, segment_bytes=200)
+        spool.open()
+        for key, value in _records(20):
+            spool.append(key, value)
+        segments = spool.ready_segments()
+        spool.close()
+    finally:
+        os.umask(old)
+    assert _mode(folder) == 0o700
+    assert len(segments) > 1 and {_mode(segment) for segment in segments} == {0o600}
+    assert _mode(folder / "lock") == 0o600
+
+
+def test_opening_a_spool_folder_left_open_to_others_makes_it_owner_only(tmp_path: Path) -> None:
+    folder = tmp_path / "spool"
+    spool = Spool(folder, max_bytes=1 << 20)
+    spool.open()
+    spool.append(b"k", b"v")
+    spool.close()
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    again = Spool(folder, max_bytes=1 << 20)
+    again.open()
+    assert _mode(folder) == 0o700
+    assert {_mode(path) for path in folder.iterdir()} == {0o600}
+    assert _drain(again) == [(b"k", b"v")]
+    again.close()
