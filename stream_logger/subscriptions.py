@@ -24,8 +24,8 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from .datamart import advisory_key
-from .errors import DatamartError, RecordError, SubscriptionError
+from .datamart import advisory_key, refuse_in_transaction
+from .errors import RecordError, SubscriptionError
 from .identifiers import column_name_for, partition_name_for, quote_ident, table_name_for, validate_schema_name
 from .records import MAX_NAME_CHARS, LayoutKey, ScoringRecord
 from .rows import (
@@ -63,11 +63,6 @@ def partition_days(records: Iterable[ScoringRecord]) -> set[date]:
     """The UTC days of the records' scoring timestamps: the daily partitions their rows go to (raises RecordError
     for a timestamp no partition can hold, see :func:`rows.partition_day`)."""
     return {partition_day(r.scoring_timestamp) for r in records}
-
-
-def _refuse_in_transaction(conn: asyncpg.Connection, what: str) -> None:
-    if conn.is_in_transaction():
-        raise DatamartError(f"{what} runs DDL in its own short transaction: call it outside a transaction")
 
 
 def _subscription_from_row(schema: str, row: Mapping[str, Any]) -> Subscription:
@@ -352,7 +347,7 @@ class Registry:
             if sub is not None and self._covers(sub, recs):
                 out[subscription_id] = sub
                 continue
-            _refuse_in_transaction(conn, "Registry.prepare")
+            refuse_in_transaction(conn, "Registry.prepare")
             out[subscription_id] = await self._sync(conn, subscription_id, recs)
         return out
 
@@ -398,7 +393,7 @@ class Registry:
         missing = sorted({d for d in days if (sub.table, d) not in self._partitions})
         if not missing:
             return
-        _refuse_in_transaction(conn, "Registry.ensure_partitions")
+        refuse_in_transaction(conn, "Registry.ensure_partitions")
         await create_partitions(conn, sub, missing)
         self._partitions.update((sub.table, d) for d in missing)
 
@@ -493,7 +488,7 @@ async def declare(conn: asyncpg.Connection, schema: str, spec: dict[str, Any]) -
     """
     validate_schema_name(schema)
     subscription_id, wanted, options = parse_spec(spec)
-    _refuse_in_transaction(conn, "declare")
+    refuse_in_transaction(conn, "declare")
     async with conn.transaction():
         await _lock(conn, schema, "registry")
         sub = await _load(conn, schema, subscription_id)
