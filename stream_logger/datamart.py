@@ -227,10 +227,16 @@ async def _require_datamart_schema(conn: asyncpg.Connection, schema: str) -> boo
     """Whether ``schema`` exists; raise DatamartNotFound when it exists but is not a datamart."""
     if not await _schema_exists(conn, schema):
         return False
-    if not await _has_migrations_table(conn, schema):
+    # Other migration tools (Rails, golang-migrate) name their table schema_migrations too: check its columns.
+    columns = await conn.fetchval(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) "
+        "AND attname IN ('version', 'name', 'applied_at') AND NOT attisdropped",
+        f"{quote_ident(schema)}.schema_migrations",
+    )
+    if columns != 3:
         raise DatamartNotFound(
-            f"schema {schema!r} exists but is not a stream-logger datamart (it has no schema_migrations table); "
-            "nothing was dropped"
+            f"schema {schema!r} exists but is not a stream-logger datamart (it has no stream-logger "
+            "schema_migrations table); nothing was dropped"
         )
     return True
 

@@ -103,6 +103,11 @@ async def test_a_schema_that_is_not_a_datamart_is_refused(pg: asyncpg.Connection
     with pytest.raises(DatamartNotFound, match="not a stream-logger datamart"):
         await contents(pg, schema)
     assert await pg.fetchval("SELECT to_regclass($1)", f"{q_schema}.precious") is not None
+    # Another tool's schema_migrations (Rails: a text version only) does not make it a datamart.
+    await pg.execute(f"CREATE TABLE {q_schema}.schema_migrations (version text PRIMARY KEY)")
+    with pytest.raises(DatamartNotFound, match="not a stream-logger datamart"):
+        await drop(pg, schema)
+    assert await pg.fetchval("SELECT to_regclass($1)", f"{q_schema}.precious") is not None
 
 
 async def test_drop_refuses_a_transaction_and_a_budget_below_one(pg: asyncpg.Connection, schema: str) -> None:
