@@ -25,7 +25,7 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from .datamart import advisory_key
+from .datamart import advisory_key, refuse_in_transaction
 from .errors import DatamartError, RecordError, SubscriptionError, describe
 from .identifiers import (
     column_name_for,
@@ -79,11 +79,6 @@ def partition_days(records: Iterable[ScoringRecord]) -> set[date]:
 def _show_id(subscription_id: str) -> str:
     """A subscription id for a message: quoted, cut short, anything unprintable escaped."""
     return ascii(subscription_id[:80]) + ("…" if len(subscription_id) > 80 else "")
-
-
-def _refuse_in_transaction(conn: asyncpg.Connection, what: str) -> None:
-    if conn.is_in_transaction():
-        raise DatamartError(f"{what} runs DDL in its own short transaction: call it outside a transaction")
 
 
 def _subscription_from_row(schema: str, row: Mapping[str, Any]) -> Subscription:
@@ -376,7 +371,7 @@ class Registry:
             if sub is not None and self._covers(sub, recs):
                 out[subscription_id] = sub
                 continue
-            _refuse_in_transaction(conn, "Registry.prepare")
+            refuse_in_transaction(conn, "Registry.prepare")
             try:
                 out[subscription_id] = await self._sync(conn, subscription_id, recs)
             except Exception as exc:
@@ -453,7 +448,7 @@ class Registry:
         missing = sorted({d for d in days if (sub.table, d) not in self._partitions})
         if not missing:
             return
-        _refuse_in_transaction(conn, "Registry.ensure_partitions")
+        refuse_in_transaction(conn, "Registry.ensure_partitions")
         await create_partitions(conn, sub, missing)
         self._partitions.update((sub.table, d) for d in missing)
 
@@ -568,7 +563,7 @@ async def declare(conn: asyncpg.Connection, schema: str, spec: dict[str, Any]) -
     """
     validate_schema_name(schema)
     subscription_id, wanted, options = parse_spec(spec)
-    _refuse_in_transaction(conn, "declare")
+    refuse_in_transaction(conn, "declare")
     async with conn.transaction():
         await _lock(conn, schema, "registry")
         sub = await _load(conn, schema, subscription_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from datetime import date, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -12,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from stream_logger import datamart
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
+from stream_logger.subscriptions import Subscription, create_partitions, declare
 
 
 async def produce(
@@ -100,3 +102,24 @@ class TcpProxy:
             with contextlib.suppress(Exception):
                 dst.transport.abort()
             self._writers.discard(dst)
+
+
+async def partitioned_datamart(
+    conn: asyncpg.Connection, schema: str, *, subscriptions: int = 3, days: int = 150, rows: int = 10
+) -> None:
+    """A datamart with ``subscriptions`` subscriptions (``m0``, ``m1``, ...) of ``days`` day partitions each, from
+    2024-01-01; ``rows`` rows on the first day of ``m0``, analyzed so that PostgreSQL's estimate knows them."""
+    await datamart.setup(conn, schema)
+    first_day = date(2024, 1, 1)
+    declared: list[Subscription] = []
+    for i in range(subscriptions):
+        fields = [{"name": "x", "type": "integer"}, {"name": "note", "type": "text"}]
+        declared.append(await declare(conn, schema, {"subscription_id": f"m{i}", "fields": fields}))
+        await create_partitions(conn, declared[-1], [first_day + timedelta(days=d) for d in range(days)])
+    q_table = f"{quote_ident(schema)}.{quote_ident(declared[0].table)}"
+    await conn.execute(
+        f"INSERT INTO {q_table} (scoring_id, row_index, scoring_timestamp) "
+        "SELECT g::text, 0, '2024-01-01 12:00:00+00' FROM generate_series(1, $1::int) AS g",
+        rows,
+    )
+    await conn.execute(f"ANALYZE {q_table}")

@@ -50,6 +50,7 @@ PARSE_ONLY = {
     "consume": "runs until stopped (consume-batch runs the same pipeline to the end)",
     "metrics": "needs a long-running worker",
     "other-ports": "would start a second dev stack",
+    "datamart-drop": "drops a datamart (tests/integration/test_cli_datamart.py runs it on a schema of its own)",
 }
 # Programs a shell snippet may call besides stream-logger and make.
 OTHER_PROGRAMS = frozenset({"curl", "grep", "psql", "java", "export", "eval"})
