@@ -251,10 +251,10 @@ async def wait_for_rows(conn: asyncpg.Connection, schema: str, n: int, timeout_s
     raise AssertionError(f"expected {n} rows within {timeout_s}s, have {count}")
 
 
-def spawn_worker(topic: str, schema: str, *extra: str) -> subprocess.Popen[bytes]:
+def spawn_worker(topic: str, schema: str, *extra: str, stderr: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "stream_logger", "consume", "--topic", topic, "--schema", schema]
     args += ["--group", f"g-{schema}", "--batch-max-records", "100", "--flush-interval-ms", "50", *extra]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 async def test_sigkill_mid_stream_then_restart_is_exact(
