@@ -43,6 +43,8 @@ __all__ = ["Worker", "WorkerConfig", "WorkerSummary"]
 
 log = logging.getLogger(__name__)
 
+_METADATA_MAX_AGE_MS = 5000  # a topic created after the worker subscribed is picked up within seconds
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -203,6 +205,7 @@ class Worker:
                     # lookup on assignment waited behind one (a second at every start).
                     fetch_max_wait_ms=100,
                     isolation_level="read_committed",
+                    metadata_max_age_ms=_METADATA_MAX_AGE_MS,
                 )
                 try:
                     await consumer.start()
