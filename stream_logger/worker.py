@@ -210,8 +210,7 @@ class Worker:
                 try:
                     await consumer.start()
                 except BaseException:
-                    with contextlib.suppress(Exception):
-                        await consumer.stop()
+                    await _stop_consumer(consumer)
                     raise
                 return consumer
         raise AssertionError("unreachable")  # pragma: no cover
@@ -243,8 +242,7 @@ class Worker:
         self._closed = True
         self._stopping.set()
         if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
+            await _stop_consumer(self._consumer)
         if self._metrics_server is not None:
             await self._metrics_server.stop()
         if self._pool is not None:
@@ -594,3 +592,18 @@ class Worker:
             s.duplicates_skipped,
             extra={"messages": s.messages, "rows": s.rows, "dead_letters": s.dead_letters},
         )
+
+
+async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer in whatever state it is. With the broker down, aiokafka's stop() cancels its own pending
+    fetch tasks and lets their CancelledError out (a BaseException): that one is swallowed, unless this task
+    itself is being cancelled."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("the Kafka consumer's stop() let out a cancellation of its own tasks")
+    except Exception as exc:
+        log.debug("stopping the Kafka consumer: %s", exc)
