@@ -329,8 +329,8 @@ async def test_metrics_and_health_endpoints(settings: Settings, topic: str, data
     cfg = config(topic, datamart_schema, until_caught_up=False, metrics_port=0)
     async with Worker(cfg, settings) as worker:
         run = asyncio.create_task(worker.run())
-        assert worker._metrics_server is not None
-        port = worker._metrics_server.port
+        port = worker.metrics_port
+        assert port is not None
         deadline = time.monotonic() + 60
         while worker.summary.messages < 50 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
