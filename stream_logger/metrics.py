@@ -1,18 +1,21 @@
 """Worker metrics in the Prometheus format, and the HTTP endpoints that serve them.
 
-``GET /metrics`` (Prometheus text format), ``GET /healthz`` (200 while the worker's loop runs) and ``GET /readyz``
-(200 once the worker is in its group and its last database write did not fail; 503 otherwise). Each worker has its
-own registry, so several workers (or tests) in one process never share counters.
+``GET /metrics`` (Prometheus text format, served by prometheus-client), ``GET /healthz`` (liveness) and
+``GET /readyz`` (readiness); what the last two mean is the worker's to say (see ``Worker.alive``/``Worker.ready``).
+Each worker has its own registry, so several workers (or tests) in one process never share counters.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+import socketserver
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIEnvironment
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, make_wsgi_app
 
 __all__ = ["MetricsServer", "WorkerMetrics"]
 
@@ -71,59 +74,106 @@ class WorkerMetrics:
         return body
 
 
-class MetricsServer:
-    """A minimal HTTP/1.1 server for ``/metrics``, ``/healthz`` and ``/readyz`` on the worker's event loop."""
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never holds up the worker's exit
 
-    def __init__(self, metrics: WorkerMetrics, port: int, host: str = "0.0.0.0") -> None:
-        self._metrics = metrics
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a probe every few seconds is not worth a log line
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` over HTTP, from a thread of its own (so probes answer even while
+    the worker's loop waits for a database at start-up).
+
+    Exact paths only (anything else is 404), ``GET`` and ``HEAD`` only (anything else is 405 with ``Allow``).
+    Requests are parsed by the standard library's ``http.server``: a request line or header over its limits is
+    answered 414/431, never raised. ``alive`` and ``ready`` are called from the server's threads.
+    """
+
+    def __init__(
+        self,
+        metrics: WorkerMetrics,
+        port: int,
+        host: str = "0.0.0.0",
+        *,
+        alive: Callable[[], bool] = lambda: True,
+        ready: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._host = host
         self._port = port
-        self._server: asyncio.Server | None = None
-        self.ready = False
+        self._server: _ThreadingServer | None = None
+        self._thread: threading.Thread | None = None
+        prometheus = make_wsgi_app(metrics.registry)
+        self._routes: dict[str, Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]] = {
+            "/metrics": prometheus,
+            "/healthz": self._probe(alive, "ok", "not alive"),
+            "/readyz": self._probe(ready, "ready", "not ready"),
+        }
 
     @property
     def port(self) -> int:
         """The bound port (useful with port 0)."""
-        if self._server is None or not self._server.sockets:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._server.server_port if self._server is not None else self._port
 
-    async def start(self) -> None:
-        if self._server is None:
-            self._server = await asyncio.start_server(self._handle, self._host, self._port)
-            log.info("metrics on http://%s:%d/metrics", self._host, self.port)
+    def start(self) -> None:
+        """Bind and serve from a daemon thread (an error at once if the port is taken)."""
+        if self._server is not None:
+            return
+        self._server = make_server(
+            self._host, self._port, self._app, server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="stream-logger-metrics", daemon=True)
+        self._thread.start()
+        log.info("metrics and probes on http://%s:%d/ (/metrics, /healthz, /readyz)", self._host, self.port)
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
+        """Stop serving and release the port. Safe to call twice. Blocks up to the server's poll interval."""
         server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = request_line.decode("latin-1").split()
-            path = parts[1] if len(parts) > 1 else "/"
-            if path.startswith("/metrics"):
-                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, self._metrics.render()
-            elif path.startswith("/healthz"):
-                status, ctype, body = "200 OK", "text/plain", b"ok\n"
-            elif path.startswith("/readyz"):
-                ok = self.ready
-                status = "200 OK" if ok else "503 Service Unavailable"
-                ctype, body = "text/plain", b"ready\n" if ok else b"not ready\n"
-            else:
-                status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    def __enter__(self) -> MetricsServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        route = self._routes.get(environ.get("PATH_INFO", ""))
+        method = environ.get("REQUEST_METHOD", "")
+        if route is None:
+            return _plain(start_response, "404 Not Found", b"not found\n")
+        if method not in ("GET", "HEAD"):
+            return _plain(start_response, "405 Method Not Allowed", b"method not allowed\n", [("Allow", "GET, HEAD")])
+        body = route(environ, start_response)
+        return [] if method == "HEAD" else body
+
+    @staticmethod
+    def _probe(check: Callable[[], bool], yes: str, no: str) -> Callable[[WSGIEnvironment, StartResponse], list[bytes]]:
+        def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+            try:
+                ok = check()
+            except Exception:  # a probe that cannot tell says no
+                log.debug("probe check failed", exc_info=True)
+                ok = False
+            if ok:
+                return _plain(start_response, "200 OK", f"{yes}\n".encode())
+            return _plain(start_response, "503 Service Unavailable", f"{no}\n".encode())
+
+        return app
+
+
+def _plain(
+    start_response: StartResponse, status: str, body: bytes, headers: list[tuple[str, str]] | None = None
+) -> list[bytes]:
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *(headers or [])]
+    )
+    return [body]

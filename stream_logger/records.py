@@ -433,7 +433,8 @@ def _subscription_id(text: str) -> str:
     if invisible is not None:
         code_point = f"U+{ord(invisible[0]):04X}"
         what = "a NUL character" if code_point == "U+0000" else f"an invisible or control character ({code_point})"
-        _fail("subscription_id", f"{_show(text)} holds {what}; subscription ids must look like what they are")
+        shown = _show(text).encode("ascii", "backslashreplace").decode()  # the invisible made visible
+        _fail("subscription_id", f"{shown} holds {what}; subscription ids must look like what they are")
     normal = unicodedata.normalize("NFKC", text)
     if len(normal) > MAX_NAME_CHARS:
         _fail("subscription_id", f"{len(normal)} characters in NFKC form; at most {MAX_NAME_CHARS}")

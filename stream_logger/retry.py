@@ -5,7 +5,8 @@ the package's tree: a transient failure becomes a retriable :class:`~stream_logg
 :class:`~stream_logger.errors.BrokerUnavailable`, a permanent one a :class:`~stream_logger.errors.FatalError`.
 :func:`retrying` then retries exactly the errors whose ``retriable`` flag is set, with exponential backoff and
 jitter, bounded by attempts and/or total time (unbounded by default: a database outage pauses a worker, it never
-makes it skip records).
+makes it skip records). An :class:`Outage` turns the attempts against one service into two log lines: a WARNING
+when the service stops answering and an INFO, with the duration and the number of retries, when it answers again.
 
 :func:`pg_error_kind` is the one place that tells a failure of the infrastructure from a failure caused by the work
 itself. Errors about the *data* (SQLSTATE classes 22, 23, 54: a NUL character, a number out of range, a duplicate
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -33,6 +35,7 @@ from .errors import BrokerUnavailable, DatabaseUnavailable, FatalError, FencedEr
 
 __all__ = [
     "ErrorKind",
+    "Outage",
     "is_data_error",
     "is_message_fault",
     "kafka_errors",
@@ -144,6 +147,48 @@ def kafka_errors(what: str) -> Iterator[None]:
         raise BrokerUnavailable(f"{what}: Kafka unavailable ({type(exc).__name__}: {exc})") from exc
 
 
+class Outage:
+    """Whether one service (PostgreSQL, Kafka) answers, as the operations against it tell.
+
+    :meth:`failed` on the first failure logs one WARNING and marks the service down; later failures log at DEBUG.
+    :meth:`answered` after an outage logs one INFO with its duration and the number of retries. ``on_retry`` is
+    called for every :meth:`retried` attempt (the worker counts them in ``stream_logger_retries``).
+    """
+
+    def __init__(self, name: str, on_retry: Callable[[], Any] | None = None) -> None:
+        self.name = name
+        self._on_retry = on_retry
+        self._since: float | None = None
+        self._retries = 0
+
+    @property
+    def down(self) -> bool:
+        """An outage is in progress: the last operation failed and none has succeeded since."""
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        """An operation against the service failed (it may be retried or not)."""
+        if self._since is None:
+            self._since, self._retries = time.monotonic(), 0
+            log.warning("%s unavailable, retrying until it answers: %s", self.name, exc)
+        else:
+            log.debug("%s still unavailable: %s", self.name, exc)
+
+    def retried(self, exc: BaseException) -> None:
+        """A failed operation is about to be retried: a ``retrying(on_retry=...)`` hook."""
+        self.failed(exc)
+        self._retries += 1
+        if self._on_retry is not None:
+            self._on_retry()
+
+    def answered(self) -> None:
+        """An operation against the service succeeded: any outage is over."""
+        if self._since is None:
+            return
+        took, retries, self._since = time.monotonic() - self._since, self._retries, None
+        log.info("%s available again after %.1f s, %d retries", self.name, took, retries)
+
+
 def _is_retriable(exc: BaseException) -> bool:
     return isinstance(exc, StreamLoggerError) and exc.retriable
 
@@ -161,7 +206,8 @@ def retrying(
 
     Exponential backoff with jitter from ``initial_delay_s`` up to ``max_delay_s`` between attempts; stops after
     ``max_attempts`` or ``max_total_s`` when given (the last error is re-raised), never otherwise. With retries
-    switched off (:func:`set_retries_enabled`), the first error is raised.
+    switched off (:func:`set_retries_enabled`), the first error is raised. Each retry is logged at DEBUG when
+    ``on_retry`` reports it (e.g. :meth:`Outage.retried`, which logs the outage once), at WARNING otherwise.
     """
     stops: list[tenacity.stop.stop_base] = []
     if not _enabled:
@@ -179,7 +225,8 @@ def retrying(
         if on_retry is not None:
             on_retry(exc)
         delay = state.next_action.sleep if state.next_action else 0.0
-        log.warning("%s failed (attempt %d), retrying in %.1fs: %s", what, state.attempt_number, delay, exc)
+        level = logging.DEBUG if on_retry is not None else logging.WARNING
+        log.log(level, "%s failed (attempt %d), retrying in %.1fs: %s", what, state.attempt_number, delay, exc)
 
     return tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_is_retriable),

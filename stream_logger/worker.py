@@ -15,6 +15,10 @@ The datamart's ``consumer_offsets`` table is the source of truth. On assignment 
 stored offset; every batch is *fenced* (see ``sink.py``). When anything may have invalidated the batches in flight
 (a revocation, a fenced batch) the worker **rewinds**: it bumps a generation number (older batches are dropped
 unwritten), and seeks every partition it owns back to its stored offset.
+
+From the first line of :meth:`Worker.start` to the end of :meth:`Worker.stop`, a watch task keeps a heartbeat (for
+``/healthz``) and, once connected, probes PostgreSQL whenever nothing else told whether it answers (for
+``/readyz``, see :attr:`Worker.ready`).
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from aiokafka import TopicPartition as TP
 
 from . import datamart, records
 from .config import Settings
-from .errors import FatalError, FencedError
+from .errors import ConfigError, FatalError, FencedError
 from .metrics import MetricsServer, WorkerMetrics
-from .retry import kafka_errors, pg_errors, retrying
+from .retry import Outage, kafka_errors, pg_errors, retrying
 from .rows import TimestampWindow
 from .sink import Message, PreparedBatch, Sink
 from .subscriptions import Registry
@@ -57,6 +61,11 @@ DEFAULT_MAX_RECORD_AGE_S = 30 * 86400.0
 """How old a record a live worker stores by default: longer than Kafka's default retention (7 days)."""
 DEFAULT_MAX_RECORD_LEAD_S = 86400.0
 """How far ahead of the worker's clock a record may be by default (clocks that are off, time zones got wrong)."""
+_HEARTBEAT_INTERVAL_S = 1.0
+_LIVENESS_TIMEOUT_S = 15.0  # a loop that has not beaten for this long is wedged: /healthz says so
+_DB_PROBE_INTERVAL_S = 3.0  # PostgreSQL silent for this long (an idle worker): probe it
+_DB_PROBE_TIMEOUT_S = 5.0
+_METADATA_MAX_AGE_MS = 5000  # a topic created after the worker subscribed is picked up within seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,8 @@ class WorkerConfig:
     until_caught_up: bool = False
     auto_register: bool = True
     metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    """Where ``metrics_port`` listens: every interface by default (probes reach a container on its own address)."""
     pool_size: int = 4
     progress_interval_s: float = 10.0
     assign_manually: bool = False
@@ -137,6 +148,12 @@ class Worker:
         self._stopping = asyncio.Event()
         self._started = False
         self._closed = False
+        self._postgres = Outage("PostgreSQL", on_retry=self.metrics.retries.labels("postgresql").inc)
+        self._kafka = Outage("Kafka", on_retry=self.metrics.retries.labels("kafka").inc)
+        self._postgres_answered_at = 0.0
+        self._heartbeat = time.monotonic()
+        self._watcher: asyncio.Task[None] | None = None
+        self._in_group = False  # holds an assignment (possibly empty): not before the first, not mid-rebalance
         # partition state
         self._owned: set[TP] = set()
         self._start: dict[TP, int] = {}  # where reading began (stored offset, else Kafka's)
@@ -168,19 +185,59 @@ class Worker:
         await self.stop()
 
     async def start(self) -> None:
-        """Connect to PostgreSQL (checking the datamart exists) and Kafka, and join the group."""
+        """Serve the probes (with ``metrics_port``), then connect to PostgreSQL (checking the datamart exists) and
+        Kafka, and join the group. A service that cannot be reached yet is waited for; :meth:`request_stop` during
+        that wait ends it: start() returns without joining, and :meth:`run` returns at once."""
         if self._started:
             return
         self._started = True
+        try:
+            self._serve_probes()
+            self._watcher = asyncio.create_task(self._watch(), name="stream-logger-watch")
+            await self._connect_unless_stopped()
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _serve_probes(self) -> None:
+        cfg = self.config
+        if cfg.metrics_port is None:
+            return
+        server = MetricsServer(
+            self.metrics, cfg.metrics_port, cfg.metrics_host, alive=self._alive, ready=self._ready_now
+        )
+        try:
+            server.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {cfg.metrics_host}:{cfg.metrics_port}: {exc}") from exc
+        self._metrics_server = server
+
+    async def _connect_unless_stopped(self) -> None:
+        connecting = asyncio.create_task(self._connect(), name="stream-logger-connect")
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not connecting.done():
+                connecting.cancel()
+                await asyncio.gather(connecting, return_exceptions=True)
+                if self._stopping.is_set():
+                    log.info("stop requested during start-up: leaving without joining the group")
+        if not connecting.cancelled():
+            connecting.result()  # its failure, if any
+
+    async def _connect(self) -> None:
         cfg = self.config
         where = f"connecting to PostgreSQL at {self.settings.redacted_dsn}"
-        async for attempt in retrying(where):  # a database still starting up is waited for
+        async for attempt in retrying(where, on_retry=self._postgres.retried):  # a database starting up is waited for
             with attempt, pg_errors(where):
                 self._pool = await asyncpg.create_pool(self.settings.dsn, min_size=1, max_size=cfg.pool_size)
         assert self._pool is not None
         async with self._pool.acquire() as conn:
             with pg_errors("checking the datamart"):
                 await datamart.require_datamart(conn, cfg.schema)
+        self._postgres_answered()
         registry = Registry(cfg.schema, auto_register=cfg.auto_register, max_auto_registered=cfg.max_subscriptions)
         self._sink = Sink(
             self._pool,
@@ -190,11 +247,8 @@ class Worker:
             max_record_bytes=cfg.max_record_bytes,
             subscriptions=cfg.subscriptions,
             window=TimestampWindow(cfg.max_record_age_s, cfg.max_record_lead_s),
-            on_retry=lambda exc: self.metrics.retries.labels("postgresql").inc(),
+            on_retry=self._postgres.retried,
         )
-        if cfg.metrics_port is not None:
-            self._metrics_server = MetricsServer(self.metrics, cfg.metrics_port)
-            await self._metrics_server.start()
         consumer = self._consumer = await self._start_consumer()
         if cfg.assign_manually:
             tps = await self._partitions_of(cfg.topics)
@@ -212,7 +266,7 @@ class Worker:
         cfg = self.config
         fetch_bytes = max(cfg.max_record_bytes + 65536, 1024 * 1024)
         where = f"connecting to Kafka at {self.settings.bootstrap_servers}"
-        async for attempt in retrying(where):
+        async for attempt in retrying(where, on_retry=self._kafka.retried):
             with attempt, kafka_errors(where):
                 consumer = AIOKafkaConsumer(
                     bootstrap_servers=self.settings.bootstrap_servers,
@@ -226,13 +280,14 @@ class Worker:
                     # lookup on assignment waited behind one (a second at every start).
                     fetch_max_wait_ms=100,
                     isolation_level="read_committed",
+                    metadata_max_age_ms=_METADATA_MAX_AGE_MS,
                 )
                 try:
                     await consumer.start()
                 except BaseException:
-                    with contextlib.suppress(Exception):
-                        await consumer.stop()
+                    await _stop_consumer(consumer)
                     raise
+                self._kafka.answered()
                 return consumer
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -262,22 +317,67 @@ class Worker:
             return
         self._closed = True
         self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
         if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
+            await _stop_consumer(self._consumer)
         if self._metrics_server is not None:
-            await self._metrics_server.stop()
+            await asyncio.to_thread(self._metrics_server.stop)
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), 10)
             except (TimeoutError, Exception):
                 self._pool.terminate()
 
+    # -- health -------------------------------------------------------------------------------------------
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port serving ``/metrics``, ``/healthz`` and ``/readyz`` (the bound one with port 0), if any."""
+        return self._metrics_server.port if self._metrics_server is not None else None
+
+    @property
+    def ready(self) -> bool:
+        """``/readyz``: started, holding an assignment, PostgreSQL answering, not stopping. See the README."""
+        return self._ready_now()
+
+    def _ready_now(self) -> bool:
+        # Called from the metrics server's threads too: it only reads.
+        return self._in_group and not self._postgres.down and not self._stopping.is_set()
+
+    def _alive(self) -> bool:
+        return time.monotonic() - self._heartbeat < _LIVENESS_TIMEOUT_S
+
+    def _postgres_answered(self) -> None:
+        self._postgres_answered_at = time.monotonic()
+        self._postgres.answered()
+
+    async def _watch(self) -> None:
+        """Beat for ``/healthz``; once connected, probe PostgreSQL whenever it has been silent for a while."""
+        while True:
+            self._heartbeat = time.monotonic()
+            if self._sink is not None and self._heartbeat - self._postgres_answered_at >= _DB_PROBE_INTERVAL_S:
+                await self._probe_postgres()
+            await asyncio.sleep(_HEARTBEAT_INTERVAL_S)
+
+    async def _probe_postgres(self) -> None:
+        assert self._pool is not None
+        try:
+            with pg_errors("probing PostgreSQL"):
+                await asyncio.wait_for(self._pool.fetchval("SELECT 1"), _DB_PROBE_TIMEOUT_S)
+        except Exception as exc:
+            self._postgres.failed(exc)
+        else:
+            self._postgres_answered()
+
     # -- the main loop --------------------------------------------------------------------------------------
 
     async def run(self) -> WorkerSummary:
         """Consume until asked to stop (or, with ``until_caught_up``, until every partition is written)."""
         await self.start()
+        if self._consumer is None or self._sink is None:  # stopped during start-up
+            return self.summary
         began = time.monotonic()
         writer = asyncio.create_task(self._write_loop(), name="stream-logger-writer")
         fetcher = asyncio.create_task(self._fetch_loop(), name="stream-logger-fetcher")
@@ -444,8 +544,7 @@ class Worker:
         for code, n in dead.items():
             m.dead_letters.labels(code).inc(n)
             s.dead_letters[code] = s.dead_letters.get(code, 0) + n
-        if self._metrics_server is not None:
-            self._metrics_server.ready = True
+        self._postgres_answered()
 
     async def _commit_to_kafka(self, batch: PreparedBatch) -> None:
         """Mirror the datamart's offsets into the group's Kafka offsets (best effort; the datamart is the truth)."""
@@ -463,6 +562,7 @@ class Worker:
     # -- rebalances and rewinds -----------------------------------------------------------------------------
 
     async def _on_revoked(self, revoked: set[TP]) -> None:
+        self._in_group = False  # until the rebalance assigns again
         self._owned -= revoked
         self._invalidate_in_flight()
         try:  # let a write in progress finish: its offsets are fenced, but finishing saves re-reading
@@ -482,7 +582,7 @@ class Worker:
         keys = [(tp.topic, tp.partition) for tp in assigned]
         stored: dict[tuple[str, int], int] = {}
         try:
-            async for attempt in retrying("reading stored offsets", max_total_s=15):
+            async for attempt in retrying("reading stored offsets", max_total_s=15, on_retry=self._postgres.retried):
                 with attempt:
                     stored = await self._sink.stored_offsets(keys)
         except Exception as exc:  # fall back to Kafka's offsets: fencing corrects any difference later
@@ -519,6 +619,7 @@ class Worker:
             self._start[tp] = start[tp]
         self.metrics.assigned_partitions.set(len(self._owned))
         self._assigned_once.set()
+        self._in_group = True
         log.info("assigned %d partitions", len(assigned), extra={"partitions": sorted(map(str, assigned))})
 
     def _seek(self, tp: TP, offset: int) -> None:
@@ -614,3 +715,18 @@ class Worker:
             s.duplicates_skipped,
             extra={"messages": s.messages, "rows": s.rows, "dead_letters": s.dead_letters},
         )
+
+
+async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer in whatever state it is. With the broker down, aiokafka's stop() cancels its own pending
+    fetch tasks and lets their CancelledError out (a BaseException): that one is swallowed, unless this task
+    itself is being cancelled."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("the Kafka consumer's stop() let out a cancellation of its own tasks")
+    except Exception as exc:
+        log.debug("stopping the Kafka consumer: %s", exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -46,6 +47,26 @@ async def count_rows(settings: Settings, schema: str, table: str) -> int:
         return n
     finally:
         await conn.close()
+
+
+SHARED_PORTS = {9092, 9093, 55432}  # the dev stack's: never handed out, even if free for a moment
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on right now (bound and released at once): for private services, or to be refused."""
+    socks: list[socket.socket] = []
+    try:
+        while len(socks) < count:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            if sock.getsockname()[1] in SHARED_PORTS:
+                sock.close()
+                continue
+            socks.append(sock)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 class TcpProxy:

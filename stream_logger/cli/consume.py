@@ -52,6 +52,12 @@ def register(sub: Any) -> None:
         help=f"larger records are dead-lettered as too_large (default: {DEFAULT_MAX_RECORD_BYTES})",
     )
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics, /healthz, /readyz on PORT")
+    p.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="HOST",
+        help="the address --metrics-port listens on (default: 0.0.0.0, every interface; 127.0.0.1: this host only)",
+    )
     p.add_argument("--shutdown-grace-s", type=float, default=30.0, metavar="S", help="default: 30")
     p.add_argument(
         "--until-caught-up",
@@ -83,6 +89,7 @@ def _consume(args: argparse.Namespace) -> int:
         auto_register=not args.no_auto_register,
         metrics_port=args.metrics_port,
         **limit_overrides(args),
+        metrics_host=args.metrics_host,
     )
     worker = Worker(config, settings_from(args))
     summary = asyncio.run(_run(worker))

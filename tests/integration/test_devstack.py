@@ -21,26 +21,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from stream_logger.cli import main
 from stream_logger.devstack import DevStack
 from stream_logger.errors import DevStackError
+from tests.support import free_ports
 
 pytestmark = pytest.mark.integration
-
-SHARED_PORTS = {9092, 9093, 55432}
-
-
-def _free_ports(count: int) -> list[int]:
-    socks: list[socket.socket] = []
-    try:
-        while len(socks) < count:
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            if sock.getsockname()[1] in SHARED_PORTS:
-                sock.close()
-                continue
-            socks.append(sock)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +31,7 @@ def stack() -> Iterator[DevStack]:
     # A private folder (mode 0700): run as root, PostgreSQL's unprivileged user cannot reach it, so this stack also
     # proves the cluster then lives in a folder of its own outside the home (devstack.postgres.runtime_dir).
     home = Path(tempfile.mkdtemp(prefix="sl-devstack-"))
-    kafka_port, controller_port, pg_port = _free_ports(3)
+    kafka_port, controller_port, pg_port = free_ports(3)
     stack = DevStack(home / "h", kafka_port=kafka_port, kafka_controller_port=controller_port, pg_port=pg_port)
     try:
         stack.up()
@@ -189,7 +172,7 @@ def test_a_port_taken_by_something_else_is_a_clear_error(stack: DevStack, tmp_pa
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        free_kafka, free_controller, free_pg = _free_ports(3)
+        free_kafka, free_controller, free_pg = free_ports(3)
         other = DevStack(
             tmp_path / "other",
             kafka_port=taken if which == "kafka" else free_kafka,

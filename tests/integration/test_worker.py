@@ -257,11 +257,11 @@ async def wait_for_rows(conn: asyncpg.Connection, schema: str, n: int, timeout_s
     raise AssertionError(f"expected {n} rows within {timeout_s}s, have {count}")
 
 
-def spawn_worker(topic: str, schema: str, *extra: str) -> subprocess.Popen[bytes]:
+def spawn_worker(topic: str, schema: str, *extra: str, stderr: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "stream_logger", "consume", "--topic", topic, "--schema", schema]
     args += ["--group", f"g-{schema}", "--batch-max-records", "100", "--flush-interval-ms", "50"]
     args += ["--max-record-age", "none", *extra]  # the sample records are from 2025
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 async def test_sigkill_mid_stream_then_restart_is_exact(
@@ -336,8 +336,8 @@ async def test_metrics_and_health_endpoints(settings: Settings, topic: str, data
     cfg = config(topic, datamart_schema, until_caught_up=False, metrics_port=0)
     async with Worker(cfg, settings) as worker:
         run = asyncio.create_task(worker.run())
-        assert worker._metrics_server is not None
-        port = worker._metrics_server.port
+        port = worker.metrics_port
+        assert port is not None
         deadline = time.monotonic() + 60
         while worker.summary.messages < 50 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
