@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import Sequence
 from datetime import date, timedelta
+from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -144,3 +146,14 @@ async def partitioned_datamart(
         rows,
     )
     await conn.execute(f"ANALYZE {q_table}")
+
+
+DECODER_CORPUS = Path(__file__).resolve().parent / "corpus" / "decoder"
+
+
+def decoder_corpus() -> dict[str, tuple[bytes, str]]:
+    """The checked-in hostile messages (``tests/corpus/decoder``): name -> (message value, expected outcome of
+    ``records.decode``: ``"ok"`` or a dead-letter code)."""
+    expected: dict[str, str] = json.loads((DECODER_CORPUS / "expected.json").read_text(encoding="utf-8"))
+    messages = DECODER_CORPUS / "messages"
+    return {name: ((messages / f"{name}.json").read_bytes(), code) for name, code in expected.items()}

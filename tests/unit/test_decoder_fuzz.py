@@ -12,8 +12,6 @@ which mutates valid records (structure first, then bytes).
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,11 +22,11 @@ from hypothesis import strategies as st
 from stream_logger import records
 from stream_logger.errors import RecordError
 from stream_logger.samples import german_credit_record
+from tests.support import DECODER_CORPUS, decoder_corpus
 from tests.unit.test_compiled import META_SUB, SUBSCRIPTIONS, assert_records_agree, assert_rows_agree
 from tests.unit.test_schema_agreement import GOOD_DOCS, JSON_VALUES, _parent, _paths, mutated_records
 
-CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "decoder"
-EXPECTED: dict[str, str] = json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))
+CORPUS = decoder_corpus()
 
 
 def outcome(value: bytes) -> str:
@@ -54,13 +52,14 @@ def check_message(value: bytes) -> str:
 
 
 def test_the_manifest_lists_every_message() -> None:
-    assert sorted(path.stem for path in (CORPUS / "messages").iterdir()) == sorted(EXPECTED)
-    assert set(EXPECTED.values()) <= records.ERROR_CODES | {"ok"}
+    assert sorted(path.stem for path in (DECODER_CORPUS / "messages").iterdir()) == sorted(CORPUS)
+    assert {code for _, code in CORPUS.values()} <= records.ERROR_CODES | {"ok"}
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(CORPUS))
 def test_a_corpus_message_has_its_expected_outcome(name: str) -> None:
-    assert check_message((CORPUS / "messages" / f"{name}.json").read_bytes()) == EXPECTED[name]
+    value, expected = CORPUS[name]
+    assert check_message(value) == expected
 
 
 # ------------------------------------------------------------------------------------------ generated messages
