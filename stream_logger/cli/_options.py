@@ -68,36 +68,24 @@ def add_limit_options(
     ``--max-subscriptions``, ``--max-record-age`` and ``--max-record-lead`` (defaults from the environment when
     ``from_env``, as ``STREAM_LOGGER_MAX_SUBSCRIPTIONS`` and so on)."""
 
-    def default(name: str, value: str) -> str:
-        return os.environ.get(f"{ENV_PREFIX}{name}", value) if from_env else value
-
-    def env(name: str) -> str:
-        return f"env {ENV_PREFIX}{name}; " if from_env else ""
-
-    parser.add_argument(
-        "--max-subscriptions",
-        type=_count,
-        default=default("MAX_SUBSCRIPTIONS", max_subscriptions),
-        metavar="N|none",
-        help="auto-register at most N subscriptions in the datamart; records of a new one past it are "
-        f"dead-lettered as subscription_limit ({env('MAX_SUBSCRIPTIONS')}default {max_subscriptions})",
-    )
-    parser.add_argument(
-        "--max-record-age",
-        type=duration_s,
-        default=default("MAX_RECORD_AGE", max_age),
-        metavar="DURATION|none",
-        help="dead-letter records scored longer ago than this as timestamp_out_of_window "
-        f"({env('MAX_RECORD_AGE')}default {max_age})",
-    )
-    parser.add_argument(
-        "--max-record-lead",
-        type=duration_s,
-        default=default("MAX_RECORD_LEAD", max_lead),
-        metavar="DURATION|none",
-        help="dead-letter records scored further ahead of this worker's clock as timestamp_out_of_window "
-        f"({env('MAX_RECORD_LEAD')}default {max_lead})",
-    )
+    limits = (
+        ("--max-subscriptions", "MAX_SUBSCRIPTIONS", _count, "N|none", max_subscriptions,
+         "auto-register at most N subscriptions in the datamart; records of a new one past it are dead-lettered as "
+         "subscription_limit"),
+        ("--max-record-age", "MAX_RECORD_AGE", duration_s, "DURATION|none", max_age,
+         "dead-letter records scored longer ago than this as timestamp_out_of_window"),
+        ("--max-record-lead", "MAX_RECORD_LEAD", duration_s, "DURATION|none", max_lead,
+         "dead-letter records scored further ahead of this worker's clock as timestamp_out_of_window"),
+    )  # fmt: skip
+    for flag, env_name, parse, metavar, default, help_text in limits:
+        env = f"{ENV_PREFIX}{env_name}"
+        parser.add_argument(
+            flag,
+            type=parse,
+            default=os.environ.get(env, default) if from_env else default,
+            metavar=metavar,
+            help=f"{help_text} ({f'env {env}; ' if from_env else ''}default {default})",
+        )
 
 
 def limit_overrides(args: argparse.Namespace) -> dict[str, Any]:
