@@ -20,7 +20,8 @@ from typing import Any
 from . import csvcopy, records
 from .errors import RecordError
 from .records import LayoutKey
-from .rows import ANY_TIME, RowDecoder, Subscription, WindowBounds, json_text
+from .rows import RowDecoder, Subscription, json_text
+from .window import ANY_TIME, WindowBounds
 
 __all__ = ["Mapped", "Mapper"]
 

@@ -21,6 +21,12 @@ Two stages, so the database never waits for decoding and decoding never waits fo
 
 Transient failures (connection lost, server restarting) roll the transaction back and the whole write is retried
 (``retry.py``); nothing is half-written.
+
+**The last line of defence.** Anything else that goes wrong because of the messages at hand, not the database
+(``retry.is_message_fault``: a statement PostgreSQL refuses, a daily partition that cannot be made, an exception
+in this package's own code), is isolated like a refused value: per message while preparing, per subscription while
+registering, per day while partitioning, by halving while writing. Each message at fault becomes an
+``internal_error`` dead letter naming the exception, logged once a batch at ERROR; its neighbours land.
 """
 
 from __future__ import annotations
@@ -39,8 +45,8 @@ from .errors import FencedError, RecordError, describe
 from .identifiers import quote_ident
 from .records import LayoutKey, ScoringRecord
 from .retry import is_message_fault, pg_error_kind, pg_errors, retrying
-from .rows import TimestampWindow, WindowBounds
 from .subscriptions import Registry, Source, Subscription
+from .window import TimestampWindow, WindowBounds
 
 __all__ = ["DeadLetter", "Message", "PreparedBatch", "Sink", "TableRows", "WriteOutcome", "copy_rows"]
 
@@ -365,16 +371,18 @@ class Sink:
         table is one plain COPY (the common case: no savepoint, fewest round trips) and a refused or duplicate row
         fails the transaction."""
         outcome = WriteOutcome()
+        faults = _InternalErrors()
         async with conn.transaction():
             await self._fence(conn, batch.ranges)
             dead = [*batch.dead_letters, *refused]
             for table in tables:
                 if careful:
-                    dead += await self._write_table(conn, table, 0, len(table.messages), False, outcome)
+                    dead += await self._write_table(conn, table, 0, len(table.messages), False, outcome, faults)
                 else:
                     await copy_rows(conn, self._schema, table.sub.table, table.sub.columns, table.rows, table.csv)
                     outcome.rows_written += len(table.rows)
             await self._insert_dead_letters(conn, dead)
+        faults.report()
         for letter in dead:
             outcome.count_dead_letter(letter.code)
         return outcome
@@ -408,9 +416,17 @@ class Sink:
             raise FencedError(f"{topic}[{partition}]: stored offset is no longer {start}; re-reading")
 
     async def _write_table(
-        self, conn: asyncpg.Connection, table: TableRows, lo: int, hi: int, dedupe: bool, outcome: WriteOutcome
+        self,
+        conn: asyncpg.Connection,
+        table: TableRows,
+        lo: int,
+        hi: int,
+        dedupe: bool,
+        outcome: WriteOutcome,
+        faults: _InternalErrors,
     ) -> list[DeadLetter]:
-        """Write records ``lo..hi-1`` of a table; returns the dead letters of the records PostgreSQL refused."""
+        """Write records ``lo..hi-1`` of a table; returns the dead letters of the records PostgreSQL refused (a
+        value: ``unstorable_value``; anything else about them: ``internal_error``, noted in ``faults``)."""
         rows = table.rows_of(lo, hi)
         try:
             async with conn.transaction():  # a savepoint: a failure here leaves the batch's other work intact
@@ -422,21 +438,18 @@ class Sink:
         except Exception as exc:
             kind = pg_error_kind(exc)
             if kind == "duplicate" and not dedupe:
-                return await self._write_table(conn, table, lo, hi, True, outcome)
+                return await self._write_table(conn, table, lo, hi, True, outcome, faults)
             if not is_message_fault(exc):
                 raise
             if hi - lo == 1:
                 msg = table.messages[lo]
                 if kind == "internal":
-                    faults = _InternalErrors()
-                    letter = faults.dead_letter(msg, exc, "writing its rows", table.sub.subscription_id)
-                    faults.report()
-                    return [letter]
+                    return [faults.dead_letter(msg, exc, "writing its rows", table.sub.subscription_id)]
                 refused = RecordError("unstorable_value", "", f"PostgreSQL refused a value: {describe(exc)}")
                 return [DeadLetter.of(msg, refused, table.sub.subscription_id)]
             mid = (lo + hi) // 2
-            first = await self._write_table(conn, table, lo, mid, dedupe, outcome)
-            return first + await self._write_table(conn, table, mid, hi, dedupe, outcome)
+            first = await self._write_table(conn, table, lo, mid, dedupe, outcome, faults)
+            return first + await self._write_table(conn, table, mid, hi, dedupe, outcome, faults)
         outcome.rows_written += written
         outcome.duplicates_skipped += len(rows) - written
         return []

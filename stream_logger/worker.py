@@ -40,9 +40,9 @@ from .config import Settings
 from .errors import ConfigError, FatalError, FencedError
 from .metrics import MetricsServer, WorkerMetrics
 from .retry import Outage, kafka_errors, pg_errors, retrying
-from .rows import TimestampWindow
 from .sink import Message, PreparedBatch, Sink
 from .subscriptions import Registry
+from .window import TimestampWindow
 
 __all__ = [
     "DEFAULT_MAX_RECORD_AGE_S",
