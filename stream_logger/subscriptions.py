@@ -63,6 +63,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+MAX_COVERED_LAYOUTS: Final = 4096
+"""Field layouts a subscription's cache remembers as covered; past that it starts afresh (a stream repeats a few;
+an adversary could send a new one in every message, which must not grow a worker's memory without bound)."""
+
 MAX_DECLARED_FIELDS: Final = 1500
 """PostgreSQL allows 1600 columns a table (dropped ones included); past this many fields, new ones go to extra."""
 
@@ -318,6 +322,8 @@ class Registry:
             if key in covered:
                 continue
             if not sub.evolve or len(sub.fields) >= MAX_DECLARED_FIELDS or not self._undeclared(sub, record):
+                if len(covered) >= MAX_COVERED_LAYOUTS:
+                    covered.clear()
                 covered.add(key)  # nothing to add, ever, for this layout: new fields go to extra
             elif self._wanted([record], sub):
                 return False
