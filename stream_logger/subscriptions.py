@@ -372,7 +372,10 @@ class Registry:
         for record in records:
             by_id.setdefault(record.subscription_id, []).append(record)
         out: dict[str, Subscription | RecordError] = {}
+        out.update(await self._refused_at_the_limit(conn, [i for i in by_id if i not in self._subs]))
         for subscription_id, recs in by_id.items():
+            if subscription_id in out:
+                continue
             sub = self._subs.get(subscription_id)
             if sub is not None and self._covers(sub, recs):
                 out[subscription_id] = sub
@@ -430,24 +433,49 @@ class Registry:
         self._covered.pop(subscription_id, None)
         return sub
 
-    async def _over_the_limit(self, conn: asyncpg.Connection, subscription_id: str) -> RecordError | None:
-        """RecordError(subscription_limit) when registering one more subscription would pass the limit. Caller holds
-        the registry lock."""
-        limit = self.max_auto_registered
-        if limit is None:
-            return None
-        count = await conn.fetchval(
+    async def _auto_registered(self, conn: asyncpg.Connection) -> int:
+        count: int = await conn.fetchval(
             f"SELECT count(*) FROM {quote_ident(self.schema)}.subscriptions WHERE auto_registered"
         )
-        if count < limit:
-            return None
+        return count
+
+    def _limit_error(self, subscription_id: str, count: int) -> RecordError:
         return RecordError(
             "subscription_limit",
             "subscription_id",
             f"subscription {_show_id(subscription_id)} is new and the datamart already has {count} auto-registered "
-            f"subscriptions, the limit (--max-subscriptions, STREAM_LOGGER_MAX_SUBSCRIPTIONS is {limit}): declare it "
-            "with 'stream-logger subscription add', or raise the limit",
+            f"subscriptions, the limit (--max-subscriptions, STREAM_LOGGER_MAX_SUBSCRIPTIONS is "
+            f"{self.max_auto_registered}): declare it with 'stream-logger subscription add', or raise the limit",
         )
+
+    async def _over_the_limit(self, conn: asyncpg.Connection, subscription_id: str) -> RecordError | None:
+        """RecordError(subscription_limit) when registering one more subscription would pass the limit. Caller holds
+        the registry lock."""
+        if self.max_auto_registered is None:
+            return None
+        count = await self._auto_registered(conn)
+        return self._limit_error(subscription_id, count) if count >= self.max_auto_registered else None
+
+    async def _refused_at_the_limit(
+        self, conn: asyncpg.Connection, ids: Sequence[str]
+    ) -> dict[str, Subscription | RecordError]:
+        """Once the limit is reached, the refusals of the ids among ``ids`` that the datamart lacks, in two queries
+        whatever their number (a stream of new ids must not cost a lock and four round trips each). The limit is
+        still checked under the lock for every subscription actually registered."""
+        if not ids or not self.auto_register or self.max_auto_registered is None:
+            return {}
+        count = await self._auto_registered(conn)
+        if count < self.max_auto_registered:
+            return {}
+        existing = {
+            r[0]
+            for r in await conn.fetch(
+                f"SELECT subscription_id FROM {quote_ident(self.schema)}.subscriptions "
+                "WHERE subscription_id = ANY($1::text[])",
+                list(ids),
+            )
+        }
+        return {i: self._limit_error(i, count) for i in ids if i not in existing}
 
     async def ensure_partitions(self, conn: asyncpg.Connection, sub: Subscription, days: Iterable[date]) -> None:
         """Create the daily (UTC) partitions of ``sub``'s table for ``days`` that do not exist yet."""

@@ -143,6 +143,10 @@ async def test_auto_registration_stops_at_the_limit_and_costs_only_the_records_o
     assert set(await tables_of(pg, datamart_schema)) == {"model_0", "model_1", "model_2"}
     letters = await dead_letters(pg, datamart_schema)
     assert "3" in letters[0][1] and "max-subscriptions" in letters[0][1]
+    # At the limit, later batches refuse new ids in bulk and still store the known ones.
+    await produce_in_order(settings, topic, [sub_record(100 + i, f"model_{i % 6}") for i in range(12)])
+    summary = await run_until_caught_up(settings, config(topic, datamart_schema, max_subscriptions=3))
+    assert summary.rows == 6 and summary.dead_letters == {"subscription_limit": 6}
 
 
 async def test_records_outside_the_timestamp_window_are_dead_lettered(
