@@ -152,12 +152,13 @@ class _EmitterBase:
             self._pipeline.refuse(reason)
             log.warning("topic %s: %s; records logged in process %d are dropped", self.topic, reason, os.getpid())
             return
-        ref = weakref.ref(self)
-        atexit.register(_stop_at_exit, ref)
-        if "multiprocessing" in sys.modules:  # its children leave by os._exit(), after its finalizers, not atexit
+        atexit.register(_stop_at_exit, weakref.ref(self))
+        if "multiprocessing" in sys.modules:
             import multiprocessing.util
 
-            multiprocessing.util.Finalize(None, _stop_at_exit, args=(ref,), exitpriority=10)
+            # Its children leave by os._exit(), after its finalizers, not atexit; and it clears the finalizers
+            # inherited by a new child after this hook, then runs its own after-fork callbacks: register there.
+            multiprocessing.util.register_after_fork(self, _stop_when_multiprocessing_child_exits)
 
     def log(
         self,
@@ -334,6 +335,12 @@ def _stop_at_exit(ref: weakref.ref[_EmitterBase]) -> None:
     emitter = ref()
     if emitter is not None:
         emitter._stop_now()
+
+
+def _stop_when_multiprocessing_child_exits(emitter: _EmitterBase) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _stop_at_exit, args=(weakref.ref(emitter),), exitpriority=10)
 
 
 def _rebuild_after_fork() -> None:

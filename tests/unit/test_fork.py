@@ -51,16 +51,22 @@ def _child_logs(em: ThreadedEmitter, n: int, conn: Connection) -> None:
     # no close(): the child's exit must deliver or spool what it logged
 
 
+def _fork_and_log(em: ThreadedEmitter, n: int) -> int:
+    """Log ``n`` records in a forked child that then exits; how many the child counted dropped."""
+    receive, send = _FORK.Pipe()
+    child = _FORK.Process(target=_child_logs, args=(em, n, send))
+    child.start()
+    child.join(_TIMEOUT_S)
+    assert child.exitcode == 0
+    dropped: int = receive.recv()
+    return dropped
+
+
 def test_a_forked_child_logs_through_a_pipeline_and_spool_slot_of_its_own(
     emitter: ThreadedEmitter, tmp_path: Path
 ) -> None:
     parent_ids = _log(emitter, "parent", 5)  # still queued in the parent's producer at the fork
-    receive, send = _FORK.Pipe()
-    child = _FORK.Process(target=_child_logs, args=(emitter, 20, send))
-    child.start()
-    child.join(_TIMEOUT_S)
-    assert child.exitcode == 0
-    assert receive.recv() == 0
+    assert _fork_and_log(emitter, 20) == 0
     slots = tmp_path / "spool"
     assert sorted(_spooled_ids(slots / "slot-1")) == sorted(f"child-{i}" for i in range(20))
     emitter.close()
@@ -72,9 +78,4 @@ def test_a_child_whose_emitter_cannot_start_again_counts_its_records_dropped(
     emitter: ThreadedEmitter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("stream_logger.shared_spool.MAX_SLOTS", 1)  # the child finds no free slot
-    receive, send = _FORK.Pipe()
-    child = _FORK.Process(target=_child_logs, args=(emitter, 3, send))
-    child.start()
-    child.join(_TIMEOUT_S)
-    assert child.exitcode == 0
-    assert receive.recv() == 3
+    assert _fork_and_log(emitter, 3) == 3

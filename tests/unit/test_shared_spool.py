@@ -10,13 +10,15 @@ from pathlib import Path
 
 from stream_logger.shared_spool import SharedSpool, default_spool_dir
 from stream_logger.spool import Spool
+from tests.unit.test_spool import _records
+
+
+def _tagged(tag: str, n: int) -> list[tuple[bytes, bytes]]:
+    return [(f"{tag}-{k.decode()}".encode(), v) for k, v in _records(n)]
+
 
 _SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter, like a server's worker process
 _TIMEOUT_S = 30
-
-
-def _records(tag: str, n: int) -> list[tuple[bytes, bytes]]:
-    return [(f"{tag}-{i}".encode(), b'{"n":%d}' % i) for i in range(n)]
 
 
 def _drain(spool: SharedSpool) -> list[tuple[bytes, bytes]]:
@@ -31,7 +33,7 @@ def _spool_and_wait(root: str, tag: str, n: int, conn: Connection) -> None:
     """A worker process: take a slot, spool ``n`` records, say which slot, then wait to be killed or told to go."""
     spool = SharedSpool(root, max_bytes=1 << 20, segment_bytes=300)
     spool.open()
-    for key, value in _records(tag, n):
+    for key, value in _tagged(tag, n):
         assert spool.append(key, value)
     spool.sync()
     conn.send(str(spool.slot))
@@ -83,7 +85,7 @@ def test_the_slot_of_a_killed_process_is_adopted_by_one_survivor_only_and_then_r
     alive.adopt(adopted)
     assert other.find_orphans() == []  # the lock is the survivor's now: no segment is read twice
     assert alive.records == 40
-    assert _drain(alive) == _records("dead", 40)
+    assert _drain(alive) == _tagged("dead", 40)
     assert alive.ready_segments() == []  # empty: released
     assert other.find_orphans() == []  # nothing left in it
     assert not list(dead_slot.glob("*.spool"))
@@ -97,20 +99,20 @@ def test_a_replacement_process_takes_the_freed_slot_with_the_records_in_it(tmp_p
     replacement = SharedSpool(tmp_path, max_bytes=1 << 20)
     replacement.open()
     assert replacement.slot == slot  # the lowest free slot: slots stay as many as the peak of processes
-    assert _drain(replacement) == _records("old", 12)
+    assert _drain(replacement) == _tagged("old", 12)
     replacement.close()
 
 
 def test_segments_from_before_slots_are_adopted(tmp_path: Path) -> None:
     legacy = Spool(tmp_path, max_bytes=1 << 20)
     legacy.open()
-    for key, value in _records("legacy", 7):
+    for key, value in _tagged("legacy", 7):
         legacy.append(key, value)
     legacy.close()
     spool = SharedSpool(tmp_path, max_bytes=1 << 20)
     spool.open()
     assert spool.slot == tmp_path / "slot-0"
-    assert _drain(spool) == _records("legacy", 7)
+    assert _drain(spool) == _tagged("legacy", 7)
     spool.close()
 
 
@@ -121,7 +123,7 @@ def test_the_size_cap_is_per_slot(tmp_path: Path) -> None:
     _kill(proc)
     spool.adopt(spool.find_orphans())
     assert spool.records == 40  # more than this spool's cap: adopted slots only shrink
-    accepted = sum(spool.append(k, v) for k, v in _records("new", 40))
+    accepted = sum(spool.append(k, v) for k, v in _tagged("new", 40))
     assert 0 < accepted < 40
     spool.close()
 
