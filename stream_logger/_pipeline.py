@@ -35,7 +35,7 @@ from typing import Any, Literal
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from .records import DEFAULT_MAX_RECORD_BYTES
-from .spool import Spool
+from .shared_spool import SharedSpool
 
 __all__ = ["RECORD_OVERHEAD_BYTES", "EmitterStats", "Overflow", "Pipeline", "PipelineConfig", "producer_settings"]
 
@@ -50,6 +50,8 @@ _REPLAY_SHARE = 8
 """The spool's producer gets ``max_buffer_bytes // _REPLAY_SHARE``; the memory path gets the rest."""
 _DROP_WARNING_INTERVAL_S = 10.0
 _FSYNC_INTERVAL_S = 1.0
+_ADOPT_INTERVAL_S = 5.0
+"""How often the pipeline's thread looks for spool slots whose owner is gone (:mod:`.shared_spool`)."""
 _POLL_S = 0.05
 _PROBE_TIMEOUT_S = 2.0
 _BLOCK_RETRY_S = 0.002
@@ -142,10 +144,10 @@ class Pipeline:
         self._counts = _Counts()
         self._early: deque[tuple[bytes, bytes]] = deque()  # logged before start()
         self._early_bytes = 0
-        self._spool: Spool | None = None
+        self._spool: SharedSpool | None = None
         needs_spool = config.overflow == "spill" or (config.overflow == "block" and config.block_fallback == "spill")
         if needs_spool and config.spool_dir is not None:
-            self._spool = Spool(
+            self._spool = SharedSpool(
                 config.spool_dir,
                 max_bytes=config.max_spool_bytes,
                 segment_bytes=max(64 << 10, min(4 << 20, config.max_buffer_bytes // (2 * _REPLAY_SHARE))),
@@ -157,6 +159,7 @@ class Pipeline:
         self._trouble: str | None = None  # set by librdkafka's callbacks, handled by the pipeline's thread
         self._fatal = False
         self._accepting = True  # false once stop() began: new records go to the spool, or are dropped
+        self._refusal: str | None = None  # why every record is dropped (the pipeline could not start after a fork)
         self._producer: Producer | None = None
         self._replayer: Producer | None = None  # sends the spool; created when first needed
         self._alone: Producer | None = None  # sends a spooled record too large for the replayer, one at a time
@@ -273,6 +276,9 @@ class Pipeline:
         return False
 
     def _overflow_locked(self, key: bytes, value: bytes, drop_reason: str) -> None:
+        if self._refusal is not None:
+            self._note_drop_locked(self._refusal)
+            return
         policy = self.config.overflow if self.config.overflow != "block" else self.config.block_fallback
         if policy == "spill" and self._spool is not None:
             if not self._spool_open:
@@ -369,6 +375,25 @@ class Pipeline:
                 self.config.spool_dir,
             )
 
+    def release_after_fork(self) -> None:
+        """In a forked child: let go of what belongs to the parent (its spool slots), touching nothing else.
+
+        librdkafka's threads did not survive the fork; what its queues hold is the parent's to deliver. The
+        producers must not be destroyed here either (that would wait for threads the child does not have): the
+        caller keeps this pipeline alive and builds a new one.
+        """
+        if self._spool is not None:
+            self._spool.release_after_fork()
+
+    def refuse(self, reason: str) -> None:
+        """Drop every record from now on, counted and warned about with ``reason`` (this pipeline cannot run)."""
+        with self._lock:
+            self._refusal = reason
+            self._accepting = False
+            early, self._early, self._early_bytes = self._early, deque(), 0
+            for _ in early:
+                self._note_drop_locked(reason)
+
     def _new_producer(self, budget_bytes: int, on_delivery: _DeliveryCallback | None = None) -> Producer:
         """A producer whose queue fits ``budget_bytes``; ``on_delivery`` hears of its records' failures (unless a
         record names a callback of its own)."""
@@ -380,7 +405,7 @@ class Pipeline:
     def _run(self) -> None:
         backoff_s = 0.2
         error_wait_s = 1.0
-        last_sync = time.monotonic()
+        last_sync = last_adoption = time.monotonic()
         while not self._stopping.is_set():
             try:
                 producer = self._producer
@@ -392,6 +417,9 @@ class Pipeline:
                     last_sync = time.monotonic()
                     with self._lock:
                         self._spool.sync()
+                if self._spool is not None and time.monotonic() - last_adoption >= _ADOPT_INTERVAL_S:
+                    last_adoption = time.monotonic()
+                    self._adopt_orphans(self._spool)
                 if self._spooling or not self._broker_up:
                     if self._resume():
                         backoff_s = 0.2
@@ -406,6 +434,22 @@ class Pipeline:
                 self._stopping.wait(error_wait_s)
                 error_wait_s = min(error_wait_s * 2, 60.0)
         self._shut_down()
+
+    def _adopt_orphans(self, spool: SharedSpool) -> None:
+        """Take over the spool slots of processes that are gone; their records are then replayed from here."""
+        orphans = spool.find_orphans()  # reads and locks other folders only: no need to hold up log() meanwhile
+        if not orphans:
+            return
+        with self._lock:
+            spool.adopt(orphans)
+            self._spooling = True
+        log.info(
+            "topic %s: sending %d record(s) left in the spool by %d process(es) that are gone: %s",
+            self.config.topic,
+            sum(o.records for o in orphans),
+            len(orphans),
+            ", ".join(o.directory.name for o in orphans),
+        )
 
     def _suspend(self) -> None:
         """The broker is unreachable or refused a record: route new records to the spool, spill the queued ones."""
@@ -471,7 +515,7 @@ class Pipeline:
                     spool.remove(segment)
         return True
 
-    def _deliver(self, spool: Spool, segments: list[Path]) -> tuple[list[Path], str | None]:
+    def _deliver(self, spool: SharedSpool, segments: list[Path]) -> tuple[list[Path], str | None]:
         """Send whole segments, oldest first, about the replay budget's worth, and wait for their acknowledgement.
 
         Returns the segments sent, and what went wrong (None: all acknowledged). The spool's producer holds nothing

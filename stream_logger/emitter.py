@@ -11,12 +11,17 @@ producer (librdkafka), whose own threads batch, compress and send them. When mem
 ``max_buffer_bytes`` or the broker is down, the ``overflow`` policy applies:
 
 - ``"spill"`` (default): records go to a size-capped spool on local disk (``spool_dir``) and are sent, oldest
-  first, once the broker is back or the buffer has room (new records go straight to the broker meanwhile); an
-  emitter started later on the same folder sends what an earlier one left.
+  first, once the broker is back or the buffer has room (new records go straight to the broker meanwhile). Each
+  process takes a slot of its own in the folder, and sends what processes that are gone left in theirs
+  (:mod:`stream_logger.shared_spool`).
 - ``"drop"``: the record is counted in ``stats().dropped``, with a rate-limited warning.
 - ``"block"``: only :class:`~stream_logger.threaded.ThreadedEmitter` can wait (up to ``block_timeout_s``) before
   falling back to ``block_fallback``; ``log()`` on an event loop must not wait, so here ``"block"`` means
   ``block_fallback`` at once.
+
+An emitter used in a process forked after it started (gunicorn ``--preload``, Celery prefork, a ``multiprocessing``
+fork pool) notices the fork: in the child it builds a producer, a thread and a spool slot of its own, so logging goes
+on there; what the parent had queued stays the parent's to deliver.
 
 This module never imports asyncpg: a model service needs only the producer side.
 """
@@ -24,8 +29,10 @@ This module never imports asyncpg: a model service needs only the producer side.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
+import sys
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -37,9 +44,10 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 
 from ._build import encode_call
 from ._pipeline import EmitterStats, Overflow, Pipeline, PipelineConfig
-from .config import Settings, default_home
+from .config import Settings
 from .errors import MAX_DETAIL_CHARS, ConfigError, RecordError, clip, describe
 from .records import MAX_SCORING_ID_CHARS
+from .shared_spool import default_spool_dir
 
 if TYPE_CHECKING:
     from .openscale import PayloadRecord
@@ -50,6 +58,10 @@ log = logging.getLogger("stream_logger.emitter")
 
 COMPRESSIONS = ("zstd", "lz4", "gzip", "snappy", None)
 _live: weakref.WeakSet[_EmitterBase] = weakref.WeakSet()
+_inherited: list[Pipeline] = []
+"""Pipelines a forked child inherited: kept alive, as destroying librdkafka's objects would wait for threads that
+exist only in the parent."""
+Lifecycle = Literal["new", "started", "stopped"]
 
 
 class _EmitterBase:
@@ -89,7 +101,7 @@ class _EmitterBase:
         servers = bootstrap_servers or Settings.from_env().bootstrap_servers
         Settings(bootstrap_servers=servers)  # validates host:port[,...]
         if spool_dir is None:
-            spool_dir = default_home() / "spool" / topic
+            spool_dir = default_spool_dir(topic)
         self.topic = topic
         self.strict = strict
         self.validate = validate or strict
@@ -115,6 +127,38 @@ class _EmitterBase:
 
     def _created(self) -> None:
         """Called at the end of ``__init__``."""
+
+    def _lifecycle(self) -> Lifecycle:
+        raise NotImplementedError
+
+    def _stop_now(self) -> None:
+        """Stop delivering, from synchronous code (at the exit of a forked child)."""
+        raise NotImplementedError
+
+    def _after_fork_in_child(self) -> None:
+        """Build a pipeline of the child's own in place of the parent's, started if the parent's was."""
+        if self._lifecycle() == "stopped":
+            return
+        inherited = self._pipeline
+        _inherited.append(inherited)
+        inherited.release_after_fork()
+        self._pipeline = Pipeline(inherited.config)
+        if self._lifecycle() != "started":
+            return  # records logged before start() in the parent stay the parent's
+        try:
+            self._pipeline.start()
+        except Exception as exc:
+            reason = f"the emitter could not start again in a forked process ({describe(exc)})"
+            self._pipeline.refuse(reason)
+            log.warning("topic %s: %s; records logged in process %d are dropped", self.topic, reason, os.getpid())
+            return
+        atexit.register(_stop_at_exit, weakref.ref(self))
+        if "multiprocessing" in sys.modules:
+            import multiprocessing.util
+
+            # Its children leave by os._exit(), after its finalizers, not atexit; and it clears the finalizers
+            # inherited by a new child after this hook, then runs its own after-fork callbacks: register there.
+            multiprocessing.util.register_after_fork(self, _stop_when_multiprocessing_child_exits)
 
     def log(
         self,
@@ -225,10 +269,19 @@ class Emitter(_EmitterBase):
 
     ``bootstrap_servers`` defaults to the settings' (``STREAM_LOGGER_BOOTSTRAP_SERVERS``). The producer waits for
     every replica (``acks="all"``), is idempotent, compresses batches (``compression``; zstd by default) and keys
-    each record by its ``scoring_id``. ``spool_dir`` defaults to ``$STREAM_LOGGER_HOME/spool/<topic>``.
+    each record by its ``scoring_id``. ``spool_dir`` defaults to ``<state>/spool/<topic>``, ``<state>`` being
+    ``$STREAM_LOGGER_STATE_DIR``, else ``$XDG_STATE_HOME/stream-logger``, else ``~/.local/state/stream-logger``.
     """
 
     _state: Literal["new", "started", "stopped"] = "new"
+
+    def _lifecycle(self) -> Lifecycle:
+        return self._state
+
+    def _stop_now(self) -> None:
+        if self._state == "started":
+            self._state = "stopped"
+            self._pipeline.stop()
 
     async def start(self) -> None:
         """Start delivering (succeeds even when the broker is unreachable). Calling it again does nothing."""
@@ -276,6 +329,29 @@ def _bounded(exc: RecordError) -> RecordError:
     if len(exc.path) <= MAX_DETAIL_CHARS and len(exc.detail) <= MAX_DETAIL_CHARS:
         return exc
     return RecordError(exc.code, clip(exc.path), clip(exc.detail))
+
+
+def _stop_at_exit(ref: weakref.ref[_EmitterBase]) -> None:
+    emitter = ref()
+    if emitter is not None:
+        emitter._stop_now()
+
+
+def _stop_when_multiprocessing_child_exits(emitter: _EmitterBase) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _stop_at_exit, args=(weakref.ref(emitter),), exitpriority=10)
+
+
+def _rebuild_after_fork() -> None:
+    for emitter in list(_live):
+        try:
+            emitter._after_fork_in_child()
+        except Exception:  # a hook that raises is only reported by Python; say which emitter it was
+            log.exception("topic %s: the emitter could not be rebuilt in a forked process", emitter.topic)
+
+
+os.register_at_fork(after_in_child=_rebuild_after_fork)
 
 
 def live_emitters() -> Sequence[_EmitterBase]:

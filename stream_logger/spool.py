@@ -11,9 +11,10 @@ a segment is closed, when the spool is closed, and by :meth:`Spool.sync` (the em
 A machine crash can therefore lose at most the last second of spooled records. A frame torn by a crash (short, or
 with a wrong CRC) ends the reading of its segment; it is skipped and counted, never sent.
 
-A spool is not thread-safe: its owner serialises calls. A lock file (``flock``) keeps two processes from sharing a
-folder. The folder is ``0700`` and its files ``0600`` whatever the umask (records hold personal features); opening a
-folder of ours with wider modes narrows them.
+A spool is not thread-safe: its owner serialises calls. A lock file (``flock``) keeps two spools, in one process or
+several, from sharing a folder; :mod:`stream_logger.shared_spool` gives each process a folder of its own. The folder
+is ``0700`` and its files ``0600`` whatever the umask (records hold personal features); opening a folder of ours
+with wider modes narrows them.
 """
 
 from __future__ import annotations
@@ -76,7 +77,19 @@ class Spool:
         self._counts: dict[Path, int] = {}
 
     def open(self) -> None:
-        """Create the folder if needed, take its lock, and find the segments an earlier process left."""
+        """Create the folder if needed, take its lock, and find the segments an earlier process left.
+
+        Raises :class:`~stream_logger.errors.ConfigError` when another spool holds the folder.
+        """
+        if not self.try_open():
+            raise ConfigError(f"spool folder {self.directory} is in use by another emitter")
+
+    def try_open(self) -> bool:
+        """:meth:`open`, or ``False`` (nothing opened) when another spool, in any process, holds the folder.
+
+        The lock is an ``flock`` on the folder's lock file: the kernel releases it when its holder dies, even by
+        SIGKILL, so a folder whose lock can be taken has no live owner.
+        """
         self.directory.mkdir(_DIR_MODE, parents=True, exist_ok=True)
         _owner_only(self.directory, os.stat(self.directory), _DIR_MODE)
         lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
@@ -85,7 +98,7 @@ class Spool:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(lock_fd)
-            raise ConfigError(f"spool folder {self.directory} is in use by another emitter") from None
+            return False
         self._lock_fd = lock_fd
         found = sorted(self.directory.glob(f"{_PREFIX}*{_SUFFIX}"))
         for path in found:
@@ -104,6 +117,7 @@ class Spool:
             self._next_seq = int(found[-1].name[len(_PREFIX) : -len(_SUFFIX)]) + 1
         if self._closed:
             log.info("spool %s holds %d bytes from an earlier run", self.directory, self.bytes)
+        return True
 
     def close(self) -> None:
         """Finish the current segment (fsynced) and release the folder. Safe to call twice."""
@@ -111,6 +125,19 @@ class Spool:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def release_after_fork(self) -> None:
+        """In a forked child: close the descriptors inherited from the parent, which goes on owning the folder.
+
+        Nothing is synced, written or removed, and the lock stays the parent's (``flock`` belongs to the open file,
+        which the parent still holds; closing the child's copy only stops the child from keeping it alive).
+        """
+        for fd in (self._fd, self._lock_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._lock_fd = None
+        self._current = None
 
     @property
     def has_pending(self) -> bool:

@@ -14,7 +14,7 @@ import weakref
 from types import TracebackType
 from typing import Self
 
-from .emitter import _EmitterBase
+from .emitter import Lifecycle, _EmitterBase
 from .errors import ConfigError
 
 __all__ = ["ThreadedEmitter"]
@@ -31,6 +31,16 @@ class ThreadedEmitter(_EmitterBase):
         self._closed = False
         self._start_lock = threading.Lock()
         self.start()
+
+    def _lifecycle(self) -> Lifecycle:
+        return "stopped" if self._closed else "started" if self._started else "new"
+
+    def _stop_now(self) -> None:
+        self.close()
+
+    def _after_fork_in_child(self) -> None:
+        self._start_lock = threading.Lock()  # another thread of the parent may have held it at the fork
+        super()._after_fork_in_child()
 
     def start(self) -> None:
         """Start delivering (done on creation). Calling it again does nothing."""

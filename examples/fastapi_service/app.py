@@ -81,7 +81,8 @@ def create_app(topic: str, bootstrap_servers: str | None = None, spool_dir: str 
 
     async def stats_endpoint(request: Request) -> JSONResponse:
         stats = emitter.stats()
-        return JSONResponse({name: getattr(stats, name) for name in stats.__slots__})
+        # Each worker process has its own emitter: the pid says whose counts these are.
+        return JSONResponse({"pid": os.getpid(), **{name: getattr(stats, name) for name in stats.__slots__}})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -87,7 +87,7 @@ async def test_an_outage_and_a_restart_lose_nothing(settings: Settings, topic: s
         assert await up.flush(60)
         after = up.stats()
     assert after.spool_records == 0 and after.spool_bytes == 0
-    assert not list(spool.glob("*.spool"))
+    assert not list(spool.rglob("*.spool"))
     got = await consume_all(settings, topic, 400)
     assert {k.decode() for k, _ in got} == set(ids)
 
@@ -209,7 +209,7 @@ def test_a_spooled_record_too_large_to_replay_is_acknowledged_before_its_segment
 
         em = ThreadedEmitter({topic!r}, {settings.bootstrap_servers!r}, linger_ms=1000, **{options!r})
         deadline = time.monotonic() + 60
-        while list(Path({str(tmp_path)!r}).glob("*.spool")) and time.monotonic() < deadline:
+        while list(Path({str(tmp_path)!r}).rglob("*.spool")) and time.monotonic() < deadline:
             time.sleep(0.002)
         os.kill(os.getpid(), signal.SIGKILL)  # at once: what librdkafka still holds is lost
         """

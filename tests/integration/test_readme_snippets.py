@@ -46,6 +46,7 @@ class Walkthrough:
             "STREAM_LOGGER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "STREAM_LOGGER_DSN": settings.dsn,
             "STREAM_LOGGER_HOME": str(workdir / "home"),
+            "STREAM_LOGGER_STATE_DIR": str(workdir / "state"),
             "STREAM_LOGGER_MAX_RECORD_AGE": "none",  # the README's example records are from 2025
         }
 
@@ -104,6 +105,7 @@ async def test_the_readme_walkthrough(
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.setenv("STREAM_LOGGER_BOOTSTRAP_SERVERS", settings.bootstrap_servers)
     monkeypatch.setenv("STREAM_LOGGER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("STREAM_LOGGER_STATE_DIR", str(tmp_path / "state"))
     try:
         # Running workers in production: the datamart, the declared subscription.
         out = walk.bash("production-setup")

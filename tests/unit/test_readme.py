@@ -51,9 +51,10 @@ PARSE_ONLY = {
     "metrics": "needs a long-running worker",
     "other-ports": "would start a second dev stack",
     "datamart-drop": "drops a datamart (tests/integration/test_cli_datamart.py runs it on a schema of its own)",
+    "deploy-servers": "servers run until stopped (tests/integration/test_servers.py runs uvicorn and gunicorn so)",
 }
 # Programs a shell snippet may call besides stream-logger and make.
-OTHER_PROGRAMS = frozenset({"curl", "grep", "psql", "java", "export", "eval"})
+OTHER_PROGRAMS = frozenset({"curl", "grep", "psql", "java", "export", "eval", "uvicorn", "gunicorn"})
 DATAMART_TABLES = frozenset(
     {"subscriptions", "dead_letters", "consumer_offsets", "schema_migrations", "payload_german_credit"}
 )
