@@ -174,6 +174,7 @@ class Worker:
         self._write_idle = asyncio.Event()
         self._write_idle.set()
         self._writer_took = asyncio.Event()  # set each time the writer takes a batch off the queue
+        self.metrics.ready.set_function(lambda: float(self._ready_now()))
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
