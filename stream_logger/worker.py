@@ -69,6 +69,7 @@ _LIVENESS_TIMEOUT_S = 15.0  # a loop that has not beaten for this long is wedged
 _DB_PROBE_INTERVAL_S = 3.0  # PostgreSQL silent for this long (an idle worker): probe it
 _DB_PROBE_TIMEOUT_S = 5.0
 _METADATA_MAX_AGE_MS = 5000  # a topic created after the worker subscribed is picked up within seconds
+_MIRROR_TIMEOUT_S = 2.0  # a commit waits for the broker without limit: the fetch loop must not, nor a stop
 _worker_numbers = itertools.count(1)
 
 
@@ -568,7 +569,11 @@ class Worker:
         offsets converge back to the datamart's, even on a partition where nothing new arrives."""
         self._mirror_due = False
         positions = dict(self._written)
-        await self._commit_offsets(positions)
+        try:
+            await asyncio.wait_for(self._commit_offsets(positions), _MIRROR_TIMEOUT_S)
+        except TimeoutError:  # the broker is unreachable: the next progress tick tries again
+            log.debug("Kafka offset commit timed out after %.0f s", _MIRROR_TIMEOUT_S)
+            return
         if any(self._written.get(tp) != pos for tp, pos in positions.items()):
             self._mirror_due = True  # a batch committed meanwhile may have been overtaken by this older position
 

@@ -7,7 +7,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -15,24 +15,25 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stream_logger.config import Settings
+from stream_logger.devstack import DevStack
+from stream_logger.topics import create_topic
 from stream_logger.worker import Worker
+from tests.integration.conftest import unique_name
 from tests.integration.test_worker import (
     assert_exactly,
     config,
+    datamart_schema,
     end_offsets,
     produce_records,
     run_until_caught_up,
     stored_offsets,
+    wait_for_rows,
 )
-from tests.support import setup_datamart
+from tests.integration.test_worker_ops import private_broker
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-async def datamart_schema(settings: Settings, schema: str) -> AsyncIterator[str]:
-    await setup_datamart(settings, schema)
-    yield schema
+__all__ = ["datamart_schema", "private_broker"]  # fixtures, imported for the tests below
 
 
 async def kafka_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
@@ -144,3 +145,25 @@ async def test_a_kafka_side_reset_to_latest_skips_nothing(
     await assert_exactly(pg, datamart_schema, 100)
     assert await stored_offsets(pg, datamart_schema, cfg.group_id) == ends
     assert await kafka_offsets(settings, cfg.group_id, topic) == ends
+
+
+async def test_a_stop_while_the_broker_is_down_is_not_held_up_by_the_kafka_commit(
+    settings: Settings, private_broker: DevStack, datamart_schema: str, pg: asyncpg.Connection
+) -> None:
+    private = Settings(private_broker.bootstrap_servers, settings.dsn)
+    topic = unique_name("t")
+    await create_topic(private.bootstrap_servers, topic, partitions=3)
+    await produce_records(private, topic, 0, 30)
+    # A progress tick (which commits the datamart's positions to Kafka) every half second.
+    cfg = config(topic, datamart_schema, until_caught_up=False, progress_interval_s=0.5, shutdown_grace_s=5)
+    async with Worker(cfg, private) as worker:
+        run = asyncio.create_task(worker.run())
+        await wait_for_rows(pg, datamart_schema, 30)
+        await asyncio.to_thread(private_broker.kafka.stop)
+        await asyncio.sleep(3)  # several ticks, each trying to commit to a broker that is gone
+        began = time.monotonic()
+        worker.request_stop()
+        summary = await asyncio.wait_for(run, 30)
+        stopped_in_s = time.monotonic() - began
+    assert summary.messages == 30
+    assert stopped_in_s < cfg.shutdown_grace_s + 5, stopped_in_s
