@@ -5,7 +5,9 @@ Two tasks share one event loop:
 - the **fetch loop** reads messages (``getmany``), gathers them into a batch bounded by records, bytes and age,
   prepares it (decode, validate, map to rows: :meth:`Sink.prepare`) and queues it;
 - the **writer** takes prepared batches in order and writes each in one transaction (:meth:`Sink.write`), then
-  commits the offsets to Kafka too, so standard lag tools see progress.
+  commits the offsets to Kafka too, so standard lag tools see progress. The fetch loop commits the datamart's
+  positions to Kafka again after each assignment and each progress tick, so that Kafka's offsets converge back to
+  them after a Kafka-side reset.
 
 At most ``max_in_flight_batches`` prepared batches wait for the writer; when they do, the fetch loop pauses every
 assigned partition (it keeps polling, so the group does not evict it) and resumes once the writer catches up.
