@@ -163,7 +163,7 @@ async def test_the_readme_walkthrough(
         assert await payload_rows(pg, schema) == 7
         assert await dead_letters(pg, schema) == ["type_conflict"]
         positions = await stored_offsets(pg, schema, names["group"])
-        assert positions == await end_offsets(settings, topic)
+        assert positions == {p: end for p, end in (await end_offsets(settings, topic)).items() if end > 0}
         assert await kafka_offsets(settings, names["group"], topic) == positions
 
         # Replay everything into a fresh schema (then --resume: nothing left to do, nothing doubled).
