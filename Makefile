@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the package with its dev tools
 
-system-deps:  ## install the PostgreSQL server and Maven from Debian's packages when missing
+system-deps:  ## install the PostgreSQL server, Maven, promtool and docker-compose from Debian's packages when missing
 	@bash .ci/system-deps
 
 dev-up: install system-deps  ## start the local Kafka + PostgreSQL (idempotent)

@@ -68,6 +68,7 @@ class WorkerMetrics:
         self.in_flight_batches = Gauge(
             "stream_logger_in_flight_batches", "Batches prepared or being written", registry=r
         )
+        self.ready = Gauge("stream_logger_ready", "1 while /readyz answers 200, else 0", registry=r)
 
     def render(self) -> bytes:
         body: bytes = generate_latest(self.registry)

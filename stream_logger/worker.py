@@ -5,7 +5,9 @@ Two tasks share one event loop:
 - the **fetch loop** reads messages (``getmany``), gathers them into a batch bounded by records, bytes and age,
   prepares it (decode, validate, map to rows: :meth:`Sink.prepare`) and queues it;
 - the **writer** takes prepared batches in order and writes each in one transaction (:meth:`Sink.write`), then
-  commits the offsets to Kafka too, so standard lag tools see progress.
+  commits the offsets to Kafka too, so standard lag tools see progress. The fetch loop commits the datamart's
+  positions to Kafka again after each assignment and each progress tick, so that Kafka's offsets converge back to
+  them after a Kafka-side reset.
 
 At most ``max_in_flight_batches`` prepared batches wait for the writer; when they do, the fetch loop pauses every
 assigned partition (it keeps polling, so the group does not evict it) and resumes once the writer catches up.
@@ -25,7 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,6 +71,8 @@ _LIVENESS_TIMEOUT_S = 15.0  # a loop that has not beaten for this long is wedged
 _DB_PROBE_INTERVAL_S = 3.0  # PostgreSQL silent for this long (an idle worker): probe it
 _DB_PROBE_TIMEOUT_S = 5.0
 _METADATA_MAX_AGE_MS = 5000  # a topic created after the worker subscribed is picked up within seconds
+_MIRROR_TIMEOUT_S = 2.0  # a commit waits for the broker without limit: the fetch loop must not, nor a stop
+_worker_numbers = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +148,8 @@ class Worker:
         self.settings = settings or Settings.from_env()
         self.metrics = WorkerMetrics()
         self.summary = WorkerSummary()
+        self.client_id = _next_client_id()
+        """The Kafka client id, distinct per worker: Kafka's tools (``kafka-consumer-groups.sh --describe``) show it."""
         self._pool: asyncpg.Pool | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._sink: Sink | None = None
@@ -174,6 +183,8 @@ class Worker:
         self._write_idle = asyncio.Event()
         self._write_idle.set()
         self._writer_took = asyncio.Event()  # set each time the writer takes a batch off the queue
+        self._mirror_due = False  # the datamart's positions are to be committed to Kafka
+        self.metrics.ready.set_function(lambda: float(self._ready_now()))
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -270,6 +281,7 @@ class Worker:
             with attempt, kafka_errors(where):
                 consumer = AIOKafkaConsumer(
                     bootstrap_servers=self.settings.bootstrap_servers,
+                    client_id=self.client_id,
                     group_id=None if cfg.assign_manually else cfg.group_id,
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
@@ -431,6 +443,8 @@ class Worker:
             fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=max(1, room))
             for tp, messages in fetched.items():
                 self._take(tp, messages)
+            if self._mirror_due:
+                await self._mirror_positions()
             now = time.monotonic()
             if (
                 self._pending
@@ -445,6 +459,7 @@ class Worker:
                 await self._cut()
             if now >= next_progress:
                 next_progress = now + cfg.progress_interval_s
+                self._mirror_due = True
                 self._update_lag()
                 self._log_progress()
             if cfg.until_caught_up and not fetched:
@@ -547,11 +562,29 @@ class Worker:
         self._postgres_answered()
 
     async def _commit_to_kafka(self, batch: PreparedBatch) -> None:
-        """Mirror the datamart's offsets into the group's Kafka offsets (best effort; the datamart is the truth)."""
+        """Mirror a written batch's offsets into the group's Kafka offsets."""
+        await self._commit_offsets({TP(t, p): end for (t, p), (_, end) in batch.ranges.items()})
+
+    async def _mirror_positions(self) -> None:
+        """Commit the datamart's position of every owned partition to Kafka (after each assignment and each
+        progress tick): after a Kafka-side offset reset, or a commit lost to a rebalance, the group's Kafka
+        offsets converge back to the datamart's, even on a partition where nothing new arrives."""
+        self._mirror_due = False
+        positions = dict(self._written)
+        try:
+            await asyncio.wait_for(self._commit_offsets(positions), _MIRROR_TIMEOUT_S)
+        except TimeoutError:  # the broker is unreachable: the next progress tick tries again
+            log.debug("Kafka offset commit timed out after %.0f s", _MIRROR_TIMEOUT_S)
+            return
+        if any(self._written.get(tp) != pos for tp, pos in positions.items()):
+            self._mirror_due = True  # a batch committed meanwhile may have been overtaken by this older position
+
+    async def _commit_offsets(self, offsets: dict[TP, int]) -> None:
+        """Commit the owned partitions' offsets to Kafka (best effort; the datamart is the truth)."""
         assert self._consumer is not None
         if self.config.assign_manually:
             return
-        offsets = {TP(t, p): end for (t, p), (_, end) in batch.ranges.items() if TP(t, p) in self._owned}
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in self._owned}
         if not offsets:
             return
         try:
@@ -620,6 +653,7 @@ class Worker:
         self.metrics.assigned_partitions.set(len(self._owned))
         self._assigned_once.set()
         self._in_group = True
+        self._mirror_due = True  # Kafka's offsets may have been reset while the group was empty
         log.info("assigned %d partitions", len(assigned), extra={"partitions": sorted(map(str, assigned))})
 
     def _seek(self, tp: TP, offset: int) -> None:
@@ -715,6 +749,13 @@ class Worker:
             s.duplicates_skipped,
             extra={"messages": s.messages, "rows": s.rows, "dead_letters": s.dead_letters},
         )
+
+
+def _next_client_id() -> str:
+    """``stream-logger-<host>-<pid>``, with ``-2``, ``-3``, ... for a process's later workers (the demo runs
+    several in one process)."""
+    number = next(_worker_numbers)
+    return f"stream-logger-{socket.gethostname()}-{os.getpid()}" + (f"-{number}" if number > 1 else "")
 
 
 async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:

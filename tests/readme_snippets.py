@@ -99,7 +99,8 @@ def substitute(code: str, language: str, names: dict[str, str]) -> str:
 
     ``names`` maps ``topic``, ``schema``, ``replay_schema`` and ``group`` to the names to use. Only the places
     where the README uses them as such are rewritten (``--topic scoring``, ``Emitter("scoring")``,
-    ``--schema datamart``, ``datamart.<table>`` in SQL, ``--group <name>``), never a command name.
+    ``--schema datamart``, ``datamart.<table>`` in SQL, ``--group <name>``, ``group_id = '<name>'`` and
+    ``topic = 'scoring'`` in SQL), never a command name.
     """
     out = code
     if language == "python":
@@ -109,4 +110,6 @@ def substitute(code: str, language: str, names: dict[str, str]) -> str:
     out = re.sub(r"--schema datamart\b", f"--schema {names['schema']}", out)
     out = re.sub(r"--group [a-z][a-z0-9_-]*", f"--group {names['group']}", out)
     out = re.sub(r"\bdatamart\.(?=[a-z_])", f"{names['schema']}.", out)
+    out = re.sub(r"group_id = '[a-z][a-z0-9_-]*'", f"group_id = '{names['group']}'", out)
+    out = re.sub(r"topic = 'scoring'", f"topic = '{names['topic']}'", out)
     return out

@@ -22,6 +22,8 @@ import pytest
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
 from tests.integration.conftest import unique_name
+from tests.integration.test_kafka_offsets import kafka_offsets
+from tests.integration.test_worker import end_offsets, stored_offsets
 from tests.readme_snippets import ROOT, parse_readme, substitute
 from tests.support import produce
 from tests.unit.test_readme import RUN_BY_INTEGRATION_TEST
@@ -154,6 +156,17 @@ async def test_the_readme_walkthrough(
             f"SELECT age FROM {quote_ident(schema)}.payload_german_credit WHERE scoring_id = 'bad-age'"
         )
         assert age == 30
+
+        # Deploying: rewinding the group on purpose fills in a row deleted by hand, doubles nothing (the dead
+        # letter is not recorded twice), and the group's Kafka offsets follow the datamart's.
+        await pg.execute(f"DELETE FROM {quote_ident(schema)}.payload_german_credit WHERE scoring_id = 'bad-age'")
+        out = walk.bash("rewind-group")
+        assert "next_offset" in out and "UPDATE " in out
+        assert await payload_rows(pg, schema) == 7
+        assert await dead_letters(pg, schema) == ["type_conflict"]
+        positions = await stored_offsets(pg, schema, names["group"])
+        assert positions == {p: end for p, end in (await end_offsets(settings, topic)).items() if end > 0}
+        assert await kafka_offsets(settings, names["group"], topic) == positions
 
         # Replay everything into a fresh schema (then --resume: nothing left to do, nothing doubled).
         walk.bash("replay")

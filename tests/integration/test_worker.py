@@ -353,6 +353,7 @@ async def test_metrics_and_health_endpoints(settings: Settings, topic: str, data
         await run
     assert (health, ready, status) == (200, 200, 200)
     assert "stream_logger_rows_written_total 50.0" in body
+    assert "stream_logger_ready 1.0" in body
     assert "stream_logger_batch_write_seconds_bucket" in body
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from stream_logger import records
 from stream_logger.cli import build_parser
+from tests.deploy import system_tool
 from tests.readme_snippets import LANGUAGES, README, ROOT, Snippet, command_lines, parse_readme
 
 SNIPPETS = parse_readme()
@@ -41,8 +42,11 @@ RUN_BY_INTEGRATION_TEST = frozenset(
         "sql-dead-letters",
         "sql-fields",
         "sql-offsets",
+        "rewind-group",
     }
 )
+# Shell snippets that need no services, run by this file (the tools come from Debian's packages).
+RUN_BY_UNIT_TEST = {"compose-check": "docker-compose", "alerts-check": "prometheus"}
 # Shell snippets only parsed, with the reason they are not run.
 PARSE_ONLY = {
     "the-two-commands": "make demo/test set up the machine and run for minutes: checked with make -n",
@@ -52,9 +56,13 @@ PARSE_ONLY = {
     "other-ports": "would start a second dev stack",
     "datamart-drop": "drops a datamart (tests/integration/test_cli_datamart.py runs it on a schema of its own)",
     "deploy-servers": "servers run until stopped (tests/integration/test_servers.py runs uvicorn and gunicorn so)",
+    "containers": "needs a Docker engine (tests/unit/test_deploy_containers.py checks the files it uses)",
+    "kubernetes": "needs a Kubernetes cluster (tests/unit/test_deploy_kubernetes.py checks the manifests)",
 }
 # Programs a shell snippet may call besides stream-logger and make.
-OTHER_PROGRAMS = frozenset({"curl", "grep", "psql", "java", "export", "eval", "uvicorn", "gunicorn"})
+OTHER_PROGRAMS = frozenset(
+    {"curl", "grep", "psql", "java", "export", "eval", "uvicorn", "gunicorn", "docker", "kubectl"}
+)
 DATAMART_TABLES = frozenset(
     {"subscriptions", "dead_letters", "consumer_offsets", "schema_migrations", "payload_german_credit"}
 )
@@ -102,9 +110,10 @@ def test_every_runnable_snippet_is_run_by_the_integration_test_or_says_why_not()
         if s.language in {"python", "sql"}:
             assert s.name in RUN_BY_INTEGRATION_TEST, f"{s.name}: {s.language} snippets must run in integration"
         if s.language == "bash":
-            assert (s.name in RUN_BY_INTEGRATION_TEST) != (s.name in PARSE_ONLY), s.name
-    assert set(RUN_BY_INTEGRATION_TEST) <= set(BY_NAME), set(RUN_BY_INTEGRATION_TEST) - set(BY_NAME)
-    assert set(PARSE_ONLY) <= set(BY_NAME), set(PARSE_ONLY) - set(BY_NAME)
+            ways = [s.name in RUN_BY_INTEGRATION_TEST, s.name in RUN_BY_UNIT_TEST, s.name in PARSE_ONLY]
+            assert ways.count(True) == 1, s.name
+    for names in (RUN_BY_INTEGRATION_TEST, RUN_BY_UNIT_TEST, PARSE_ONLY):
+        assert set(names) <= set(BY_NAME), set(names) - set(BY_NAME)
 
 
 def test_command_lines_split_comments_chains_and_redirections() -> None:
@@ -141,11 +150,20 @@ def test_shell_snippets_are_valid_invocations(snippet: Snippet) -> None:
             assert name in env_vars_in_code(), f"{name} is not a setting the code reads"
         elif program == "psql":
             assert '"$STREAM_LOGGER_DSN"' in snippet.code, "psql should connect with $STREAM_LOGGER_DSN"
-        else:
+        elif snippet.name not in RUN_BY_UNIT_TEST:  # those run their programs: test_the_tool_snippets_run
             assert program in OTHER_PROGRAMS, f"{snippet.name}: unexpected program {program!r}"
-        for arg in argv:  # files named in a command are files of the repository (or made by the snippet)
+        for arg in argv:  # files named in a command are files (or folders) of the repository
             if arg.startswith("examples/"):
-                assert (ROOT / arg).is_file(), arg
+                assert (ROOT / arg).exists(), arg
+
+
+@pytest.mark.parametrize("name", sorted(RUN_BY_UNIT_TEST))
+def test_the_tool_snippets_run(name: str) -> None:
+    """The snippets that check the deployment files run as written, from the repository's root."""
+    for argv in command_lines(BY_NAME[name].code):
+        tool = system_tool(argv[0], RUN_BY_UNIT_TEST[name])
+        run = subprocess.run([tool, *argv[1:]], cwd=ROOT, capture_output=True, text=True, check=False)
+        assert run.returncode == 0, f"{name}: {' '.join(argv)}\n{run.stdout}\n{run.stderr}"
 
 
 def test_the_json_record_example_is_a_valid_v1_record() -> None:
