@@ -18,7 +18,7 @@ import pytest
 
 from stream_logger import records
 from stream_logger.cli import build_parser
-from tests.deploy import system_tool
+from tests.deploy import consume_env_vars, system_tool
 from tests.readme_snippets import LANGUAGES, README, ROOT, Snippet, command_lines, parse_readme
 
 SNIPPETS = parse_readme()
@@ -80,7 +80,8 @@ def check_stream_logger(argv: list[str]) -> None:
 
 
 def env_vars_in_code() -> set[str]:
-    found: set[str] = set()
+    """The variables the code names in full, and those a worker looks up however it spells them (from a prefix)."""
+    found: set[str] = set(consume_env_vars())
     for path in (ROOT / "stream_logger").rglob("*.py"):
         found.update(re.findall(r"STREAM_LOGGER_[A-Z_]*[A-Z]", path.read_text(encoding="utf-8")))
     return found
