@@ -27,13 +27,15 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from .errors import ConfigError
+from .kafka_config import is_secret
 from .records import DEFAULT_MAX_RECORD_BYTES
 from .spool import Spool
 
@@ -63,6 +65,12 @@ _REFUSED = frozenset(
 )
 """Failures that sending again cannot cure: the record is dropped (with a warning), never spilled."""
 _DeliveryCallback = Callable[[KafkaError | None, Message], None]
+_REFUSED_CONNECTION = {
+    KafkaError._AUTHENTICATION: "authentication failed (SASL)",
+    KafkaError._SSL: "TLS failed (is ssl.ca.location the broker's CA?)",
+}
+"""librdkafka's reports of a broker that answers but refuses the client: retrying cannot cure them."""
+_REFUSAL_WARNING_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,8 @@ class EmitterStats:
 class PipelineConfig:
     topic: str
     bootstrap_servers: str
+    client_settings: Mapping[str, str]
+    """librdkafka's connection and security settings (``Settings.librdkafka_config()``): SASL, TLS, client.id."""
     compression: str | None
     linger_ms: float
     max_batch_bytes: int
@@ -109,6 +119,7 @@ def producer_settings(config: PipelineConfig, budget_bytes: int) -> dict[str, An
     return {
         "bootstrap.servers": config.bootstrap_servers,
         "client.id": "stream-logger-emitter",
+        **config.client_settings,
         "acks": "all",
         "enable.idempotence": True,
         "compression.type": config.compression or "none",
@@ -168,6 +179,8 @@ class Pipeline:
         self._close_deadline = 0.0  # set by stop()
         self._last_drop_warning = 0.0
         self._drops_unreported = 0
+        self._refusal: str | None = None  # why the broker refuses this producer (authentication, TLS), if it does
+        self._last_refusal_warning = 0.0
 
     # ---- any thread -------------------------------------------------------------------------------------------
 
@@ -229,6 +242,12 @@ class Pipeline:
                 return False
             time.sleep(0.005)
         return True
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the broker refuses the producer's connections (authentication failed, TLS verification failed), as
+        librdkafka last reported it; None when it does not (or no longer does)."""
+        return self._refusal
 
     @property
     def running(self) -> bool:
@@ -312,6 +331,15 @@ class Pipeline:
         if err.fatal():
             self._fatal = True
             self._trouble = f"the producer failed: {err.str()}"
+        elif err.code() in _REFUSED_CONNECTION:
+            self._refusal = f"Kafka refused the connection: {_REFUSED_CONNECTION[err.code()]}: {err.str()}"
+            self._trouble = self._refusal
+            now = time.monotonic()
+            if now - self._last_refusal_warning >= _REFUSAL_WARNING_INTERVAL_S:
+                self._last_refusal_warning = now
+                log.warning(
+                    "topic %s: %s (records wait in the spool, or are dropped)", self.config.topic, self._refusal
+                )
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:
             self._trouble = f"cannot reach {self.config.bootstrap_servers}: {err.str()}"
         elif err.code() != KafkaError._TRANSPORT:  # a single connection lost: librdkafka reconnects
@@ -375,7 +403,14 @@ class Pipeline:
         callbacks: dict[str, Any] = {"error_cb": self._on_error}
         if on_delivery is not None:  # librdkafka refuses None here
             callbacks["on_delivery"] = on_delivery
-        return Producer(producer_settings(self.config, budget_bytes), **callbacks)
+        try:
+            return Producer(producer_settings(self.config, budget_bytes), **callbacks)
+        except KafkaException as exc:  # a setting librdkafka does not know, or a value it refuses
+            message = str(exc.args[0].str() if exc.args else exc)
+            for name, value in self.config.client_settings.items():
+                if is_secret(name) and value:
+                    message = message.replace(value, "***")
+            raise ConfigError(f"the Kafka client settings are refused by librdkafka: {message}") from None
 
     def _run(self) -> None:
         backoff_s = 0.2
@@ -442,6 +477,7 @@ class Pipeline:
             with self._lock:
                 self._broker_up = True
                 self._unreachable = False
+                self._refusal = None
             log.info("topic %s: the broker is reachable again", self.config.topic)
         return self._replay_spool()
 
