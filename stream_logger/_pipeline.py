@@ -331,17 +331,13 @@ class Pipeline:
         if err.fatal():
             self._fatal = True
             self._trouble = f"the producer failed: {err.str()}"
-        elif err.code() in _REFUSED_CONNECTION:
+        elif err.code() in _REFUSED_CONNECTION:  # "delivery suspended" says so, then a reminder once a minute
+            if self._refusal is None:
+                self._last_refusal_warning = time.monotonic()
             self._refusal = f"Kafka refused the connection: {_REFUSED_CONNECTION[err.code()]}: {err.str()}"
             self._trouble = self._refusal
-            now = time.monotonic()
-            if now - self._last_refusal_warning >= _REFUSAL_WARNING_INTERVAL_S:
-                self._last_refusal_warning = now
-                log.warning(
-                    "topic %s: %s (records wait in the spool, or are dropped)", self.config.topic, self._refusal
-                )
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:
-            self._trouble = f"cannot reach {self.config.bootstrap_servers}: {err.str()}"
+            self._trouble = self._refusal or f"cannot reach {self.config.bootstrap_servers}: {err.str()}"
         elif err.code() != KafkaError._TRANSPORT:  # a single connection lost: librdkafka reconnects
             log.warning("topic %s: producer error: %s", self.config.topic, err.str())
 
@@ -473,6 +469,10 @@ class Pipeline:
             except KafkaException:
                 with self._lock:
                     self._unreachable = True
+                refusal, now = self._refusal, time.monotonic()
+                if refusal is not None and now - self._last_refusal_warning >= _REFUSAL_WARNING_INTERVAL_S:
+                    self._last_refusal_warning = now
+                    log.warning("topic %s: delivery still suspended, %s", self.config.topic, refusal)
                 return False
             with self._lock:
                 self._broker_up = True

@@ -23,7 +23,7 @@ async def produce(
     settings: Settings, topic: str, values: Sequence[bytes | None], keys: Sequence[bytes | None] | None = None
 ) -> None:
     """Send messages and wait until every one is acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**settings.aiokafka_kwargs(acks="all", linger_ms=5))
     await producer.start()
     try:
         futures = [
