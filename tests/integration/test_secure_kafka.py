@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -33,7 +32,7 @@ from stream_logger.kafka_clients import start_client
 from stream_logger.kafka_config import KafkaClientConfig, env_name
 from stream_logger.samples import german_credit_record
 from stream_logger.topics import create_topic, delete_topic
-from tests.support import count_rows, setup_datamart
+from tests.support import count_rows, scoring_call, setup_datamart
 
 from .conftest import unique_name
 
@@ -103,17 +102,6 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
-def _call(i: int) -> dict[str, Any]:
-    r = german_credit_record(i)
-    return {
-        "request": r["request"],
-        "response": r["response"],
-        "subscription_id": r["subscription_id"],
-        "scoring_id": f"sec-{i:06d}",
-        "scoring_timestamp": datetime.now(UTC),
-    }
-
-
 def _records_file(tmp_path: Path, count: int) -> Path:
     path = tmp_path / "records.jsonl"
     now = datetime.now(UTC).isoformat()
@@ -136,7 +124,7 @@ async def test_the_emitter_sends_and_consume_reads_through_sasl_ssl(
         ssl_ca_location=secure.kafka.get("ssl.ca.location") or "",
     ) as em:
         for i in range(40):
-            em.log(**_call(i))
+            em.log(**scoring_call(i, f"sec-{i:06d}", datetime.now(UTC)))
         assert await em.flush(60)
         assert em.stats().acknowledged == 40 and em.refusal is None
     await setup_datamart(secure, schema)
@@ -238,7 +226,7 @@ async def test_the_emitter_says_why_it_is_refused_and_keeps_the_records(
     )
     async with em:
         for i in range(10):
-            em.log(**_call(i))  # never raises
+            em.log(**scoring_call(i, f"sec-{i:06d}", datetime.now(UTC)))  # never raises
         await em.flush(30)
         assert em.refusal is not None and "authentication failed (SASL)" in em.refusal
         stats = em.stats()
