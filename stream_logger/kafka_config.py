@@ -261,7 +261,7 @@ class KafkaClientConfig:
 
     def librdkafka_config(self, bootstrap_servers: str) -> dict[str, str]:
         """confluent-kafka's configuration: every setting as is (librdkafka validates the names it knows)."""
-        config = {"bootstrap.servers": bootstrap_servers, **dict(self.properties)}
+        config = {**dict(self.properties), "bootstrap.servers": bootstrap_servers}  # a file's list comes last
         if (config.get("security.protocol") or "").startswith("SASL_"):
             config.setdefault("sasl.mechanism", "PLAIN")  # librdkafka's own default, GSSAPI, needs Kerberos
         return config

@@ -87,6 +87,8 @@ def test_flag_beats_environment_beats_file(tmp_path: Path, clean_env: pytest.Mon
     assert settings.aiokafka_kwargs()["client_id"] == "credit"
     clean_env.setenv("STREAM_LOGGER_BOOTSTRAP_SERVERS", "env:9092")
     assert settings_from(args).bootstrap_servers == "env:9092"
+    assert settings_from(args).librdkafka_config()["bootstrap.servers"] == "env:9092"
+    assert settings_from(args).aiokafka_kwargs()["bootstrap_servers"] == "env:9092"
 
 
 def test_the_file_named_by_the_flag_wins_over_the_environment_s(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
