@@ -21,8 +21,8 @@ install: $(STAMP)  ## create .venv and install the package with its dev tools
 system-deps:  ## install the PostgreSQL server, Maven, promtool and docker-compose from Debian's packages when missing
 	@bash .ci/system-deps
 
-dev-up: install system-deps  ## start the local Kafka + PostgreSQL (idempotent)
-	$(BIN)/stream-logger dev up --reuse
+dev-up: install system-deps  ## start the local Kafka (with its SASL_SSL listener) + PostgreSQL (idempotent)
+	$(BIN)/stream-logger dev up --reuse --secure
 
 dev-down:  ## stop the local Kafka + PostgreSQL, keeping their data
 	$(BIN)/stream-logger dev down

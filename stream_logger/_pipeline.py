@@ -27,13 +27,15 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from .errors import ConfigError
+from .kafka_config import is_secret
 from .records import DEFAULT_MAX_RECORD_BYTES
 from .shared_spool import SharedSpool
 
@@ -65,6 +67,12 @@ _REFUSED = frozenset(
 )
 """Failures that sending again cannot cure: the record is dropped (with a warning), never spilled."""
 _DeliveryCallback = Callable[[KafkaError | None, Message], None]
+_REFUSED_CONNECTION = {
+    KafkaError._AUTHENTICATION: "authentication failed (SASL)",
+    KafkaError._SSL: "TLS failed (is ssl.ca.location the broker's CA?)",
+}
+"""librdkafka's reports of a broker that answers but refuses the client: retrying cannot cure them."""
+_REFUSAL_WARNING_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,8 @@ class EmitterStats:
 class PipelineConfig:
     topic: str
     bootstrap_servers: str
+    client_settings: Mapping[str, str]
+    """librdkafka's connection and security settings (``Settings.librdkafka_config()``): SASL, TLS, client.id."""
     compression: str | None
     linger_ms: float
     max_batch_bytes: int
@@ -111,6 +121,7 @@ def producer_settings(config: PipelineConfig, budget_bytes: int) -> dict[str, An
     return {
         "bootstrap.servers": config.bootstrap_servers,
         "client.id": "stream-logger-emitter",
+        **config.client_settings,
         "acks": "all",
         "enable.idempotence": True,
         "compression.type": config.compression or "none",
@@ -159,7 +170,7 @@ class Pipeline:
         self._trouble: str | None = None  # set by librdkafka's callbacks, handled by the pipeline's thread
         self._fatal = False
         self._accepting = True  # false once stop() began: new records go to the spool, or are dropped
-        self._refusal: str | None = None  # why every record is dropped (the pipeline could not start after a fork)
+        self._dropping_all: str | None = None  # why every record is dropped (it could not start after a fork)
         self._producer: Producer | None = None
         self._replayer: Producer | None = None  # sends the spool; created when first needed
         self._alone: Producer | None = None  # sends a spooled record too large for the replayer, one at a time
@@ -171,6 +182,8 @@ class Pipeline:
         self._close_deadline = 0.0  # set by stop()
         self._last_drop_warning = 0.0
         self._drops_unreported = 0
+        self._refusal: str | None = None  # why the broker refuses this producer (authentication, TLS), if it does
+        self._last_refusal_warning = 0.0
 
     # ---- any thread -------------------------------------------------------------------------------------------
 
@@ -234,6 +247,12 @@ class Pipeline:
         return True
 
     @property
+    def refusal(self) -> str | None:
+        """Why the broker refuses the producer's connections (authentication failed, TLS verification failed), as
+        librdkafka last reported it; None when it does not (or no longer does)."""
+        return self._refusal
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -276,8 +295,8 @@ class Pipeline:
         return False
 
     def _overflow_locked(self, key: bytes, value: bytes, drop_reason: str) -> None:
-        if self._refusal is not None:
-            self._note_drop_locked(self._refusal)
+        if self._dropping_all is not None:
+            self._note_drop_locked(self._dropping_all)
             return
         policy = self.config.overflow if self.config.overflow != "block" else self.config.block_fallback
         if policy == "spill" and self._spool is not None:
@@ -318,8 +337,13 @@ class Pipeline:
         if err.fatal():
             self._fatal = True
             self._trouble = f"the producer failed: {err.str()}"
+        elif err.code() in _REFUSED_CONNECTION:  # "delivery suspended" says so, then a reminder once a minute
+            if self._refusal is None:
+                self._last_refusal_warning = time.monotonic()
+            self._refusal = f"Kafka refused the connection: {_REFUSED_CONNECTION[err.code()]}: {err.str()}"
+            self._trouble = self._refusal
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:
-            self._trouble = f"cannot reach {self.config.bootstrap_servers}: {err.str()}"
+            self._trouble = self._refusal or f"cannot reach {self.config.bootstrap_servers}: {err.str()}"
         elif err.code() != KafkaError._TRANSPORT:  # a single connection lost: librdkafka reconnects
             log.warning("topic %s: producer error: %s", self.config.topic, err.str())
 
@@ -388,7 +412,7 @@ class Pipeline:
     def refuse(self, reason: str) -> None:
         """Drop every record from now on, counted and warned about with ``reason`` (this pipeline cannot run)."""
         with self._lock:
-            self._refusal = reason
+            self._dropping_all = reason
             self._accepting = False
             early, self._early, self._early_bytes = self._early, deque(), 0
             for _ in early:
@@ -400,7 +424,14 @@ class Pipeline:
         callbacks: dict[str, Any] = {"error_cb": self._on_error}
         if on_delivery is not None:  # librdkafka refuses None here
             callbacks["on_delivery"] = on_delivery
-        return Producer(producer_settings(self.config, budget_bytes), **callbacks)
+        try:
+            return Producer(producer_settings(self.config, budget_bytes), **callbacks)
+        except KafkaException as exc:  # a setting librdkafka does not know, or a value it refuses
+            message = str(exc.args[0].str() if exc.args else exc)
+            for name, value in self.config.client_settings.items():
+                if is_secret(name) and value:
+                    message = message.replace(value, "***")
+            raise ConfigError(f"the Kafka client settings are refused by librdkafka: {message}") from None
 
     def _run(self) -> None:
         backoff_s = 0.2
@@ -482,10 +513,15 @@ class Pipeline:
             except KafkaException:
                 with self._lock:
                     self._unreachable = True
+                refusal, now = self._refusal, time.monotonic()
+                if refusal is not None and now - self._last_refusal_warning >= _REFUSAL_WARNING_INTERVAL_S:
+                    self._last_refusal_warning = now
+                    log.warning("topic %s: delivery still suspended, %s", self.config.topic, refusal)
                 return False
             with self._lock:
                 self._broker_up = True
                 self._unreachable = False
+                self._refusal = None
             log.info("topic %s: the broker is reachable again", self.config.topic)
         return self._replay_spool()
 

@@ -1,7 +1,8 @@
-"""Settings shared by every command: where Kafka and PostgreSQL are.
+"""Settings shared by every command: where Kafka and PostgreSQL are, and how to reach Kafka (SASL, TLS).
 
-Each setting comes from a command-line flag, else from the environment (``STREAM_LOGGER_<NAME>``), else from the
-default, which points at the local dev stack (``stream-logger dev up``).
+Each setting comes from a command-line flag, else from the environment (``STREAM_LOGGER_<NAME>``), else (for Kafka's)
+from the properties file ``STREAM_LOGGER_KAFKA_CONFIG``, else from the default, which points at the local dev stack
+(``stream-logger dev up``). The Kafka client settings are :mod:`stream_logger.kafka_config`'s.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .errors import ConfigError
+from .kafka_config import KafkaClientConfig
 
 __all__ = [
     "DEFAULT_BOOTSTRAP_SERVERS",
@@ -102,12 +105,13 @@ def _dsn_problem(dsn: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Settings:
-    """Where the broker and the database are."""
+    """Where the broker and the database are, and the Kafka clients' security settings (``kafka``)."""
 
     bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     dsn: str = DEFAULT_DSN
+    kafka: KafkaClientConfig = field(default_factory=KafkaClientConfig)
 
     def __post_init__(self) -> None:
         for server in self.bootstrap_servers.split(","):
@@ -120,12 +124,20 @@ class Settings:
             raise ConfigError(problem)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX) -> Settings:
-        """Settings from ``<prefix>BOOTSTRAP_SERVERS`` and ``<prefix>DSN``, with the defaults for the rest."""
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX, kafka: KafkaClientConfig | None = None
+    ) -> Settings:
+        """Settings from ``<prefix>BOOTSTRAP_SERVERS``, ``<prefix>DSN`` and the Kafka client settings (``kafka``,
+        else :meth:`KafkaClientConfig.load` from the environment), with the defaults for the rest. The broker list
+        may also come from the properties file's ``bootstrap.servers``."""
         env = os.environ if environ is None else environ
+        kafka = KafkaClientConfig.load(env, prefix) if kafka is None else kafka
         return cls(
-            bootstrap_servers=env.get(f"{prefix}BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP_SERVERS,
+            bootstrap_servers=env.get(f"{prefix}BOOTSTRAP_SERVERS")
+            or kafka.get("bootstrap.servers")
+            or DEFAULT_BOOTSTRAP_SERVERS,
             dsn=env.get(f"{prefix}DSN") or DEFAULT_DSN,
+            kafka=kafka,
         )
 
     def with_overrides(self, bootstrap_servers: str | None = None, dsn: str | None = None) -> Settings:
@@ -135,6 +147,20 @@ class Settings:
             bootstrap_servers=bootstrap_servers or self.bootstrap_servers,
             dsn=dsn or self.dsn,
         )
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(bootstrap_servers={self.bootstrap_servers!r}, dsn={self.redacted_dsn!r}, kafka={self.kafka!r})"
+        )
+
+    def librdkafka_config(self) -> dict[str, str]:
+        """The Kafka client settings for confluent-kafka (the emitter's producers), broker list included."""
+        return self.kafka.librdkafka_config(self.bootstrap_servers)
+
+    def aiokafka_kwargs(self, **defaults: Any) -> dict[str, Any]:
+        """The Kafka client settings as keywords of an aiokafka client, broker list included; ``defaults`` are the
+        caller's own (the settings may override ``client_id``)."""
+        return self.kafka.aiokafka_kwargs(self.bootstrap_servers, **defaults)
 
     @property
     def redacted_dsn(self) -> str:

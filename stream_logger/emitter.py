@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
 
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 
@@ -46,6 +46,7 @@ from ._build import encode_call
 from ._pipeline import EmitterStats, Overflow, Pipeline, PipelineConfig
 from .config import Settings
 from .errors import MAX_DETAIL_CHARS, ConfigError, RecordError, clip, describe
+from .kafka_config import KafkaClientConfig, KafkaSecurityOptions
 from .records import MAX_SCORING_ID_CHARS
 from .shared_spool import default_spool_dir
 
@@ -87,6 +88,7 @@ class _EmitterBase:
         close_timeout_s: float = 10.0,
         strict: bool = False,
         validate: bool = True,
+        **kafka: Unpack[KafkaSecurityOptions],
     ) -> None:
         if compression not in COMPRESSIONS:
             raise ConfigError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
@@ -98,7 +100,8 @@ class _EmitterBase:
             raise ConfigError("max_buffer_bytes, max_batch_bytes and max_spool_bytes must be positive")
         if not topic:
             raise ConfigError("a topic is required")
-        servers = bootstrap_servers or Settings.from_env().bootstrap_servers
+        settings = Settings.from_env(kafka=KafkaClientConfig.load(overrides=kafka))
+        servers = bootstrap_servers or settings.bootstrap_servers
         Settings(bootstrap_servers=servers)  # validates host:port[,...]
         if spool_dir is None:
             spool_dir = default_spool_dir(topic)
@@ -110,6 +113,7 @@ class _EmitterBase:
             PipelineConfig(
                 topic=topic,
                 bootstrap_servers=servers,
+                client_settings=settings.kafka.librdkafka_config(servers),
                 compression=compression,
                 linger_ms=linger_ms,
                 max_batch_bytes=max_batch_bytes,
@@ -127,6 +131,12 @@ class _EmitterBase:
 
     def _created(self) -> None:
         """Called at the end of ``__init__``."""
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the broker refuses this emitter (authentication failed, TLS verification failed), or None. ``log()``
+        never raises for it: records wait in the spool (or are dropped) and a warning is logged once a minute."""
+        return self._pipeline.refusal
 
     def _lifecycle(self) -> Lifecycle:
         raise NotImplementedError
@@ -267,7 +277,11 @@ class Emitter(_EmitterBase):
     layout, and the full decode of the others); records that break v1 then reach the worker's dead-letter table
     instead of being refused here. ``strict=True`` implies ``validate``.
 
-    ``bootstrap_servers`` defaults to the settings' (``STREAM_LOGGER_BOOTSTRAP_SERVERS``). The producer waits for
+    ``bootstrap_servers`` defaults to the settings' (``STREAM_LOGGER_BOOTSTRAP_SERVERS``). SASL and TLS come from
+    the keywords ``security_protocol``, ``sasl_mechanism``, ``sasl_username``, ``sasl_password``,
+    ``ssl_ca_location``, ``ssl_certificate_location``, ``ssl_key_location``, ``ssl_key_password``, else from the
+    environment (``STREAM_LOGGER_KAFKA_SASL_USERNAME`` and so on), else from the properties file ``kafka_config`` (or
+    ``STREAM_LOGGER_KAFKA_CONFIG``), as :mod:`stream_logger.kafka_config` says. The producer waits for
     every replica (``acks="all"``), is idempotent, compresses batches (``compression``; zstd by default) and keys
     each record by its ``scoring_id``. ``spool_dir`` defaults to ``<state>/spool/<topic>``, ``<state>`` being
     ``$STREAM_LOGGER_STATE_DIR``, else ``$XDG_STATE_HOME/stream-logger``, else ``~/.local/state/stream-logger``.

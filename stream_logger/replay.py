@@ -23,6 +23,7 @@ from . import datamart
 from .config import Settings
 from .errors import DatamartError, FatalError
 from .identifiers import quote_ident, validate_schema_name
+from .kafka_clients import start_client
 from .retry import kafka_errors, pg_errors
 from .worker import WorkerConfig
 
@@ -92,17 +93,17 @@ async def _plan_from_kafka(
     to_time: datetime | None,
     subscriptions: frozenset[str] | None,
 ) -> ReplayPlan:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    with kafka_errors("reading the topics' offsets"):
-        await consumer.start()
-        try:
+    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(enable_auto_commit=False))
+    try:
+        await start_client(consumer, settings, "reading the topics' offsets")
+        with kafka_errors("reading the topics' offsets"):
             tps = await _partitions(consumer, topics)
             begin = await consumer.beginning_offsets(tps)
             end_now = await consumer.end_offsets(tps)
             start = await _offsets(consumer, tps, from_time, end_now if from_time else begin)
             end = await _offsets(consumer, tps, to_time, end_now)
-        finally:
-            await consumer.stop()
+    finally:
+        await consumer.stop()
     return ReplayPlan(start, {tp: max(end[tp], start[tp]) for tp in tps}, subscriptions)
 
 

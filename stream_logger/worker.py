@@ -43,6 +43,7 @@ from aiokafka import TopicPartition as TP
 from . import datamart, records
 from .config import Settings
 from .errors import ConfigError, FatalError, FencedError
+from .kafka_clients import start_client
 from .metrics import MetricsServer, WorkerMetrics
 from .retry import Outage, kafka_errors, pg_errors, retrying
 from .sink import Message, PreparedBatch, Sink
@@ -280,8 +281,7 @@ class Worker:
         async for attempt in retrying(where, on_retry=self._kafka.retried):
             with attempt, kafka_errors(where):
                 consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self.settings.bootstrap_servers,
-                    client_id=self.client_id,
+                    **self.settings.aiokafka_kwargs(client_id=self.client_id),
                     group_id=None if cfg.assign_manually else cfg.group_id,
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
@@ -295,7 +295,7 @@ class Worker:
                     metadata_max_age_ms=_METADATA_MAX_AGE_MS,
                 )
                 try:
-                    await consumer.start()
+                    await start_client(consumer, self.settings, where)
                 except BaseException:
                     await _stop_consumer(consumer)
                     raise

@@ -7,8 +7,9 @@ import contextlib
 import json
 import socket
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from stream_logger import datamart
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
+from stream_logger.samples import german_credit_record
 from stream_logger.subscriptions import Subscription, create_partitions, declare
 
 
@@ -23,7 +25,7 @@ async def produce(
     settings: Settings, topic: str, values: Sequence[bytes | None], keys: Sequence[bytes | None] | None = None
 ) -> None:
     """Send messages and wait until every one is acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**settings.aiokafka_kwargs(acks="all", linger_ms=5))
     await producer.start()
     try:
         futures = [
@@ -49,6 +51,18 @@ async def count_rows(settings: Settings, schema: str, table: str) -> int:
         return n
     finally:
         await conn.close()
+
+
+def scoring_call(i: int, scoring_id: str, scoring_timestamp: datetime) -> dict[str, Any]:
+    """The keywords of one ``Emitter.log()`` call: the ``i``-th German-credit sample, under the given id and time."""
+    r = german_credit_record(i)
+    return {
+        "request": r["request"],
+        "response": r["response"],
+        "subscription_id": r["subscription_id"],
+        "scoring_id": scoring_id,
+        "scoring_timestamp": scoring_timestamp,
+    }
 
 
 SHARED_PORTS = {9092, 9093, 55432}  # the dev stack's: never handed out, even if free for a moment

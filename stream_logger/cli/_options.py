@@ -8,6 +8,8 @@ import re
 from typing import Any
 
 from ..config import ENV_PREFIX, Settings
+from ..kafka_config import SECURITY_SETTINGS, KafkaClientConfig, flag_name, is_secret, keyword_name
+from ..kafka_config import env_name as kafka_env_name
 
 __all__ = ["add_connection_options", "add_limit_options", "duration_s", "limit_overrides", "settings_from"]
 
@@ -24,6 +26,20 @@ def add_connection_options(parser: argparse.ArgumentParser, kafka: bool = True, 
             metavar="HOST:PORT[,...]",
             help="Kafka brokers (env STREAM_LOGGER_BOOTSTRAP_SERVERS; default 127.0.0.1:9092, the dev stack)",
         )
+        kafka_options = parser.add_argument_group(
+            "Kafka security", "flag, else environment, else --kafka-config's file, else default (PLAINTEXT)"
+        )
+        kafka_options.add_argument(
+            "--kafka-config",
+            metavar="FILE",
+            help="a properties file of Kafka client settings, as confluent-kafka names them (security.protocol=..., "
+            "client.id=...) (env STREAM_LOGGER_KAFKA_CONFIG)",
+        )
+        for name, help_text in SECURITY_SETTINGS.items():
+            kafka_options.add_argument(
+                flag_name(name), metavar="SECRET" if is_secret(name) else "VALUE", dest=keyword_name(name),
+                help=f"{name}: {help_text} (env {kafka_env_name(name)})",
+            )  # fmt: skip
     if postgres:
         parser.add_argument(
             "--dsn",
@@ -34,7 +50,8 @@ def add_connection_options(parser: argparse.ArgumentParser, kafka: bool = True, 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by whichever connection flags the command has."""
-    return Settings.from_env().with_overrides(
+    kafka = KafkaClientConfig.load(overrides=vars(args))
+    return Settings.from_env(kafka=kafka).with_overrides(
         bootstrap_servers=getattr(args, "bootstrap_servers", None), dsn=getattr(args, "dsn", None)
     )
 

@@ -8,13 +8,19 @@ from pathlib import Path
 
 from ..config import Settings
 from ..devstack import DevStack, StackStatus, services_answer
-from ..devstack.process import run_sync
+from ..devstack.process import port_accepts, run_sync
 
 __all__ = ["register"]
 
 
 def _stack(args: argparse.Namespace) -> DevStack:
-    return DevStack.from_env(home=args.home, kafka_port=args.kafka_port, pg_port=args.pg_port)
+    return DevStack.from_env(
+        home=args.home,
+        kafka_port=args.kafka_port,
+        pg_port=args.pg_port,
+        secure=args.secure or args.kafka_secure_port is not None,
+        kafka_secure_port=args.kafka_secure_port,
+    )
 
 
 def _print(status: StackStatus) -> None:
@@ -31,6 +37,12 @@ def _up(args: argparse.Namespace) -> int:
                 f"Kafka at {settings.bootstrap_servers} and PostgreSQL at {settings.redacted_dsn} already answer: "
                 "using them, starting nothing"
             )
+            stack = _stack(args)
+            if stack.kafka.secure_port is not None and not port_accepts(stack.kafka.secure_port):
+                print(
+                    f"no secured listener answers on {stack.kafka.secure_address}: the tests of it skip (and fail "
+                    "under CI=true); for it, stop the services and run dev up --secure"
+                )
             return 0
     status = _stack(args).up()
     _print(status)
@@ -52,7 +64,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _env(args: argparse.Namespace) -> int:
-    print("\n".join(_stack(args).env_lines()))
+    print("\n".join(_stack(args).env_lines(secure=args.secure)))
     return 0
 
 
@@ -72,6 +84,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         metavar="PORT",
         help="PostgreSQL's port on 127.0.0.1 (env STREAM_LOGGER_DEV_PG_PORT; default 55432)",
+    )
+    common.add_argument(
+        "--secure",
+        action="store_true",
+        help="up: also open a SASL_SSL listener (SCRAM-SHA-512, a CA and certificate made for this home); "
+        "env: print the settings for it",
+    )
+    common.add_argument(
+        "--kafka-secure-port",
+        type=int,
+        metavar="PORT",
+        help="the secured listener's port on 127.0.0.1; implies --secure (env STREAM_LOGGER_DEV_KAFKA_SECURE_PORT; "
+        "default the Kafka port + 2)",
     )
     dev = subparsers.add_parser(
         "dev",

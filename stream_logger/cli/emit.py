@@ -13,7 +13,7 @@ import orjson
 
 from ..emitter import Emitter
 from ..encoding import encode
-from ..errors import RecordError
+from ..errors import FatalError, RecordError
 from ..records import from_obj
 from ..spool import Spool
 from ._options import add_connection_options, settings_from
@@ -51,7 +51,9 @@ async def _emit(stream: IO[bytes], args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="stream-logger-emit-") as spool_dir:
         # A private spool: what is not delivered is reported here, not left for a later run to send.
-        emitter = Emitter(args.topic, settings.bootstrap_servers, spool_dir=spool_dir, strict=True)
+        emitter = Emitter(
+            args.topic, settings.bootstrap_servers, spool_dir=spool_dir, strict=True, kafka_config=settings.kafka
+        )
         async with emitter:
             for number, raw in enumerate(stream, start=1):
                 if not raw.strip():
@@ -72,6 +74,8 @@ async def _emit(stream: IO[bytes], args: argparse.Namespace) -> int:
         # stop() left in the spool whatever the broker did not acknowledge: those are the undelivered lines.
         undelivered = sorted({line_of.get(key.decode(), 0) for key in _spooled_keys(Path(spool_dir))})
         stats = emitter.stats()
+    if emitter.refusal is not None:  # a wrong password or an untrusted CA: say so, not only "undelivered"
+        raise FatalError(f"{emitter.refusal} ({len(undelivered)} lines not delivered)")
     if progress:
         print("\r", end="", file=sys.stderr)
     print(f"sent {stats.acknowledged}, invalid {len(invalid)}, undelivered {len(undelivered)}")

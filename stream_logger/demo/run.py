@@ -22,6 +22,7 @@ from .. import datamart, subscriptions
 from ..config import Settings, default_home
 from ..emitter import Emitter
 from ..identifiers import quote_ident
+from ..kafka_clients import start_client
 from ..retry import kafka_errors, pg_errors
 from ..topics import create_topic
 from ..worker import DEFAULT_MAX_RECORD_AGE_S, Worker, WorkerConfig
@@ -64,14 +65,14 @@ class DemoResult:
 
 async def _produce_raw(settings: Settings, topic: str, messages: Sequence[MalformedMessage]) -> None:
     """Malformed messages cannot go through the emitter (it refuses invalid records): a plain producer sends them."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    with kafka_errors("sending the malformed messages"):
-        await producer.start()
-        try:
+    producer = AIOKafkaProducer(**settings.aiokafka_kwargs(acks="all"))
+    try:
+        await start_client(producer, settings, "sending the malformed messages")
+        with kafka_errors("sending the malformed messages"):
             for m in messages:
                 await producer.send_and_wait(topic, m.value, key=m.key)
-        finally:
-            await producer.stop()
+    finally:
+        await producer.stop()
 
 
 class _Display:
@@ -109,7 +110,7 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
     sub_id = str(declaration["subscription_id"])
     began = time.monotonic()
     print(f"demo: topic {topic} ({opts.partitions} partitions) -> datamart schema {opts.schema!r}", file=out)
-    await create_topic(settings.bootstrap_servers, topic, opts.partitions)
+    await create_topic(settings, topic, opts.partitions)
     with pg_errors("setting up the demo datamart"):
         conn = await asyncpg.connect(settings.dsn)
     try:
@@ -133,7 +134,10 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
         malformed = malformed_messages(subscription_id=sub_id, seed=opts.seed)
         emitted = 0
         try:
-            async with Emitter(topic, settings.bootstrap_servers, spool_dir=default_home() / "demo-spool") as em:
+            spool_dir = default_home() / "demo-spool"
+            async with Emitter(
+                topic, settings.bootstrap_servers, spool_dir=spool_dir, kafka_config=settings.kafka
+            ) as em:
                 emitted = await _serve(em, opts, sub_id, settings, topic, malformed, workers, display)
                 await em.flush()
             expected = emitted + len(malformed)

@@ -25,6 +25,7 @@ from string import Template
 from ..errors import DevStackError
 from . import process
 from .status import ServiceStatus
+from .tls import SCRAM_MECHANISM, SecureListener
 
 __all__ = [
     "DEPENDENCY_PLUGIN_VERSION",
@@ -61,11 +62,40 @@ def render_pom(kafka_version: str = KAFKA_VERSION) -> str:
     )
 
 
-def render_server_properties(port: int, controller_port: int, log_dir: Path) -> str:
-    """The single-node KRaft ``server.properties`` for a broker on ``127.0.0.1:port``."""
+def render_server_properties(
+    port: int, controller_port: int, log_dir: Path, secure_port: int | None = None, key_store: Path | None = None
+) -> str:
+    """The single-node KRaft ``server.properties`` for a broker on ``127.0.0.1:port``; with ``secure_port``, also
+    a SASL_SSL listener there (SCRAM-SHA-512, the PEM ``key_store``). Inter-broker and controller traffic stay
+    plaintext on loopback."""
+    secure_listener = secure_settings = ""
+    if secure_port is not None:
+        assert key_store is not None
+        secure_listener = f",SASL_SSL://{HOST}:{secure_port}"
+        secure_settings = "\n".join(
+            [
+                "# The secured listener (dev up --secure): SCRAM users are created at format time.",
+                f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+                f"listener.name.sasl_ssl.sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+                f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+                f"listener.name.sasl_ssl.ssl.keystore.location={_escaped(key_store)}",
+                "",
+            ]
+        )
     return _template("server.properties").substitute(
-        host=HOST, port=port, controller_port=controller_port, log_dirs=str(log_dir).replace("\\", "\\\\")
+        host=HOST,
+        port=port,
+        controller_port=controller_port,
+        log_dirs=_escaped(log_dir),
+        secure_listener=secure_listener,
+        secure_settings=secure_settings,
     )
+
+
+def _escaped(path: Path) -> str:
+    return str(path).replace("\\", "\\\\")
 
 
 def parse_java_version(output: str) -> int:
@@ -115,10 +145,21 @@ class KafkaService:
 
     name = "kafka"
 
-    def __init__(self, home: Path, port: int, controller_port: int, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        port: int,
+        controller_port: int,
+        cache_dir: Path | None = None,
+        secure_port: int | None = None,
+    ) -> None:
         self.dir = home / "kafka"
         self.port = port
         self.controller_port = controller_port
+        self.secure_port = secure_port
+        """The SASL_SSL listener's port (``dev up --secure``); None: plaintext only."""
+        self.secure = SecureListener(self.dir / "secure")
+        self.scram_marker = self.dir / "data" / ".scram-user"
         self.jar_cache = (cache_dir or default_cache_dir()) / f"kafka-{KAFKA_VERSION}"
         self.pid_file = self.dir / "kafka.pid"
         self.log_file = self.dir / "kafka.log"
@@ -129,6 +170,20 @@ class KafkaService:
     @property
     def address(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def secure_address(self) -> str:
+        if self.secure_port is None:
+            raise DevStackError("this dev stack has no secured listener: start it with dev up --secure")
+        return f"{HOST}:{self.secure_port}"
+
+    def serves_secure_listener(self) -> bool:
+        """Whether the running broker's configuration has the SASL_SSL listener on ``secure_port``."""
+        try:
+            text = self.config_file.read_text()
+        except OSError:
+            return False
+        return self.secure_port is not None and f"SASL_SSL://{HOST}:{self.secure_port}" in text
 
     # -- state ---------------------------------------------------------------------------------------------------
 
@@ -242,6 +297,7 @@ class KafkaService:
             str(self.config_file),
             "--standalone",
             "--ignore-formatted",
+            *(("--add-scram", self.secure.scram_setting()) if self.secure_port is not None else ()),
         )
         result = subprocess.run(
             argv, capture_output=True, text=True, check=False, cwd=self.dir, umask=process.OWNER_ONLY_UMASK
@@ -249,6 +305,8 @@ class KafkaService:
         if result.returncode != 0:
             output = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
             raise DevStackError(f"formatting the Kafka storage failed (exit {result.returncode}):\n{output}")
+        if self.secure_port is not None:
+            self.scram_marker.write_text(f"{SCRAM_MECHANISM}\n")
 
     def start(self) -> int:
         """Start the broker (the caller checked that it is not running and its ports are free); returns its pid."""
@@ -257,7 +315,13 @@ class KafkaService:
         # Owner-only, the broker's umask too: its topics hold the scoring records (personal features).
         process.make_owner_only_dir(self.dir)
         process.make_owner_only_dir(self.data_dir)
-        self.config_file.write_text(render_server_properties(self.port, self.controller_port, self.data_dir))
+        if self.secure_port is not None:
+            self.secure.ensure(HOST)
+        self.config_file.write_text(
+            render_server_properties(
+                self.port, self.controller_port, self.data_dir, self.secure_port, self.secure.key_store
+            )
+        )
         self.log4j_file.write_text(resources.files(__package__).joinpath("log4j2.properties").read_text())
         self._format_storage(java, jar_dir)
         log.info("starting Kafka on %s", self.address)
@@ -281,6 +345,33 @@ class KafkaService:
                 f"Kafka did not answer on {self.address} within {timeout_s:.0f} s; the end of {self.log_file}:\n"
                 f"{process.tail(self.log_file)}"
             )
+
+    def ensure_scram_user(self) -> None:
+        """Create the SCRAM user on a running broker whose storage was formatted before ``--secure`` was asked
+        for (a fresh home gets it at format time)."""
+        if self.secure_port is None or self.scram_marker.exists():
+            return
+        user, password = self.secure.credentials()
+        log.info("adding the SCRAM user %s to the existing Kafka storage", user)
+        argv = self._java_argv(
+            self.java(),
+            self.jars(),
+            "kafka.admin.ConfigCommand",
+            "--bootstrap-server",
+            self.address,
+            "--alter",
+            "--add-config",
+            f"{SCRAM_MECHANISM}=[password={password}]",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            user,
+        )
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=self.dir)
+        if result.returncode != 0:
+            output = "\n".join((result.stdout + result.stderr).replace(password, "***").splitlines()[-20:])
+            raise DevStackError(f"adding the SCRAM user failed (exit {result.returncode}):\n{output}")
+        self.scram_marker.write_text(f"{SCRAM_MECHANISM}\n")
 
     def stop(self) -> bool:
         """Stop the broker (SIGTERM, then SIGKILL after a timeout); False when it was not running."""

@@ -15,9 +15,7 @@ async def services_answer(settings: Settings, timeout_s: float = 3.0) -> bool:
     try:
         conn = await asyncpg.connect(settings.dsn, timeout=timeout_s)
         await conn.close()
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
-        )
+        admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs(request_timeout_ms=int(timeout_s * 1000)))
         await admin.start()
         await admin.close()
     except Exception:

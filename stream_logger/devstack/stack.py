@@ -16,6 +16,7 @@ from . import process
 from .kafka import KafkaService
 from .postgres import PostgresService
 from .status import ServiceStatus
+from .tls import SCRAM_MECHANISM
 
 __all__ = ["DEFAULT_KAFKA_CONTROLLER_PORT", "DEFAULT_KAFKA_PORT", "DevStack", "StackStatus"]
 
@@ -68,13 +69,16 @@ class DevStack:
         kafka_controller_port: int | None = None,
         pg_port: int = DEFAULT_DEV_PG_PORT,
         cache_dir: Path | None = None,
+        kafka_secure_port: int | None = None,
     ) -> None:
         self.home = home.absolute()
         controller_port = kafka_controller_port if kafka_controller_port is not None else kafka_port + 1
-        ports = [kafka_port, controller_port, pg_port]
+        ports = [kafka_port, controller_port, pg_port, *([kafka_secure_port] if kafka_secure_port else [])]
         if len(set(ports)) != len(ports):
-            raise DevStackError(f"the Kafka, Kafka controller and PostgreSQL ports must differ, got {ports}")
-        self.kafka = KafkaService(self.home, kafka_port, controller_port, cache_dir)
+            raise DevStackError(
+                f"the Kafka, Kafka controller, secured Kafka and PostgreSQL ports must differ, got {ports}"
+            )
+        self.kafka = KafkaService(self.home, kafka_port, controller_port, cache_dir, kafka_secure_port)
         self.postgres = PostgresService(self.home, pg_port)
 
     @classmethod
@@ -84,18 +88,24 @@ class DevStack:
         home: Path | None = None,
         kafka_port: int | None = None,
         pg_port: int | None = None,
+        secure: bool = False,
+        kafka_secure_port: int | None = None,
     ) -> DevStack:
         """The stack from ``STREAM_LOGGER_HOME``, ``STREAM_LOGGER_DEV_KAFKA_PORT`` (the controller takes the next
         port unless ``STREAM_LOGGER_DEV_KAFKA_CONTROLLER_PORT`` says otherwise) and ``STREAM_LOGGER_DEV_PG_PORT``;
-        explicit arguments (command-line flags) win."""
+        explicit arguments (command-line flags) win. With ``secure``, the broker also has a SASL_SSL listener on
+        ``kafka_secure_port``, else ``STREAM_LOGGER_DEV_KAFKA_SECURE_PORT``, else the Kafka port + 2."""
         env = os.environ if environ is None else environ
         kafka = kafka_port if kafka_port is not None else _port(env, "DEV_KAFKA_PORT", DEFAULT_KAFKA_PORT)
         controller = _port(env, "DEV_KAFKA_CONTROLLER_PORT", kafka + 1)
+        if kafka_secure_port is None and secure:
+            kafka_secure_port = _port(env, "DEV_KAFKA_SECURE_PORT", kafka + 2)
         return cls(
             home=home if home is not None else default_home(env),
             kafka_port=kafka,
             kafka_controller_port=controller,
             pg_port=pg_port if pg_port is not None else _port(env, "DEV_PG_PORT", DEFAULT_DEV_PG_PORT),
+            kafka_secure_port=kafka_secure_port,
         )
 
     @property
@@ -130,6 +140,13 @@ class DevStack:
         # Check every port before starting anything, so a conflict leaves nothing half-started.
         if kafka_pid is None:
             self._check_ports_free("Kafka", [self.kafka.port, self.kafka.controller_port], "--kafka-port")
+            if self.kafka.secure_port is not None:
+                self._check_ports_free("Kafka's secured listener", [self.kafka.secure_port], "--kafka-secure-port")
+        elif self.kafka.secure_port is not None and not self.kafka.serves_secure_listener():
+            raise DevStackError(
+                f"Kafka (pid {kafka_pid}) runs without the secured listener on {self.kafka.secure_address}: "
+                "stop it with stream-logger dev down (the data stays), then dev up --secure"
+            )
         if pg_pid is None:
             self._check_ports_free("PostgreSQL", [self.postgres.port], "--pg-port")
         self.home.mkdir(parents=True, exist_ok=True)
@@ -142,6 +159,7 @@ class DevStack:
             pg_note = "started"
         self.postgres.wait_ready(pg_pid)
         self.kafka.wait_ready(kafka_pid)
+        self.kafka.ensure_scram_user()
         return StackStatus(self.kafka.status(kafka_note), self.postgres.status(pg_note))
 
     def down(self, purge: bool = False) -> StackStatus:
@@ -158,9 +176,18 @@ class DevStack:
             pg_note += ", data deleted"
         return StackStatus(self.kafka.status(kafka_note), self.postgres.status(pg_note))
 
-    def env_lines(self) -> list[str]:
-        """Shell ``export`` lines pointing stream-logger at this stack (``eval "$(stream-logger dev env)"``)."""
-        return [
-            f"export {ENV_PREFIX}BOOTSTRAP_SERVERS={shlex.quote(self.bootstrap_servers)}",
-            f"export {ENV_PREFIX}DSN={shlex.quote(self.dsn)}",
-        ]
+    def env_lines(self, secure: bool = False) -> list[str]:
+        """Shell ``export`` lines pointing stream-logger at this stack (``eval "$(stream-logger dev env)"``); with
+        ``secure``, at its SASL_SSL listener, the SCRAM password included (print it only here, never in a log)."""
+        values = {"BOOTSTRAP_SERVERS": self.bootstrap_servers, "DSN": self.dsn}
+        if secure:
+            user, password = self.kafka.secure.credentials()
+            values |= {
+                "BOOTSTRAP_SERVERS": self.kafka.secure_address,
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
+                "KAFKA_SASL_USERNAME": user,
+                "KAFKA_SASL_PASSWORD": password,
+                "KAFKA_SSL_CA_LOCATION": str(self.kafka.secure.ca.cert),
+            }
+        return [f"export {ENV_PREFIX}{name}={shlex.quote(value)}" for name, value in values.items()]

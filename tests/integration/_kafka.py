@@ -14,7 +14,7 @@ async def consume_all(
 ) -> list[tuple[bytes, bytes]]:
     """Every (key, value) in ``topic``, reading until ``expected`` messages arrived or ``timeout_s`` passed."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest", enable_auto_commit=False
+        topic, **settings.aiokafka_kwargs(auto_offset_reset="earliest", enable_auto_commit=False)
     )
     await consumer.start()
     out: list[tuple[bytes, bytes]] = []

@@ -28,7 +28,7 @@ def settings() -> Iterator[Settings]:
     if not asyncio.run(services_answer(settings)):
         from stream_logger.devstack import DevStack
 
-        DevStack.from_env().up()
+        DevStack.from_env(secure=True).up()  # with the listener test_secure_kafka.py needs
     yield settings
 
 

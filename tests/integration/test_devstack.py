@@ -19,8 +19,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream_logger.cli import main
+from stream_logger.config import Settings
 from stream_logger.devstack import DevStack
 from stream_logger.errors import DevStackError
+from stream_logger.topics import create_topic
 from tests.support import free_ports
 
 pytestmark = pytest.mark.integration
@@ -195,6 +197,36 @@ def test_another_home_on_the_same_ports_is_refused(stack: DevStack, tmp_path: Pa
     with pytest.raises(DevStackError, match="not this dev stack"):
         intruder.up()
     assert stack.status().all_running
+
+
+def test_secure_on_a_home_formatted_without_it(stack: DevStack) -> None:
+    (secure_port,) = free_ports(1)
+    secure = DevStack(
+        stack.home,
+        kafka_port=stack.kafka.port,
+        kafka_controller_port=stack.kafka.controller_port,
+        pg_port=stack.postgres.port,
+        kafka_secure_port=secure_port,
+    )
+    with pytest.raises(DevStackError, match=r"runs without the secured listener.*dev down"):
+        secure.up()  # the broker runs, started without --secure
+
+    stack.down()
+    secure.up()  # the storage was formatted without SCRAM credentials: the user is added to it
+
+    user, password = secure.kafka.secure.credentials()
+    settings = Settings.from_env(
+        {
+            "STREAM_LOGGER_BOOTSTRAP_SERVERS": secure.kafka.secure_address,
+            "STREAM_LOGGER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "STREAM_LOGGER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "STREAM_LOGGER_KAFKA_SASL_USERNAME": user,
+            "STREAM_LOGGER_KAFKA_SASL_PASSWORD": password,
+            "STREAM_LOGGER_KAFKA_SSL_CA_LOCATION": str(secure.kafka.secure.ca.cert),
+        }
+    )
+    asyncio.run(create_topic(settings, "devstack-secure", partitions=1))
+    assert secure.kafka.status().running
 
 
 def test_down_purge_deletes_the_data(stack: DevStack, cli_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:

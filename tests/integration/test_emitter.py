@@ -25,6 +25,7 @@ from stream_logger.config import Settings
 from stream_logger.encoding import encode
 from stream_logger.records import decode
 from stream_logger.samples import german_credit_record
+from tests.support import scoring_call
 
 from ._kafka import consume_all
 
@@ -34,15 +35,8 @@ UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1: the broker is "down"
 
 
 def _call(i: int) -> dict[str, Any]:
-    r = german_credit_record(i)
-    return {
-        "request": r["request"],
-        "response": r["response"],
-        "subscription_id": r["subscription_id"],
-        "scoring_id": f"call-{i:06d}",
-        "scoring_timestamp": datetime(2025, 3, 1, 12, 0, i % 60, tzinfo=UTC),
-        "response_time_ms": 3.5,
-    }
+    when = datetime(2025, 3, 1, 12, 0, i % 60, tzinfo=UTC)
+    return {**scoring_call(i, f"call-{i:06d}", when), "response_time_ms": 3.5}
 
 
 async def test_records_arrive_byte_for_byte(settings: Settings, topic: str, tmp_path: Path) -> None:

@@ -311,3 +311,37 @@ def test_the_brokers_folder_data_and_log_are_owner_only(tmp_path: Path, monkeypa
     assert set(modes.values()) == {0o700}, modes
     files = (service.log_file, service.data_dir / "meta.properties", segment)
     assert {p.stat().st_mode & 0o777 for p in files} == {0o600}
+
+
+def test_server_properties_with_a_secured_listener(tmp_path: Path) -> None:
+    text = kafka_mod.render_server_properties(19092, 19093, tmp_path / "data", 19094, tmp_path / "server.pem")
+    props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19094"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094"
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["listener.name.sasl_ssl.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["listener.name.sasl_ssl.ssl.keystore.type"] == "PEM"
+    assert props["listener.name.sasl_ssl.ssl.keystore.location"] == str(tmp_path / "server.pem")
+    assert "ScramLoginModule required;" in props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    assert "$" not in text
+
+
+def test_the_secure_port_defaults_to_the_kafka_port_plus_two(tmp_path: Path) -> None:
+    env = {"STREAM_LOGGER_HOME": str(tmp_path), "STREAM_LOGGER_DEV_KAFKA_PORT": "19092"}
+    assert DevStack.from_env(env, secure=True).kafka.secure_port == 19094
+    assert DevStack.from_env(env).kafka.secure_port is None
+    assert DevStack.from_env(env, kafka_secure_port=29094).kafka.secure_port == 29094
+
+
+def test_secure_env_lines_point_at_the_secured_listener(tmp_path: Path) -> None:
+    stack = DevStack(tmp_path, kafka_port=19092, pg_port=55499, kafka_secure_port=19094)
+    stack.kafka.secure.ensure("127.0.0.1")
+    user, password = stack.kafka.secure.credentials()
+    lines = stack.env_lines(secure=True)
+    assert "export STREAM_LOGGER_BOOTSTRAP_SERVERS=127.0.0.1:19094" in lines
+    assert "export STREAM_LOGGER_KAFKA_SECURITY_PROTOCOL=SASL_SSL" in lines
+    assert f"export STREAM_LOGGER_KAFKA_SASL_USERNAME={user}" in lines
+    assert f"export STREAM_LOGGER_KAFKA_SASL_PASSWORD={password}" in lines
+    assert f"export STREAM_LOGGER_KAFKA_SSL_CA_LOCATION={stack.kafka.secure.ca.cert}" in lines
+    for path in (stack.kafka.secure.credentials_file, stack.kafka.secure.key_store, stack.kafka.secure.ca.key):
+        assert path.stat().st_mode & 0o077 == 0, path  # owner-only

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_logger import records
+from stream_logger import kafka_config, records
 from stream_logger.cli import build_parser
 from tests.deploy import consume_env_vars, system_tool
 from tests.readme_snippets import LANGUAGES, README, ROOT, Snippet, command_lines, parse_readme
@@ -58,6 +58,10 @@ PARSE_ONLY = {
     "deploy-servers": "servers run until stopped (tests/integration/test_servers.py runs uvicorn and gunicorn so)",
     "containers": "needs a Docker engine (tests/unit/test_deploy_containers.py checks the files it uses)",
     "kubernetes": "needs a Kubernetes cluster (tests/unit/test_deploy_kubernetes.py checks the manifests)",
+    "kafka-confluent-cloud": "needs a Confluent Cloud cluster (test_secure_kafka.py runs SASL_SSL on the dev stack)",
+    "kafka-msk-scram": "needs an MSK cluster (test_secure_kafka.py runs SCRAM-SHA-512 on the dev stack)",
+    "kafka-config-file": "needs a managed cluster (test_secure_kafka.py runs --kafka-config on the dev stack)",
+    "dev-secure": "would restart the shared dev stack",
 }
 # Programs a shell snippet may call besides stream-logger and make.
 OTHER_PROGRAMS = frozenset(
@@ -84,7 +88,7 @@ def env_vars_in_code() -> set[str]:
     found: set[str] = set(consume_env_vars())
     for path in (ROOT / "stream_logger").rglob("*.py"):
         found.update(re.findall(r"STREAM_LOGGER_[A-Z_]*[A-Z]", path.read_text(encoding="utf-8")))
-    return found
+    return found | {kafka_config.env_name(name) for name in kafka_config.SECURITY_SETTINGS}
 
 
 # ------------------------------------------------------------------------------------------------ the markers
