@@ -17,6 +17,7 @@ import pytest
 from stream_logger import Emitter
 from stream_logger.config import Settings
 from stream_logger.devstack import DevStack
+from stream_logger.devstack.process import port_accepts
 from stream_logger.worker import Worker
 from tests.integration._kafka import consume_all
 from tests.integration.test_emitter import _call
@@ -41,6 +42,9 @@ def restart_broker(settings: Settings) -> Restart:
     stack = DevStack.from_env()
     if stack.kafka.pid() is None or stack.bootstrap_servers != settings.bootstrap_servers:
         pytest.skip("the broker in use is not this dev stack's own, so the test cannot restart it")
+    secured = DevStack.from_env(secure=True)
+    if secured.kafka.secure_port is not None and port_accepts(secured.kafka.secure_port):
+        stack = secured  # restarted as it runs, with its SASL_SSL listener (test_secure_kafka.py needs it later)
 
     async def restart(down_s: float) -> None:
         await asyncio.to_thread(stack.kafka.stop)

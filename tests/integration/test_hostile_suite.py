@@ -163,6 +163,7 @@ def _fresh(i: int, sub: str = SUB) -> dict[str, Any]:
 @st.composite
 def hostile(draw: st.DrawFn, i: int) -> Hostile:
     rec = _fresh(i)
+    rec["scoring_id"] = f"hostile-{i}"  # never a good record's id (those are s-<offset>)
     new_sub = frozenset({STORED, "subscription_limit"})
     kind = draw(
         st.sampled_from(
@@ -220,15 +221,24 @@ def rounds(draw: st.DrawFn) -> list[Hostile | None]:
     return out
 
 
+@dataclass
+class Shared:
+    """One topic (one partition) and datamart for every generated round: later rounds meet what earlier ones
+    registered. ``produced`` counts the messages sent so far: the next round's first offset."""
+
+    topic: str
+    schema: str
+    produced: int = 0
+
+
 @pytest.fixture(scope="module")
-def shared(settings: Settings) -> Iterator[tuple[str, str]]:
-    """One topic and datamart for every generated round: later rounds meet what earlier ones registered."""
+def shared(settings: Settings) -> Iterator[Shared]:
     from stream_logger.topics import create_topic, delete_topic
 
     topic, schema = unique_name("t"), unique_name("s")
     asyncio.run(create_topic(settings.bootstrap_servers, topic, partitions=1))
     asyncio.run(setup_datamart(settings, schema))
-    yield topic, schema
+    yield Shared(topic, schema)
     asyncio.run(delete_topic(settings.bootstrap_servers, topic))
     asyncio.run(drop_schema(settings, schema))
 
@@ -236,18 +246,19 @@ def shared(settings: Settings) -> Iterator[tuple[str, str]]:
 @hypothesis_settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(rounds())
 def test_generated_hostile_messages_cost_only_themselves(
-    settings: Settings, shared: tuple[str, str], round_: list[Hostile | None]
+    settings: Settings, shared: Shared, round_: list[Hostile | None]
 ) -> None:
-    asyncio.run(_one_round(settings, *shared, round_))
+    asyncio.run(_one_round(settings, shared, round_))
 
 
-async def _one_round(settings: Settings, topic: str, schema: str, round_: list[Hostile | None]) -> None:
+async def _one_round(settings: Settings, shared: Shared, round_: list[Hostile | None]) -> None:
+    topic, schema, start = shared.topic, shared.schema, shared.produced
     pg = await asyncpg.connect(settings.dsn)
     try:
-        start = max((await outcomes(pg, schema, topic)).places, default=-1) + 1
         before = await catalog_outside(pg, schema)
         values = [encode(_fresh(start + k)) if m is None else m.value for k, m in enumerate(round_)]
         await produce(settings, topic, values)
+        shared.produced += len(values)
         await consume_all(
             settings, topic, schema, max_subscriptions=LIMIT, max_record_age_s=7 * 86400.0, max_record_lead_s=86400.0
         )
