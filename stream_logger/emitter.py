@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import logging
 import os
 import sys
@@ -358,6 +359,10 @@ def _stop_when_multiprocessing_child_exits(emitter: _EmitterBase) -> None:
 
 
 def _rebuild_after_fork() -> None:
+    # What the child inherited is never collected there: a librdkafka producer freed in a forked child (one the
+    # parent had left in a reference cycle, say) waits for threads that only the parent has, and the child hangs or
+    # crashes. Objects made after the fork are collected as usual.
+    gc.freeze()
     for emitter in list(_live):
         try:
             emitter._after_fork_in_child()
