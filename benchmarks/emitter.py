@@ -18,10 +18,10 @@ import uuid
 from typing import Any
 
 from stream_logger import Emitter
-from stream_logger._build import build_record
 from stream_logger.config import Settings
 from stream_logger.encoding import encode
 from stream_logger.samples import german_credit_record
+from stream_logger.scoring_call import build_record
 from stream_logger.topics import create_topic, delete_topic
 
 UNREACHABLE = "127.0.0.1:1"

@@ -35,9 +35,9 @@ from aiokafka import AIOKafkaProducer
 from stream_logger import datamart
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
+from stream_logger.registry import Registry
 from stream_logger.samples import german_credit_record
 from stream_logger.sink import Sink, copy_rows
-from stream_logger.subscriptions import Registry
 from stream_logger.topics import create_topic
 from tests.support import TcpProxy
 

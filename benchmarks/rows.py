@@ -10,8 +10,9 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from stream_logger.rows import Subscription
-from stream_logger.subscriptions import Registry, Source, _new_fields
+from stream_logger.registry import Registry, _new_fields
+from stream_logger.rows import rows_for
+from stream_logger.subscription import Source, Subscription
 from tests.datamart_factories import german_credit_record
 
 
@@ -23,7 +24,7 @@ def _measure(sub: Subscription, rows: int, records: int, repeats: int) -> list[f
     for _ in range(repeats):
         start = time.perf_counter()
         for record in batch:
-            sub.rows_for(record, source, now)
+            rows_for(sub, record, source, now)
         per_record_us.append((time.perf_counter() - start) / records * 1e6)
     return per_record_us
 

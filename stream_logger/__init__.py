@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from .config import Settings
+from .contract import ScoringRecord, Table
 from .emitter import Emitter, EmitterStats
 from .errors import RecordError, StreamLoggerError
 from .openscale import PayloadRecord
-from .records import ScoringRecord, Table
 from .threaded import ThreadedEmitter
 
 __all__ = [

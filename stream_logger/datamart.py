@@ -7,7 +7,7 @@ installed wheel needs no checkout). A unit test fails when the two differ. Each 
 the schema's own ``schema_migrations`` table; migrations run in one transaction under an advisory lock, so
 concurrent ``setup`` calls are safe and a failed upgrade leaves the datamart as it was.
 
-The per-subscription payload tables are created by :mod:`stream_logger.subscriptions`, not by migrations.
+The per-subscription payload tables are created by :mod:`stream_logger.registry`, not by migrations.
 
 :func:`drop` removes a datamart of any size in many short transactions: one ``DROP SCHEMA ... CASCADE`` locks every
 table, partition, index and TOAST table in one transaction, and a datamart with thousands of day partitions

@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
 
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 
-from ._build import encode_call
-from ._pipeline import EmitterStats, Overflow, Pipeline, PipelineConfig
 from .config import Settings
+from .contract import MAX_SCORING_ID_CHARS
+from .delivery import EmitterStats, Overflow, Pipeline, PipelineConfig
 from .errors import MAX_DETAIL_CHARS, ConfigError, RecordError, clip, describe
 from .kafka_config import KafkaClientConfig, KafkaSecurityOptions
-from .records import MAX_SCORING_ID_CHARS
+from .scoring_call import encode_call
 from .shared_spool import default_spool_dir
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ from typing import Any, Final
 
 import orjson
 
+from .contract import ScoringRecord
 from .errors import RecordError
-from .records import ScoringRecord
 
 __all__ = ["dumps", "encode", "to_obj", "wire"]
 _ENCODE_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z

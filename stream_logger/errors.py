@@ -65,7 +65,7 @@ class DevStackError(StreamLoggerError):
 class RecordError(StreamLoggerError):
     """A scoring record is not a valid v1 record.
 
-    ``code`` is one of :data:`stream_logger.records.ERROR_CODES` (stored in the dead-letter table), ``path`` points
+    ``code`` is one of :data:`stream_logger.contract.ERROR_CODES` (stored in the dead-letter table), ``path`` points
     at the offending part of the record (``request.values[3]``; empty for the whole record) and ``detail`` says
     what is wrong in words.
     """

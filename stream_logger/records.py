@@ -30,7 +30,7 @@ structs, checking types, lengths and ranges in C, and a few lines of Python chec
 the records streams are made of (values that are scalars, or arrays or objects of scalars). Anything it does not
 accept, for any reason, goes to the hand-written validator, which is the reference: it alone writes error
 messages, and it decides every record the compiled path declines. The compiled path never accepts a record the
-reference refuses, and builds the same record when both accept (``tests/unit/test_compiled.py``).
+reference refuses, and builds the same record when both accept (``tests/unit/test_fast_rows.py``).
 """
 
 from __future__ import annotations
@@ -38,136 +38,30 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, NoReturn
+from typing import Any, Final, NoReturn
 
-import msgspec
 import orjson
-from msgspec import Meta
 
+from .contract import (
+    DEFAULT_DEPLOYMENT_ID,
+    DEFAULT_MAX_RECORD_BYTES,
+    INVISIBLE_CHARACTERS,
+    MAX_FIELDS,
+    MAX_NAME_CHARS,
+    MAX_ROWS,
+    MAX_SCORING_ID_CHARS,
+    MAX_TAGS,
+    MAX_VALUE_DEPTH,
+    RECORD_KEYS,
+    TIMESTAMP_PATTERN,
+    ScoringRecord,
+    Table,
+)
+from .envelope import decode_fast
 from .errors import RecordError
 
-__all__ = [
-    "DEFAULT_DEPLOYMENT_ID",
-    "DEFAULT_MAX_RECORD_BYTES",
-    "ERROR_CODES",
-    "INVISIBLE_CHARACTERS",
-    "MAX_FIELDS",
-    "MAX_NAME_CHARS",
-    "MAX_ROWS",
-    "MAX_SCORING_ID_CHARS",
-    "MAX_TAGS",
-    "MAX_VALUE_DEPTH",
-    "SUBSCRIPTION_ID_PATTERN",
-    "TIMESTAMP_PATTERN",
-    "ScoringRecord",
-    "Table",
-    "decode",
-    "from_obj",
-]
-
-DEFAULT_DEPLOYMENT_ID: Final = "generic_deployment"
-MAX_FIELDS: Final = 1000
-"""At most this many fields in ``request``, ``request.meta`` and ``response`` together (PostgreSQL allows 1600
-columns a table)."""
-MAX_ROWS: Final = 10_000
-"""At most this many scored rows in one record."""
-MAX_NAME_CHARS: Final = 256
-"""Longest field name, subscription id or deployment id accepted (also asset revision, user, request and trace
-ids, and tag names)."""
-MAX_TAGS: Final = 100
-"""At most this many ``tags``."""
-MAX_SCORING_ID_CHARS: Final = 128
-"""Longest ``scoring_id``."""
-MAX_VALUE_DEPTH: Final = 64
-"""How deep a value in a ``values`` row may nest arrays and objects (orjson writes at most 254 levels)."""
-DEFAULT_MAX_RECORD_BYTES: Final = 8 * 1024 * 1024
-"""The default largest message value :func:`decode` accepts (Kafka's own default limit is 1 MiB)."""
-
-TIMESTAMP_PATTERN: Final = (
-    r"^(?!0000)(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
-    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
-    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)"
-    r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$(?!\n)"
-)
-"""RFC 3339 date-time with an offset, as a regular expression that means the same in ECMA 262 (JSON Schema) and
-Python: real calendar dates only (leap years included), year 0001-9999, no leap second. ``$(?!\\n)`` because
-Python's ``$`` also matches before a final newline."""
-
-INVISIBLE_CHARACTERS: Final = (
-    r"\u0000-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
-    r"\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
-)
-"""The characters (as a regular-expression class body) a ``subscription_id`` may not hold in the Basic Multilingual
-Plane: controls, format characters such as zero-width spaces and bidirectional overrides, and other default-ignorable
-code points. The tag characters U+E0000-U+E0FFF are refused too (the schema's description says so)."""
-
-SUBSCRIPTION_ID_PATTERN: Final = f"^[^{INVISIBLE_CHARACTERS}]*$"
-"""The schema's pattern for ``subscription_id``."""
-
-ERROR_CODES: Final = frozenset(
-    {
-        "empty_message",  # a tombstone (null value) or zero-length value
-        "too_large",  # the value exceeds the configured maximum record size
-        "malformed_json",  # not UTF-8 JSON, or not an object
-        "unsupported_version",  # schema_version is not 1
-        "invalid_record",  # valid JSON that breaks the v1 contract (missing field, wrong type, ...)
-        "unknown_subscription",  # auto-registration is off and the subscription is not declared
-        "type_conflict",  # a value does not fit its column's declared type
-        "unstorable_value",  # PostgreSQL refused a value (NUL character, number out of range, ...)
-        "subscription_limit",  # a new subscription past the worker's limit on auto-registered ones
-        "timestamp_out_of_window",  # scoring_timestamp too far before or after the worker's clock
-        "internal_error",  # storing it raised an unexpected error (a bug, a refused statement): it costs only itself
-    }
-)
-"""The dead-letter reasons: the ``error_code`` column of the dead-letter table takes one of these."""
-
-
-@dataclass(slots=True)
-class Table:
-    """A ``{"fields": [...], "values": [[...], ...]}`` block: every row as long as ``fields``."""
-
-    fields: list[str]
-    values: list[list[Any]]
-
-
-@dataclass(slots=True)
-class ScoringRecord:
-    """One scoring call: the request the model saw, and its response (absent for a failed call)."""
-
-    scoring_id: str
-    scoring_timestamp: datetime  # always timezone-aware
-    subscription_id: str
-    request: Table
-    response: Table | None = None
-    request_meta: Table | None = None
-    deployment_id: str = DEFAULT_DEPLOYMENT_ID
-    asset_revision: str | None = None
-    response_time_ms: float | None = None
-    status_code: int | None = None
-    error: str | None = None
-    sampling_rate: float = 1.0
-    user_id: str | None = None
-    request_id: str | None = None
-    trace_id: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    schema_version: int = 1
-
-    @property
-    def row_count(self) -> int:
-        """How many rows this call scored (one datamart row each)."""
-        return len(self.request.values)
-
-    @property
-    def failed(self) -> bool:
-        """Whether the record logs a failed call (``status_code`` >= 400 or ``error`` set)."""
-        return self.error is not None or (self.status_code is not None and self.status_code >= 400)
-
-
-# ---------------------------------------------------------------------------------------------------- decoding
+__all__ = ["decode", "from_obj", "may_nest_too_deep"]
 
 
 def decode(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ScoringRecord:
@@ -180,7 +74,7 @@ def decode(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Sc
         raise RecordError("empty_message", "", "the message has no value (a tombstone or zero bytes)")
     if len(value) > max_bytes:
         raise RecordError("too_large", "", f"{len(value)} bytes; at most {max_bytes} accepted")
-    record = _decode_compiled(value)
+    record = decode_fast(value)
     return record if record is not None else _decode_reference(value)
 
 
@@ -192,8 +86,13 @@ def _decode_reference(value: bytes) -> ScoringRecord:
         raise RecordError("malformed_json", "", f"not UTF-8 JSON: {exc}") from None
     if type(obj) is not dict:
         raise RecordError("malformed_json", "", f"the value is JSON {_json_kind(obj)}, not an object")
-    # A value nested too deep needs as many brackets: count them (fast) before looking for one (slow).
-    return _build(obj, value.count(b"[") + value.count(b"{") > MAX_VALUE_DEPTH)
+    return _build(obj, may_nest_too_deep(value))
+
+
+def may_nest_too_deep(value: bytes) -> bool:
+    """Whether a value in a row of the JSON text ``value`` could nest deeper than :data:`MAX_VALUE_DEPTH`: it would
+    need as many brackets. Counting them is fast; looking for such a value is slow."""
+    return value.count(b"[") + value.count(b"{") > MAX_VALUE_DEPTH
 
 
 def from_obj(obj: Any) -> ScoringRecord:
@@ -216,26 +115,7 @@ _INT_MAX: Final = 2**64 - 1  # orjson reads and writes unsigned 64-bit integers 
 _TIMESTAMP: Final = re.compile(TIMESTAMP_PATTERN)
 _PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _INVISIBLE: Final = re.compile(f"[{INVISIBLE_CHARACTERS}\U000e0000-\U000e0fff]")
-_TOP_KEYS: Final = frozenset(
-    {
-        "schema_version",
-        "scoring_id",
-        "scoring_timestamp",
-        "subscription_id",
-        "request",
-        "response",
-        "deployment_id",
-        "asset_revision",
-        "response_time_ms",
-        "status_code",
-        "error",
-        "sampling_rate",
-        "user_id",
-        "request_id",
-        "trace_id",
-        "tags",
-    }
-)
+_TOP_KEYS: Final = RECORD_KEYS
 _REQUEST_KEYS: Final = frozenset({"fields", "values", "meta"})
 _TABLE_KEYS: Final = frozenset({"fields", "values"})
 _OPTIONAL_NAMES: Final = ("asset_revision", "user_id", "request_id", "trace_id")
@@ -624,266 +504,3 @@ def _check_json(obj: Any) -> None:
                 stack.append((item, _key_path(path, key)))
         else:
             _fail(path, f"a {type(value).__name__} is not a JSON value")
-
-
-# ------------------------------------------------------------------------------------- the compiled fast path
-
-Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
-"""A compiled-path integer (msgspec bounds stop at int64: an unsigned 64-bit value takes the reference path)."""
-_Scalar = Int64 | float | str | bool | None
-Value = _Scalar | list[_Scalar] | dict[str, _Scalar]
-"""A value in a ``values`` row as the compiled path covers it: two levels at most, never deeper than MAX_VALUE_DEPTH."""
-_Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
-_FIELDS: Final = msgspec.json.Decoder(Annotated[list[_Name], Meta(min_length=1, max_length=MAX_FIELDS)])
-_ROWS: Final = msgspec.json.Decoder(Annotated[list[list[Value]], Meta(min_length=1, max_length=MAX_ROWS)])
-
-
-class RawTable(msgspec.Struct, forbid_unknown_fields=True):
-    """A block whose ``fields`` and ``values`` are still JSON text (see :func:`field_names` and :func:`rows_of`)."""
-
-    fields: msgspec.Raw
-    values: msgspec.Raw
-
-
-class RawRequest(msgspec.Struct, forbid_unknown_fields=True):
-    fields: msgspec.Raw
-    values: msgspec.Raw
-    meta: RawTable | None = None
-
-
-class Envelope(msgspec.Struct, forbid_unknown_fields=True):
-    """A record checked in C except for its blocks' contents (left as JSON text) and the cross-field rules.
-
-    ``scoring_timestamp`` is still text, and absent optional fields are None (no defaults filled in).
-    """
-
-    schema_version: Literal[1]
-    scoring_id: Annotated[str, Meta(min_length=1, max_length=MAX_SCORING_ID_CHARS)]
-    scoring_timestamp: str
-    subscription_id: _Name
-    request: RawRequest
-    response: RawTable | None = None
-    deployment_id: _Name | None = None
-    asset_revision: _Name | None = None
-    response_time_ms: Annotated[float, Meta(ge=0)] | None = None
-    status_code: Annotated[int, Meta(ge=100, le=599)] | None = None
-    error: Annotated[str, Meta(min_length=1)] | None = None
-    sampling_rate: Annotated[float, Meta(gt=0, le=1)] | None = None
-    user_id: _Name | None = None
-    request_id: _Name | None = None
-    trace_id: _Name | None = None
-    tags: Annotated[dict[_Name, str], Meta(max_length=MAX_TAGS)] | None = None
-
-
-_ENVELOPE: Final = msgspec.json.Decoder(Envelope)
-DECLINED: Final = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
-"""What a compiled decoder raises when it declines a value (the reference validator then decides).
-
-RecursionError too: msgspec spends a level of the interpreter's recursion limit on each level of JSON it reads,
-even one it only skips (inside a ``msgspec.Raw`` block), so about 2 kB of brackets there exceed it. The reference
-does not recurse in Python: orjson has a fixed depth limit of its own (``malformed_json`` past it), and the validator
-refuses a shallower record for what it holds (``invalid_record``)."""
-
-
-MISREAD_MIN_DIGITS: Final = 8192
-"""The fewest digits in a row that make :func:`numbers_read_exactly` false: no shorter message is misread."""
-
-
-def numbers_read_exactly(value: bytes) -> bool:
-    """Whether msgspec reads every number in the message ``value`` as JSON means it; when not, the compiled paths
-    decline ``value``.
-
-    msgspec (0.23) reads at most five digits of an exponent, so that ``0.<9999 zeros>1e1000000``, which is too
-    large for a float, decodes as ``1.0``, and ``0.<99999 zeros>1e100000`` (``1.0``) as ``0.0``. A sixth digit
-    changes a finite result only after some 9,700 digits before it, so a message with 8,192 digits in a row is
-    declined (no real record holds one). Such a run covers two offsets ``k`` and ``k + 4096`` where ``k`` is a
-    multiple of 4096: only the bytes between those of such pairs that are both digits are looked at.
-    """
-    step = MISREAD_MIN_DIGITS // 2
-    for k in range(0, len(value) - step, step):
-        if 0x30 <= value[k] <= 0x39 and 0x30 <= value[k + step] <= 0x39 and value[k : k + step + 1].isdigit():
-            return False
-    return True
-
-
-def shaped_decoder(subscription_id: str, layout: LayoutKey, row_types: Sequence[Any]) -> msgspec.json.Decoder[Any]:
-    """A decoder of whole records of one subscription and field layout, each block's rows typed by ``row_types``
-    (one per block of ``layout``, None for an absent block): the compiled sink path, in one pass.
-
-    It accepts a record only where :data:`Envelope` does, with exactly this subscription id and these field names
-    (``layout`` must come from :func:`layout_of`), and rows of exactly these types. The caller still checks what
-    a type cannot say: equal row counts across blocks, and :func:`logs_a_call`.
-    """
-    request_names, meta_names, response_names = layout
-    request_rows, meta_rows, response_rows = row_types
-
-    def block(name: str, names: tuple[str, ...] | None, row: Any, *extra: Any) -> Any:
-        if names is None:
-            return None
-        fields: Any = tuple.__class_getitem__(tuple(Literal[n] for n in names))
-        values = Annotated[list[row], Meta(min_length=1, max_length=MAX_ROWS)]
-        return msgspec.defstruct(
-            name, [("fields", fields), ("values", values), *extra], forbid_unknown_fields=True, gc=False
-        )
-
-    meta = block("Meta", meta_names, meta_rows)
-    response = block("Response", response_names, response_rows)
-    # A block of the layout is required; one it lacks must be absent or null.
-    shaped: dict[str, tuple[Any, ...]] = {
-        "subscription_id": (Literal[subscription_id],),
-        "request": (block("Request", request_names, request_rows, ("meta", meta) if meta else ("meta", None, None)),),
-        "response": (response,) if response else (None, None),
-    }
-    fields: list[Any] = []
-    for f in msgspec.structs.fields(Envelope):
-        spec = shaped.get(f.name) or ((f.type,) if f.required else (f.type, f.default))
-        fields.append((f.name, *spec))
-    # gc=False: a decoded record holds strings, numbers and lists, never itself; the collector need not scan it.
-    return msgspec.json.Decoder(msgspec.defstruct("Shaped", fields, forbid_unknown_fields=True, gc=False))
-
-
-def logs_a_call(env: Any) -> bool:
-    """The cross-field rule on an envelope: a record without a response logs a failed call (an error or a status
-    of 400 or more)."""
-    return env.response is not None or env.error is not None or (env.status_code is not None and env.status_code >= 400)
-
-
-def envelope(value: bytes) -> Envelope | None:
-    """The record's envelope when the compiled path can vouch for it (None: ask :func:`decode`).
-
-    Checked here: everything outside the blocks' ``fields`` and ``values``, and that a record without a response
-    logs a failed call. The caller checks the blocks (:func:`field_names`, :func:`rows_of`, equal row counts, at
-    most :data:`MAX_FIELDS` names) and parses the timestamp (:func:`timestamp_of`).
-    """
-    try:
-        env = _ENVELOPE.decode(value)
-    except DECLINED:
-        return None
-    return env if logs_a_call(env) else None
-
-
-def with_defaults(env: Any) -> tuple[str, float, dict[str, str]]:
-    """An envelope's ``deployment_id``, ``sampling_rate`` and ``tags``, with v1's defaults for absent (or null) ones."""
-    deployment_id, sampling_rate, tags = env.deployment_id, env.sampling_rate, env.tags
-    return (
-        DEFAULT_DEPLOYMENT_ID if deployment_id is None else deployment_id,
-        1.0 if sampling_rate is None else sampling_rate,
-        {} if tags is None else tags,
-    )
-
-
-def timestamp_of(env: Any) -> datetime | None:
-    """The envelope's scoring timestamp, or None for the reference validator to judge."""
-    text = env.scoring_timestamp
-    if _TIMESTAMP.match(text) is None:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:  # a lower-case t or z: the reference knows
-        return None
-
-
-# Valid field-name lists by their JSON text: streams repeat a handful, so names are checked (and built) once.
-_names_by_text: dict[bytes, tuple[str, ...]] = {}
-_NAMES_BY_TEXT_MAX: Final = 4096
-
-
-def field_names(raw: msgspec.Raw) -> tuple[str, ...] | None:
-    """The field names in ``raw`` (a block's ``fields``) when they are valid and distinct, else None."""
-    text = bytes(raw)
-    names = _names_by_text.get(text)
-    if names is None:
-        try:
-            names = tuple(_FIELDS.decode(text))
-        except DECLINED:
-            return None
-        if len(set(names)) != len(names):
-            return None
-        if len(_names_by_text) >= _NAMES_BY_TEXT_MAX:
-            _names_by_text.clear()
-        _names_by_text[text] = names
-    return names
-
-
-LayoutKey = tuple[tuple[str, ...], tuple[str, ...] | None, tuple[str, ...] | None]
-"""The field names of a record's request, meta and response blocks (None for an absent block)."""
-
-
-def layout_of(env: Envelope) -> LayoutKey | None:
-    """The field names of the request, its meta and the response (None for an absent block), when every present
-    block's names are valid and there are at most :data:`MAX_FIELDS` in all; else None."""
-    request, meta, response = env.request, env.request.meta, env.response
-    names = field_names(request.fields)
-    meta_names = None if meta is None else field_names(meta.fields)
-    response_names = None if response is None else field_names(response.fields)
-    if names is None or (meta is not None and meta_names is None) or (response is not None and response_names is None):
-        return None
-    if len(names) + len(meta_names or ()) + len(response_names or ()) > MAX_FIELDS:
-        return None
-    return names, meta_names, response_names
-
-
-def rows_of(raw: msgspec.Raw, width: int) -> list[list[Any]] | None:
-    """A block's ``values`` when every row holds ``width`` values of a kind the compiled path covers, else None."""
-    try:
-        rows: list[list[Any]] = _ROWS.decode(raw)
-    except DECLINED:
-        return None
-    for row in rows:
-        if len(row) != width:
-            return None
-    return rows
-
-
-def _decode_compiled(value: bytes) -> ScoringRecord | None:
-    """The record, when the compiled path can vouch for it; None sends ``value`` to the reference validator."""
-    if b"\\u0000" in value:  # a NUL character, which no name may hold: the reference says whether one does
-        return None
-    # The length test first: on a short message a call would cost more than it.
-    if len(value) >= MISREAD_MIN_DIGITS and not numbers_read_exactly(value):
-        return None
-    env = envelope(value)
-    if env is None:
-        return None
-    subscription_id = env.subscription_id
-    if not (subscription_id.isascii() and subscription_id.isprintable()):  # the reference normalises or refuses
-        return None
-    scoring_timestamp = timestamp_of(env)
-    if scoring_timestamp is None:
-        return None
-    layout = layout_of(env)
-    if layout is None:
-        return None
-    blocks: list[Table | None] = []
-    count = None
-    for raw, names in zip((env.request, env.request.meta, env.response), layout, strict=True):
-        if raw is None or names is None:
-            blocks.append(None)
-            continue
-        rows = rows_of(raw.values, len(names))
-        if rows is None or (count is not None and len(rows) != count):
-            return None
-        count = len(rows)
-        blocks.append(Table(list(names), rows))
-    request, meta, response = blocks
-    assert request is not None
-    deployment_id, sampling_rate, tags = with_defaults(env)
-    return ScoringRecord(
-        env.scoring_id,
-        scoring_timestamp,
-        env.subscription_id,
-        request,
-        response,
-        meta,
-        deployment_id,
-        env.asset_revision,
-        env.response_time_ms,
-        env.status_code,
-        env.error,
-        sampling_rate,
-        env.user_id,
-        env.request_id,
-        env.trace_id,
-        tags,
-        1,
-    )

@@ -27,70 +27,18 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import orjson
 
-from . import csvcopy, records
+from . import csvcopy, envelope
+from .contract import Layout, ScoringRecord
 from .errors import RecordError
-from .identifiers import SYSTEM_COLUMNS
-from .records import LayoutKey, ScoringRecord
+from .subscription import SOURCES, Source, Subscription
 
-__all__ = [
-    "ROLES",
-    "SOURCES",
-    "SQL_TYPES",
-    "TYPE_ALIASES",
-    "Field",
-    "RowDecoder",
-    "Source",
-    "Subscription",
-    "infer_type",
-    "json_text",
-    "partition_day",
-    "role_source",
-]
-
-SQL_TYPES: Final = {
-    "bigint": "bigint",
-    "float8": "double precision",
-    "text": "text",
-    "boolean": "boolean",
-    "float8[]": "double precision[]",
-    "jsonb": "jsonb",
-}
-"""Field type (as stored in ``subscriptions.fields``) -> the column's SQL type."""
-
-TYPE_ALIASES: Final = {
-    "integer": "bigint",
-    "int": "bigint",
-    "int8": "bigint",
-    "bigint": "bigint",
-    "float": "float8",
-    "double": "float8",
-    "double precision": "float8",
-    "number": "float8",
-    "float8": "float8",
-    "text": "text",
-    "string": "text",
-    "boolean": "boolean",
-    "bool": "boolean",
-    "float_array": "float8[]",
-    "array": "float8[]",
-    "float8[]": "float8[]",
-    "double precision[]": "float8[]",
-    "json": "jsonb",
-    "jsonb": "jsonb",
-}
-"""Type names accepted in a subscription declaration."""
-
-ROLES: Final = ("feature", "meta", "prediction", "probability", "response")
-"""What a field is. ``feature`` comes from ``request``, ``meta`` from ``request.meta``, the rest from
-``response``."""
-
-SOURCES: Final = ("request", "meta", "response")
+__all__ = ["RowDecoder", "infer_type", "json_text", "partition_day", "row_decoder", "rows_for"]
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -98,37 +46,6 @@ _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
 _PATH_PREFIX: Final = ("request.values", "request.meta.values", "response.values")
 _PLAN_CACHE_SIZE: Final = 256
-
-
-def role_source(role: str) -> str:
-    """Which block of the record a field with this role is read from: request, meta or response."""
-    return "request" if role == "feature" else "meta" if role == "meta" else "response"
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a record was read from."""
-
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """A declared field: the record's field ``name``, its ``column``, its ``role`` and its type (a SQL_TYPES key)."""
-
-    name: str
-    column: str
-    role: str
-    type: str
-
-    @property
-    def source(self) -> str:
-        return role_source(self.role)
-
-    def as_json(self) -> dict[str, str]:
-        return {"name": self.name, "column": self.column, "role": self.role, "type": self.type}
 
 
 class _Conflict(Exception):
@@ -248,17 +165,6 @@ def infer_type(values: Sequence[Any]) -> str | None:
     return "jsonb"
 
 
-def layout_key(record: ScoringRecord) -> LayoutKey:
-    """The field names of a record's three blocks: records with the same key share a row-building plan."""
-    meta = record.request_meta
-    resp = record.response
-    return (
-        tuple(record.request.fields),
-        None if meta is None else tuple(meta.fields),
-        None if resp is None else tuple(resp.fields),
-    )
-
-
 # Per column type, the test (on local ``v``) that a value can go to COPY as it is; when it fails, the slow
 # converter either converts (int -> float) or raises _Conflict. None always passes.
 _FAST_OK: Final = {
@@ -311,7 +217,7 @@ def _compile(getters: Sequence[tuple[int, int, str]]) -> Any:
 # Per column type, what the compiled path decodes into: exactly the values the converters let through unchanged, or
 # change the way msgspec does (an integer into a float column becomes a float). jsonb columns are not compiled.
 _COMPILED_TYPES: Final[dict[str, Any]] = {
-    "bigint": records.Int64 | None,
+    "bigint": envelope.Int64 | None,
     "float8": float | None,
     "text": str | None,
     "boolean": bool | None,
@@ -324,13 +230,13 @@ class RowDecoder:
     """A whole record from JSON text straight to COPY rows, for one field layout of one subscription.
 
     msgspec checks the envelope, the field names and every value against its column's type in C, in one pass
-    (:func:`records.shaped_decoder`). Anything it declines (another subscription or layout, a type conflict, a row
-    of the wrong length, a value deeper than the compiled path covers) raises :data:`records.DECLINED`, or makes
+    (:func:`envelope.shaped_decoder`). Anything it declines (another subscription or layout, a type conflict, a row
+    of the wrong length, a value deeper than the compiled path covers) raises :data:`envelope.DECLINE_ERRORS`, or makes
     :meth:`rows` return None, and the record takes another decoder or the reference path
     (:func:`records.decode` then :meth:`Subscription.rows_for`), which gives the precise error, or the same rows.
     """
 
-    decode: Callable[[bytes], Any]  # raises records.DECLINED
+    decode: Callable[[bytes], Any]  # raises envelope.DECLINE_ERRORS
     pick: Any  # the COPY columns from a row's blocks joined (plus a trailing None), or None when they are in order
     arrays: tuple[int, ...]  # where the float8[] columns are among a row's columns (for csvcopy.line)
 
@@ -365,7 +271,7 @@ class RowDecoder:
         return [(scoring_id, i, *head_tail, *row) for i, row in enumerate(joined)]
 
 
-def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], layout: LayoutKey) -> RowDecoder | None:
+def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], layout: Layout) -> RowDecoder | None:
     """The compiled decoder for a layout without extra fields, or None when a column type is not compiled."""
     if not getters or any(t not in _COMPILED_TYPES for _, idx, t in getters if idx >= 0):
         return None
@@ -378,7 +284,7 @@ def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], 
         if names is None:
             row_types.append(None)
             continue
-        row: Any = tuple.__class_getitem__(tuple(declared.get((block, i), records.Value) for i in range(len(names))))
+        row: Any = tuple.__class_getitem__(tuple(declared.get((block, i), envelope.Value) for i in range(len(names))))
         row_types.append(row)
         width += len(names)
     indices = [offsets[block] + idx if idx >= 0 else width for block, idx, _ in getters]
@@ -391,7 +297,7 @@ def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], 
         getter = operator.itemgetter(*indices)
         pick = lambda row: getter((*row, None))  # noqa: E731
     arrays = tuple(j for j, (_, _, t) in enumerate(getters) if t == "float8[]")
-    return RowDecoder(records.shaped_decoder(subscription_id, layout, row_types).decode, pick, arrays)
+    return RowDecoder(envelope.shaped_decoder(subscription_id, layout, row_types).decode, pick, arrays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,128 +311,104 @@ class _Plan:
     decoder: RowDecoder | None
 
 
-@dataclass(frozen=True)
-class Subscription:
-    """A monitored deployment: its payload table in ``schema`` and the mapping of record fields to columns."""
-
-    subscription_id: str
-    schema: str
-    table: str
-    fields: tuple[Field, ...]
-    deployment_id: str | None = None
-    asset_revision: str | None = None
-    evolve: bool = True
-    auto_registered: bool = False
-    columns: tuple[str, ...] = field(init=False)
-    """The COPY column order (unquoted identifiers): the system columns, then one per declared field."""
-    _plans: dict[LayoutKey, _Plan] = field(init=False, repr=False, compare=False, default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "columns", SYSTEM_COLUMNS + tuple(f.column for f in self.fields))
-
-    def field_for(self, source: str, name: str) -> Field | None:
-        """The declared field ``name`` of block ``source`` (request, meta, response), if any."""
-        for f in self.fields:
-            if f.name == name and f.source == source:
-                return f
-        return None
-
-    def _plan(self, key: LayoutKey) -> _Plan:
-        plan = self._plans.get(key)
-        if plan is not None:
-            return plan
-        req_fields, meta_fields, resp_fields = key
-        blocks = (req_fields, meta_fields or (), resp_fields or ())
-        positions: list[dict[str, int]] = []
-        for names in blocks:
-            pos: dict[str, int] = {}
-            for i, name in enumerate(names):
-                pos.setdefault(name, i)
-            positions.append(pos)
-        getters: list[tuple[int, int, str]] = []
-        declared: set[tuple[int, str]] = set()
-        column_fields: list[tuple[int, str]] = []
-        for f in self.fields:
-            block = SOURCES.index(f.source)
-            declared.add((block, f.name))
-            column_fields.append((block, f.name))
-            getters.append((block, positions[block].get(f.name, -1), f.type))
-        extras: list[tuple[int, int, str, str]] = []
-        request_names = set(req_fields)
-        for block, names in enumerate(blocks):
-            for i, name in enumerate(names):
-                if (block, name) in declared or positions[block][name] != i:
-                    continue
-                if block == 2 and name in request_names:  # an echo of a request field
-                    continue
-                extras.append((block, i, SOURCES[block], name))
-        decoder = None if extras else _row_decoder(self.subscription_id, getters, key)
-        plan = _Plan(_compile(getters), tuple(column_fields), tuple(extras), decoder)
-        if len(self._plans) >= _PLAN_CACHE_SIZE:
-            self._plans.clear()
-        self._plans[key] = plan
+def _plan(sub: Subscription, key: Layout) -> _Plan:
+    plan: _Plan | None = sub.plans.get(key)
+    if plan is not None:
         return plan
+    req_fields, meta_fields, resp_fields = key
+    blocks = (req_fields, meta_fields or (), resp_fields or ())
+    positions: list[dict[str, int]] = []
+    for names in blocks:
+        pos: dict[str, int] = {}
+        for i, name in enumerate(names):
+            pos.setdefault(name, i)
+        positions.append(pos)
+    getters: list[tuple[int, int, str]] = []
+    declared: set[tuple[int, str]] = set()
+    column_fields: list[tuple[int, str]] = []
+    for f in sub.fields:
+        block = SOURCES.index(f.source)
+        declared.add((block, f.name))
+        column_fields.append((block, f.name))
+        getters.append((block, positions[block].get(f.name, -1), f.type))
+    extras: list[tuple[int, int, str, str]] = []
+    request_names = set(req_fields)
+    for block, names in enumerate(blocks):
+        for i, name in enumerate(names):
+            if (block, name) in declared or positions[block][name] != i:
+                continue
+            if block == 2 and name in request_names:  # an echo of a request field
+                continue
+            extras.append((block, i, SOURCES[block], name))
+    decoder = None if extras else _row_decoder(sub.subscription_id, getters, key)
+    plan = _Plan(_compile(getters), tuple(column_fields), tuple(extras), decoder)
+    if len(sub.plans) >= _PLAN_CACHE_SIZE:
+        sub.plans.clear()
+    sub.plans[key] = plan
+    return plan
 
-    def row_decoder(self, layout: LayoutKey) -> RowDecoder | None:
-        """The compiled path for records of this field layout, if it covers them (see :class:`RowDecoder`)."""
-        return self._plan(layout).decoder
 
-    def rows_for(self, record: ScoringRecord, source: Source, ingested_at: datetime) -> list[tuple[Any, ...]]:
-        """One tuple per scored row of ``record``, in :attr:`columns` order.
+def row_decoder(sub: Subscription, layout: Layout) -> RowDecoder | None:
+    """The compiled path for records of this field layout, if it covers them (see :class:`RowDecoder`)."""
+    return _plan(sub, layout).decoder
 
-        Raises RecordError with code ``type_conflict`` (a value does not fit its column) or ``unstorable_value``
-        (a NUL character), and a path such as ``request.values[2][Age]``.
-        """
-        plan = self._plan(layout_key(record))
-        if "\x00" in record.scoring_id:
-            raise RecordError("unstorable_value", "scoring_id", "a NUL character cannot be stored in text")
-        head = _head_columns(
-            record.scoring_timestamp,
-            record.deployment_id,
-            record.asset_revision,
-            record.response_time_ms,
-            record.status_code,
-            record.error,
-            record.user_id,
-            record.request_id,
-            record.trace_id,
-            record.sampling_rate,
-            record.tags,
-        )
-        tail = (source.topic, source.partition, source.offset, ingested_at)
-        meta = record.request_meta
-        resp = record.response
-        meta_values: list[list[Any]] = [] if meta is None else meta.values
-        resp_values: list[list[Any]] = [] if resp is None else resp.values
-        n_meta = len(meta_values)
-        n_resp = len(resp_values)
-        build = plan.build
-        extras = plan.extras
-        scoring_id = record.scoring_id
-        rows: list[tuple[Any, ...]] = []
-        for i, req_row in enumerate(record.request.values):
-            meta_row = meta_values[i] if i < n_meta else None
-            resp_row = resp_values[i] if i < n_resp else None
-            extra_json = None
-            if extras:
-                blocks = (req_row, meta_row, resp_row)
-                extra: dict[str, dict[str, Any]] = {}
-                for block, idx, block_name, name in extras:
-                    row = blocks[block]
-                    if row is not None:
-                        extra.setdefault(block_name, {})[name] = row[idx]
-                if extra:
-                    try:
-                        extra_json = json_text(extra)
-                    except _Conflict as exc:
-                        raise RecordError(exc.code, f"{_PATH_PREFIX[0]}[{i}]", f"extra: {exc.detail}") from None
-            try:
-                rows.append(build(scoring_id, i, head, extra_json, tail, req_row, meta_row, resp_row))
-            except _ColumnConflict as exc:
-                block, name = plan.names[exc.index]
-                path = f"{_PATH_PREFIX[block]}[{i}][{name}]"
-                raise RecordError(exc.conflict.code, path, exc.conflict.detail) from None
-        return rows
+
+def rows_for(sub: Subscription, record: ScoringRecord, source: Source, ingested_at: datetime) -> list[tuple[Any, ...]]:
+    """One tuple per scored row of ``record``, in :attr:`Subscription.columns` order.
+
+    Raises RecordError with code ``type_conflict`` (a value does not fit its column) or ``unstorable_value``
+    (a NUL character), and a path such as ``request.values[2][Age]``.
+    """
+    plan = _plan(sub, record.layout)
+    if "\x00" in record.scoring_id:
+        raise RecordError("unstorable_value", "scoring_id", "a NUL character cannot be stored in text")
+    head = _head_columns(
+        record.scoring_timestamp,
+        record.deployment_id,
+        record.asset_revision,
+        record.response_time_ms,
+        record.status_code,
+        record.error,
+        record.user_id,
+        record.request_id,
+        record.trace_id,
+        record.sampling_rate,
+        record.tags,
+    )
+    tail = (source.topic, source.partition, source.offset, ingested_at)
+    meta = record.request_meta
+    resp = record.response
+    meta_values: list[list[Any]] = [] if meta is None else meta.values
+    resp_values: list[list[Any]] = [] if resp is None else resp.values
+    n_meta = len(meta_values)
+    n_resp = len(resp_values)
+    build = plan.build
+    extras = plan.extras
+    scoring_id = record.scoring_id
+    rows: list[tuple[Any, ...]] = []
+    for i, req_row in enumerate(record.request.values):
+        meta_row = meta_values[i] if i < n_meta else None
+        resp_row = resp_values[i] if i < n_resp else None
+        extra_json = None
+        if extras:
+            blocks = (req_row, meta_row, resp_row)
+            extra: dict[str, dict[str, Any]] = {}
+            for block, idx, block_name, name in extras:
+                row = blocks[block]
+                if row is not None:
+                    extra.setdefault(block_name, {})[name] = row[idx]
+            if extra:
+                try:
+                    extra_json = json_text(extra)
+                except _Conflict as exc:
+                    raise RecordError(exc.code, f"{_PATH_PREFIX[0]}[{i}]", f"extra: {exc.detail}") from None
+        try:
+            rows.append(build(scoring_id, i, head, extra_json, tail, req_row, meta_row, resp_row))
+        except _ColumnConflict as exc:
+            block, name = plan.names[exc.index]
+            path = f"{_PATH_PREFIX[block]}[{i}][{name}]"
+            raise RecordError(exc.conflict.code, path, exc.conflict.detail) from None
+    return rows
 
 
 _DRIVER_INFINITIES: Final = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
@@ -572,7 +454,7 @@ def _head_columns(
     """The per-record system columns from scoring_timestamp to tags, from a record's (validated) values.
 
     Raises RecordError: ``unstorable_value`` for a NUL character, ``type_conflict`` for a number PostgreSQL's column
-    cannot hold. (The compiled path, ``compiled.py``, lays the same columns out from values its types have checked.)
+    cannot hold. (The compiled path, ``fast_rows.py``, lays the same columns out from values its types have checked.)
     """
     for path, text in (
         ("deployment_id", deployment_id),

@@ -40,12 +40,14 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from . import compiled, csvcopy, records
+from . import contract, csvcopy, fast_rows, records
+from .contract import Layout, ScoringRecord
 from .errors import FencedError, RecordError, describe
 from .identifiers import quote_ident
-from .records import LayoutKey, ScoringRecord
+from .registry import Registry
 from .retry import is_message_fault, pg_error_kind, pg_errors, retrying
-from .subscriptions import Registry, Source, Subscription
+from .rows import rows_for
+from .subscription import Source, Subscription
 from .window import TimestampWindow, WindowBounds
 
 __all__ = ["DeadLetter", "Message", "PreparedBatch", "Sink", "TableRows", "WriteOutcome", "copy_rows"]
@@ -200,7 +202,7 @@ class Sink:
         group_id: str,
         registry: Registry,
         *,
-        max_record_bytes: int = records.DEFAULT_MAX_RECORD_BYTES,
+        max_record_bytes: int = contract.DEFAULT_MAX_RECORD_BYTES,
         subscriptions: frozenset[str] | None = None,
         window: TimestampWindow | None = None,
         on_retry: Any = None,
@@ -234,7 +236,7 @@ class Sink:
         ingested_at = datetime.now(UTC)
         bounds = self._window.at(ingested_at)
         max_bytes = self._max_record_bytes
-        mapper = compiled.Mapper(self._known_layout, bounds=bounds, csv=self._csv)
+        mapper = fast_rows.Mapper(self._known_layout, bounds=bounds, csv=self._csv)
         faults = _InternalErrors()
         last: TableRows | None = None  # the table of the latest compiled message: most often the next one's too
         for i, msg in enumerate(messages):
@@ -275,7 +277,7 @@ class Sink:
         faults.report()
         return PreparedBatch(ranges, list(tables.values()), dead, len(messages), value_bytes, generation, skipped)
 
-    def _known_layout(self, subscription_id: str, layout: LayoutKey) -> Subscription | None:
+    def _known_layout(self, subscription_id: str, layout: Layout) -> Subscription | None:
         """For the compiled path: the subscription, if wanted and already covering ``layout``."""
         if self._only is not None and subscription_id not in self._only:
             return None  # the reference path counts it as skipped
@@ -295,7 +297,7 @@ class Sink:
             dead.append(DeadLetter.of(msg, sub, rec.subscription_id))
             return
         try:
-            rows = sub.rows_for(rec, Source(msg.topic, msg.partition, msg.offset), ingested_at)
+            rows = rows_for(sub, rec, Source(msg.topic, msg.partition, msg.offset), ingested_at)
             day = bounds.day_of(rec.scoring_timestamp)
         except RecordError as exc:
             dead.append(DeadLetter.of(msg, exc, rec.subscription_id))
@@ -536,4 +538,4 @@ class _InternalErrors:
 
 
 def _sub_id(subscription_id: str | None) -> str | None:
-    return None if subscription_id is None else _printable(subscription_id)[: records.MAX_NAME_CHARS]
+    return None if subscription_id is None else _printable(subscription_id)[: contract.MAX_NAME_CHARS]

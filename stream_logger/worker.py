@@ -40,14 +40,14 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as TP
 
-from . import datamart, records
+from . import contract, datamart
 from .config import Settings
 from .errors import ConfigError, FatalError, FencedError
 from .kafka_clients import start_client
 from .metrics import MetricsServer, WorkerMetrics
+from .registry import Registry
 from .retry import Outage, kafka_errors, pg_errors, retrying
 from .sink import Message, PreparedBatch, Sink
-from .subscriptions import Registry
 from .window import TimestampWindow
 
 __all__ = [
@@ -87,7 +87,7 @@ class WorkerConfig:
     batch_max_bytes: int = 8 * 1024 * 1024
     flush_interval_ms: int = 500
     max_in_flight_batches: int = 2
-    max_record_bytes: int = records.DEFAULT_MAX_RECORD_BYTES
+    max_record_bytes: int = contract.DEFAULT_MAX_RECORD_BYTES
     shutdown_grace_s: float = 30.0
     until_caught_up: bool = False
     auto_register: bool = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_logger.records import ScoringRecord, Table
+from stream_logger.contract import ScoringRecord, Table
 from stream_logger.samples import GERMAN_CREDIT_FEATURES
 
 GERMAN_CREDIT_FIELDS = list(GERMAN_CREDIT_FEATURES)

@@ -17,8 +17,9 @@ from aiokafka import AIOKafkaProducer
 from stream_logger import datamart
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
+from stream_logger.registry import create_partitions, declare
 from stream_logger.samples import german_credit_record
-from stream_logger.subscriptions import Subscription, create_partitions, declare
+from stream_logger.subscription import Subscription
 
 
 async def produce(

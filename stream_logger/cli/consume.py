@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Any
 
-from ..records import DEFAULT_MAX_RECORD_BYTES
+from ..contract import DEFAULT_MAX_RECORD_BYTES
 from ..worker import Worker, WorkerConfig, WorkerSummary
 from ._options import add_connection_options, add_limit_options, limit_overrides, settings_from
 

@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import subscriptions
+from .. import registry
 from ..datamart import require_datamart
 from ..errors import SubscriptionError
+from ..subscription import Subscription
 from ._db import connect
 from ._options import add_connection_options, settings_from
 
@@ -53,10 +54,10 @@ def _read_spec(path: Path) -> dict[str, Any]:
 def _add(args: argparse.Namespace) -> int:
     spec = _read_spec(args.file)
 
-    async def run() -> subscriptions.Subscription:
+    async def run() -> Subscription:
         async with connect(settings_from(args)) as conn:
             await require_datamart(conn, args.schema)
-            return await subscriptions.declare(conn, args.schema, spec)
+            return await registry.declare(conn, args.schema, spec)
 
     sub = asyncio.run(run())
     print(f"subscription {sub.subscription_id!r}: table {sub.table}, {len(sub.fields)} fields")
@@ -64,10 +65,10 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    async def run() -> list[subscriptions.Subscription]:
+    async def run() -> list[Subscription]:
         async with connect(settings_from(args)) as conn:
             await require_datamart(conn, args.schema)
-            return await subscriptions.list_subscriptions(conn, args.schema)
+            return await registry.list_subscriptions(conn, args.schema)
 
     subs = asyncio.run(run())
     if args.json:

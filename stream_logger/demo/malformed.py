@@ -2,7 +2,7 @@
 
 Each :class:`MalformedMessage` carries the raw message value (``bytes``, or ``None`` for a tombstone), its key, a
 short human label the demo prints next to it, and the dead-letter ``error_code`` it is expected to get (one of
-:data:`stream_logger.records.ERROR_CODES`). All but the first two start from a valid scoring record v1 for the
+:data:`stream_logger.contract.ERROR_CODES`). All but the first two start from a valid scoring record v1 for the
 demo's subscription and break exactly one thing.
 """
 
@@ -31,7 +31,7 @@ class MalformedMessage:
     key: bytes | None
     value: bytes | None
     expected_error_code: str
-    """The dead-letter reason the consumer is expected to give (see ``records.ERROR_CODES``)."""
+    """The dead-letter reason the consumer is expected to give (see ``contract.ERROR_CODES``)."""
 
 
 def valid_record(

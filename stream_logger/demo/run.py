@@ -18,7 +18,7 @@ from typing import TextIO
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from .. import datamart, subscriptions
+from .. import datamart, registry
 from ..config import Settings, default_home
 from ..emitter import Emitter
 from ..identifiers import quote_ident
@@ -116,7 +116,7 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
     try:
         with pg_errors("setting up the demo datamart"):
             await datamart.setup(conn, opts.schema, drop_existing=True)
-            sub = await subscriptions.declare(conn, opts.schema, declaration)
+            sub = await registry.declare(conn, opts.schema, declaration)
         print(f"demo: subscription {sub_id} declared -> table {opts.schema}.{sub.table}", file=out)
 
         cfg = WorkerConfig(

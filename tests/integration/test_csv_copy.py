@@ -18,8 +18,8 @@ import pytest
 
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
+from stream_logger.registry import Registry
 from stream_logger.sink import PreparedBatch, Sink, WriteOutcome
-from stream_logger.subscriptions import Registry
 from tests.support import setup_datamart
 
 pytestmark = pytest.mark.integration

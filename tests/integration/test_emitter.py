@@ -20,11 +20,11 @@ import pytest
 from confluent_kafka import KafkaError
 
 from stream_logger import Emitter, EmitterStats, PayloadRecord, ThreadedEmitter
-from stream_logger._build import build_record
 from stream_logger.config import Settings
 from stream_logger.encoding import encode
 from stream_logger.records import decode
 from stream_logger.samples import german_credit_record
+from stream_logger.scoring_call import build_record
 from tests.support import scoring_call
 
 from ._kafka import consume_all

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from stream_logger import records, subscriptions
+from stream_logger import contract, records, registry
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
 from tests.integration.test_hostile_names import DAY, dead_letters, produce_in_order, sub_record, tables_of
@@ -26,7 +26,7 @@ async def test_a_bug_while_decoding_one_message_dead_letters_it_and_its_neighbou
 ) -> None:
     real_decode = records.decode
 
-    def buggy_decode(value: bytes | None, max_bytes: int = records.DEFAULT_MAX_RECORD_BYTES) -> Any:
+    def buggy_decode(value: bytes | None, max_bytes: int = contract.DEFAULT_MAX_RECORD_BYTES) -> Any:
         if value and b"s-13" in value:
             raise ZeroDivisionError("planted " + "x" * 10_000)
         return real_decode(value, max_bytes)
@@ -44,14 +44,14 @@ async def test_a_bug_while_decoding_one_message_dead_letters_it_and_its_neighbou
 async def test_a_bug_while_registering_one_subscription_costs_only_its_records(
     settings: Settings, topic: str, datamart_schema: str, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_create = subscriptions._create
+    real_create = registry._create
 
     async def buggy_create(conn: asyncpg.Connection, schema: str, subscription_id: str, *a: Any, **kw: Any) -> Any:
         if subscription_id == "explodes":
             await conn.execute("SELECT * FROM no_such_table_here")  # a statement PostgreSQL refuses
         return await real_create(conn, schema, subscription_id, *a, **kw)
 
-    monkeypatch.setattr(subscriptions, "_create", buggy_create)
+    monkeypatch.setattr(registry, "_create", buggy_create)
     recs = [sub_record(0, "credit"), sub_record(1, "explodes"), sub_record(2, "credit"), sub_record(3, "explodes")]
     await produce_in_order(settings, topic, recs)
     summary = await run_until_caught_up(settings, config(topic, datamart_schema))

@@ -11,17 +11,12 @@ import asyncpg
 import pytest
 
 from stream_logger.config import Settings
+from stream_logger.contract import ScoringRecord, Table
 from stream_logger.datamart import info, setup
 from stream_logger.errors import RecordError, SubscriptionError
-from stream_logger.records import ScoringRecord, Table
-from stream_logger.subscriptions import (
-    Registry,
-    Source,
-    Subscription,
-    declare,
-    list_subscriptions,
-    partition_days,
-)
+from stream_logger.registry import Registry, declare, list_subscriptions, partition_days
+from stream_logger.rows import rows_for
+from stream_logger.subscription import Source, Subscription
 from tests.datamart_factories import GERMAN_CREDIT_FIELDS, german_credit_record, simple_record
 
 pytestmark = pytest.mark.integration
@@ -45,7 +40,7 @@ async def _write(pg: asyncpg.Connection, registry: Registry, records: list[Scori
         sub = subs[record.subscription_id]
         assert isinstance(sub, Subscription)
         await registry.ensure_partitions(pg, sub, partition_days([record]))
-        rows = sub.rows_for(record, Source("t", 0, i), NOW)
+        rows = rows_for(sub, record, Source("t", 0, i), NOW)
         await pg.copy_records_to_table(sub.table, schema_name=sub.schema, columns=list(sub.columns), records=rows)
     return subs
 
@@ -132,7 +127,7 @@ async def test_type_conflict_writes_nothing(pg: asyncpg.Connection, schema: str)
     sub = (await registry.prepare(pg, [bad]))["simple"]
     assert isinstance(sub, Subscription)
     with pytest.raises(RecordError) as caught:
-        sub.rows_for(bad, Source("t", 0, 9), NOW)
+        rows_for(sub, bad, Source("t", 0, 9), NOW)
     assert (caught.value.code, caught.value.path) == ("type_conflict", "request.values[1][n]")
     assert await pg.fetchval(f'SELECT count(*) FROM "{schema}".payload_simple') == 1
     assert (await _columns(pg, schema, "payload_simple"))["n"] == "bigint"

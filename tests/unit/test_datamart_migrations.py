@@ -1,12 +1,12 @@
-"""The packaged migrations are the canonical ones, numbered without gaps, and agree with records.ERROR_CODES."""
+"""The packaged migrations are the canonical ones, numbered without gaps, and agree with contract.ERROR_CODES."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from stream_logger.contract import ERROR_CODES
 from stream_logger.datamart import latest_version, load_migrations
-from stream_logger.records import ERROR_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
 

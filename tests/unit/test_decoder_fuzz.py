@@ -2,8 +2,8 @@
 
 Any party that can produce to the topic may send any bytes. For each message, ``records.decode`` must return a
 record or raise ``RecordError`` with a dead-letter code (any other exception would stop the worker), and the
-compiled paths must agree with the reference (``tests/unit/test_compiled.py``): ``_decode_compiled`` builds the
-reference's record or declines, ``compiled.Mapper.to_rows`` builds the reference's rows or declines.
+compiled paths must agree with the reference (``tests/unit/test_fast_rows.py``): ``_decode_compiled`` builds the
+reference's record or declines, ``fast_rows.Mapper.to_rows`` builds the reference's rows or declines.
 
 Two sources of messages: the checked-in corpus (``tests/corpus/decoder``, see its README), and hypothesis,
 which mutates valid records (structure first, then bytes).
@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from stream_logger import records
+from stream_logger import contract, records
 from stream_logger.errors import RecordError
 from stream_logger.samples import german_credit_record
 from tests.support import DECODER_CORPUS, decoder_corpus
-from tests.unit.test_compiled import META_SUB, SUBSCRIPTIONS, assert_records_agree, assert_rows_agree
+from tests.unit.test_fast_rows import META_SUB, SUBSCRIPTIONS, assert_records_agree, assert_rows_agree
 from tests.unit.test_schema_agreement import GOOD_DOCS, JSON_VALUES, _parent, _paths, mutated_records
 
 CORPUS = decoder_corpus()
@@ -34,7 +34,7 @@ def outcome(value: bytes) -> str:
     try:
         records.decode(value)
     except RecordError as exc:
-        assert exc.code in records.ERROR_CODES, f"an unknown error code {exc.code!r}: {exc}"
+        assert exc.code in contract.ERROR_CODES, f"an unknown error code {exc.code!r}: {exc}"
         return exc.code
     return "ok"
 
@@ -53,7 +53,7 @@ def check_message(value: bytes) -> str:
 
 def test_the_manifest_lists_every_message() -> None:
     assert sorted(path.stem for path in (DECODER_CORPUS / "messages").iterdir()) == sorted(CORPUS)
-    assert {code for _, code in CORPUS.values()} <= records.ERROR_CODES | {"ok"}
+    assert {code for _, code in CORPUS.values()} <= contract.ERROR_CODES | {"ok"}
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from stream_logger.contract import ERROR_CODES
 from stream_logger.demo.malformed import malformed_messages, valid_record
 from stream_logger.demo.subscription import subscription_declaration
 from stream_logger.errors import RecordError
-from stream_logger.records import ERROR_CODES
 
 _REQUIRED = ("schema_version", "scoring_id", "scoring_timestamp", "subscription_id", "request")
 _PYTHON_TYPES: dict[str, type] = {"integer": int, "text": str}

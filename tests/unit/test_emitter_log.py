@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from stream_logger import Emitter, RecordError, ThreadedEmitter
-from stream_logger._build import as_table, build_record, new_scoring_id
-from stream_logger._pipeline import RECORD_OVERHEAD_BYTES, producer_settings
+from stream_logger.contract import Table
+from stream_logger.delivery import RECORD_OVERHEAD_BYTES, producer_settings
 from stream_logger.errors import ConfigError
-from stream_logger.records import Table, decode
+from stream_logger.records import decode
 from stream_logger.samples import german_credit_record
+from stream_logger.scoring_call import as_table, build_record, new_scoring_id
 
 REQUEST = {"fields": ["Age", "Sex"], "values": [[33, "female"], [41, "male"]]}
 RESPONSE = {"fields": ["prediction", "probability"], "values": [["No Risk", [0.8, 0.2]], ["Risk", [0.3, 0.7]]]}

@@ -197,7 +197,7 @@ def test_the_emitter_takes_the_settings_as_keywords(tmp_path: Path, clean_env: p
         kafka_config=_file(tmp_path, "client.id=credit\nretries=3\n"),
     )
     # the producers' configuration, callbacks aside, is what users would hand confluent-kafka themselves
-    from stream_logger._pipeline import producer_settings
+    from stream_logger.delivery import producer_settings
 
     config = producer_settings(em._pipeline.config, 1 << 20)
     assert config["security.protocol"] == "SASL_SSL" and config["sasl.password"] == SECRET

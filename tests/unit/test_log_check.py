@@ -1,6 +1,6 @@
 """log()'s fused build and encode, and its quick check (no broker needed).
 
-``_build.encode_call`` must write exactly the bytes of ``encode(build_record(...))`` for the same arguments, and
+``scoring_call.encode_call`` must write exactly the bytes of ``encode(build_record(...))`` for the same arguments, and
 refuse what they cannot write for the same reason. With ``validate``, its quick check may vouch for a call only
 where ``records.decode`` accepts the bytes; anything else goes to ``records.decode``. So a call that log() refused
 before (when the full decode decided every record) is refused now, for the same reason, and the other way round.
@@ -26,11 +26,11 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from stream_logger import Emitter, RecordError, _build, records
-from stream_logger._build import build_record
+from stream_logger import Emitter, RecordError, records, scoring_call
+from stream_logger.contract import MAX_ROWS, MAX_VALUE_DEPTH, Table
 from stream_logger.encoding import encode
-from stream_logger.records import MAX_ROWS, MAX_VALUE_DEPTH, Table
 from stream_logger.samples import german_credit_record
+from stream_logger.scoring_call import build_record
 from tests.unit.test_emitter_log import _Frame as Frame
 from tests.unit.test_schema_agreement import GOOD_DOCS, mutated_records
 
@@ -336,14 +336,14 @@ def before(call: dict[str, Any]) -> Outcome:
 
 
 def encode_call(call: dict[str, Any], validate: bool) -> tuple[str, bytes]:
-    fused: Callable[..., tuple[str, bytes]] = _build.encode_call
+    fused: Callable[..., tuple[str, bytes]] = scoring_call.encode_call
     return fused(*(call.get(name) for name in _ARGS), validate)
 
 
 @contextmanager
 def full_decodes() -> Iterator[mock.MagicMock]:
     """Watch the fused path's calls of ``records.decode`` (none: the quick check vouched for the call)."""
-    with mock.patch.object(_build, "decode", wraps=records.decode) as spy:
+    with mock.patch.object(scoring_call, "decode", wraps=records.decode) as spy:
         yield spy
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_logger import kafka_config, records
+from stream_logger import contract, kafka_config, records
 from stream_logger.cli import build_parser
 from tests.deploy import consume_env_vars, system_tool
 from tests.readme_snippets import LANGUAGES, README, ROOT, Snippet, command_lines, parse_readme
@@ -237,7 +237,7 @@ def test_every_worker_metric_is_listed() -> None:
 
 
 def test_every_dead_letter_code_is_explained() -> None:
-    for code in sorted(records.ERROR_CODES):
+    for code in sorted(contract.ERROR_CODES):
         assert f"| `{code}` |" in TEXT, f"dead-letter code {code} is missing from the README's table"
 
 

@@ -11,18 +11,10 @@ import numpy as np
 import orjson
 import pytest
 
+from stream_logger.contract import DEFAULT_DEPLOYMENT_ID, ERROR_CODES, MAX_FIELDS, MAX_VALUE_DEPTH, ScoringRecord, Table
 from stream_logger.encoding import encode, to_obj
 from stream_logger.errors import RecordError
-from stream_logger.records import (
-    DEFAULT_DEPLOYMENT_ID,
-    ERROR_CODES,
-    MAX_FIELDS,
-    MAX_VALUE_DEPTH,
-    ScoringRecord,
-    Table,
-    decode,
-    from_obj,
-)
+from stream_logger.records import decode, from_obj
 from stream_logger.samples import GERMAN_CREDIT_FEATURES, german_credit_record
 
 

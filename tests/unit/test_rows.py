@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from stream_logger.contract import Table
 from stream_logger.errors import RecordError
 from stream_logger.identifiers import SYSTEM_COLUMNS
-from stream_logger.records import Table
-from stream_logger.rows import Field, Source, Subscription, infer_type, partition_day
+from stream_logger.rows import infer_type, partition_day, rows_for
+from stream_logger.subscription import Field, Source, Subscription
 from tests.datamart_factories import GERMAN_CREDIT_FIELDS, german_credit_record, simple_record
 
 SOURCE = Source("topic", 2, 41)
@@ -41,7 +42,7 @@ def test_a_multi_row_request_gives_one_row_each_with_its_index_and_source() -> N
     fields = [(n, "feature", "text") for n in GERMAN_CREDIT_FIELDS]
     sub = _sub(*fields, ("prediction", "prediction", "text"), ("probability", "probability", "float8[]"))
     record = german_credit_record("abc", rows=3)
-    rows = [_as_dict(sub, r) for r in sub.rows_for(_record_all_text(record), SOURCE, NOW)]
+    rows = [_as_dict(sub, r) for r in rows_for(sub, _record_all_text(record), SOURCE, NOW)]
     assert [r["row_index"] for r in rows] == [0, 1, 2]
     assert {r["scoring_id"] for r in rows} == {"abc"}
     assert rows[1]["prediction"] == "No Risk"
@@ -61,7 +62,7 @@ def _record_all_text(record: Any) -> Any:
 def test_types_are_checked_not_coerced() -> None:
     sub = _sub(("i", "feature", "bigint"), ("f", "feature", "float8"), ("b", "feature", "boolean"))
     ok = simple_record("r", ["i", "f", "b"], [[1, 2, True], [None, 2.5, None]])
-    rows = [_as_dict(sub, r) for r in sub.rows_for(ok, SOURCE, NOW)]
+    rows = [_as_dict(sub, r) for r in rows_for(sub, ok, SOURCE, NOW)]
     assert (rows[0]["i"], rows[0]["f"], rows[0]["b"]) == (1, 2.0, True)
     assert isinstance(rows[0]["f"], float)  # an int into a float column is fine, sent as float
     assert (rows[1]["i"], rows[1]["f"], rows[1]["b"]) == (None, 2.5, None)
@@ -76,32 +77,32 @@ def test_types_are_checked_not_coerced() -> None:
     ]
     for values, path in cases:
         with pytest.raises(RecordError) as caught:
-            sub.rows_for(simple_record("r", ["i", "f", "b"], values), SOURCE, NOW)
+            rows_for(sub, simple_record("r", ["i", "f", "b"], values), SOURCE, NOW)
         assert caught.value.code == "type_conflict"
         assert caught.value.path == path
 
 
 def test_bigint_limits_fit() -> None:
     sub = _sub(("i", "feature", "bigint"))
-    rows = sub.rows_for(simple_record("r", ["i"], [[2**63 - 1], [-(2**63)]]), SOURCE, NOW)
+    rows = rows_for(sub, simple_record("r", ["i"], [[2**63 - 1], [-(2**63)]]), SOURCE, NOW)
     assert [r[-1] for r in rows] == [2**63 - 1, -(2**63)]
 
 
 def test_nul_characters_are_unstorable_wherever_they_are() -> None:
     sub = _sub(("t", "feature", "text"), ("j", "feature", "jsonb"))
     with pytest.raises(RecordError) as caught:
-        sub.rows_for(simple_record("r", ["t", "j"], [["a\x00b", None]]), SOURCE, NOW)
+        rows_for(sub, simple_record("r", ["t", "j"], [["a\x00b", None]]), SOURCE, NOW)
     assert (caught.value.code, caught.value.path) == ("unstorable_value", "request.values[0][t]")
     with pytest.raises(RecordError) as caught:
-        sub.rows_for(simple_record("r", ["t", "j"], [["ok", {"k": "a\x00"}]]), SOURCE, NOW)
+        rows_for(sub, simple_record("r", ["t", "j"], [["ok", {"k": "a\x00"}]]), SOURCE, NOW)
     assert (caught.value.code, caught.value.path) == ("unstorable_value", "request.values[0][j]")
     with pytest.raises(RecordError) as caught:
-        sub.rows_for(simple_record("r", ["t", "new"], [["ok", "\x00"]]), SOURCE, NOW)
+        rows_for(sub, simple_record("r", ["t", "new"], [["ok", "\x00"]]), SOURCE, NOW)
     assert caught.value.code == "unstorable_value"
     record = simple_record("r", ["t"], [["ok"]])
     record.error = "boom\x00"
     with pytest.raises(RecordError) as caught:
-        sub.rows_for(record, SOURCE, NOW)
+        rows_for(sub, record, SOURCE, NOW)
     assert (caught.value.code, caught.value.path) == ("unstorable_value", "error")
 
 
@@ -114,7 +115,7 @@ def test_undeclared_fields_go_to_extra_and_jsonb_gets_json_text() -> None:
         response=Table(["a", "score"], [[1, 0.9]]),
     )
     record.request_meta = Table(["region"], [["eu"]])
-    (row,) = [_as_dict(sub, r) for r in sub.rows_for(record, SOURCE, NOW)]
+    (row,) = [_as_dict(sub, r) for r in rows_for(sub, record, SOURCE, NOW)]
     assert row["j"] == '{"x":[1,2]}'
     assert row["arr"] == [1.0, 2.5, None]
     assert row["extra"] == '{"request":{"New":"v"},"meta":{"region":"eu"},"response":{"score":0.9}}'
@@ -125,14 +126,14 @@ def test_missing_fields_and_failed_calls_give_nulls() -> None:
     record = simple_record("r", ["other"], [[1]])
     record.status_code = 500
     record.error = "model crashed"
-    (row,) = [_as_dict(sub, r) for r in sub.rows_for(record, SOURCE, NOW)]
+    (row,) = [_as_dict(sub, r) for r in rows_for(sub, record, SOURCE, NOW)]
     assert (row["a"], row["prediction"], row["status_code"], row["error"]) == (None, None, 500, "model crashed")
 
 
 def test_plans_are_cached_per_layout_and_layouts_do_not_mix() -> None:
     sub = _sub(("a", "feature", "bigint"), ("b", "feature", "text"))
-    r1 = sub.rows_for(simple_record("r", ["a", "b"], [[1, "x"]]), SOURCE, NOW)
-    r2 = sub.rows_for(simple_record("r", ["b", "a"], [["y", 2]]), SOURCE, NOW)
+    r1 = rows_for(sub, simple_record("r", ["a", "b"], [[1, "x"]]), SOURCE, NOW)
+    r2 = rows_for(sub, simple_record("r", ["b", "a"], [["y", 2]]), SOURCE, NOW)
     assert r1[0][-2:] == (1, "x")
     assert r2[0][-2:] == (2, "y")
 

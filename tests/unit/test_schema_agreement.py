@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from jsonschema import Draft202012Validator
 
-from stream_logger.errors import RecordError
-from stream_logger.records import (
+from stream_logger.contract import (
     MAX_FIELDS,
     MAX_NAME_CHARS,
     MAX_ROWS,
@@ -31,9 +30,9 @@ from stream_logger.records import (
     MAX_VALUE_DEPTH,
     SUBSCRIPTION_ID_PATTERN,
     TIMESTAMP_PATTERN,
-    decode,
-    from_obj,
 )
+from stream_logger.errors import RecordError
+from stream_logger.records import decode, from_obj
 from stream_logger.samples import german_credit_record
 from tests.unit.test_records import BAD
 

@@ -1,7 +1,7 @@
 """The compiled path must agree with the reference path: the same record, the same rows, or a decline.
 
 ``records.decode`` first tries msgspec (``_decode_compiled``) and the sink maps known layouts straight from bytes
-(``compiled.to_rows``). Whenever either accepts a message, the reference (``_decode_reference``, then
+(``fast_rows.to_rows``). Whenever either accepts a message, the reference (``_decode_reference``, then
 ``Subscription.rows_for``) must accept it too and give exactly the same result; whenever the reference refuses
 one, the compiled path must decline it. Both must also cover the common records, or the path is dead code.
 """
@@ -18,11 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_logger import compiled, records
+from stream_logger import envelope, fast_rows, records
+from stream_logger.contract import Layout
 from stream_logger.errors import RecordError
-from stream_logger.records import LayoutKey
-from stream_logger.rows import Field, Source, Subscription, infer_type
+from stream_logger.rows import infer_type, rows_for
 from stream_logger.samples import german_credit_record
+from stream_logger.subscription import Field, Source, Subscription
 from tests.unit.test_csvcopy import assert_line_means
 from tests.unit.test_records import BAD
 from tests.unit.test_schema_agreement import GOOD_DOCS, JSON_VALUES, mutated_records
@@ -56,23 +57,23 @@ _WARM_UP = {
 def _reference_rows(sub: Subscription, value: bytes) -> list[tuple[Any, ...]] | RecordError:
     try:
         record = records.decode(value)
-        return sub.rows_for(record, SOURCE, NOW)
+        return rows_for(sub, record, SOURCE, NOW)
     except RecordError as exc:
         return exc
 
 
-def _compiled_rows(sub: Subscription, value: bytes, *, csv: bool = False) -> compiled.Mapped | None:
+def _compiled_rows(sub: Subscription, value: bytes, *, csv: bool = False) -> fast_rows.Mapped | None:
     """What the compiled path maps ``value`` to, the same whether its layout is looked up (a fresh mapper) or a
     decoder that took an earlier message takes it (a mapper warmed with the common record of the subscription)."""
 
-    def known(subscription_id: str, layout: LayoutKey) -> Subscription | None:
+    def known(subscription_id: str, layout: Layout) -> Subscription | None:
         return sub if subscription_id == sub.subscription_id else None
 
-    def mapped(mapper: compiled.Mapper) -> compiled.Mapped | None:
+    def mapped(mapper: fast_rows.Mapper) -> fast_rows.Mapped | None:
         return mapper.to_rows(value, SOURCE.topic, SOURCE.partition, SOURCE.offset, NOW)
 
-    fresh = mapped(compiled.Mapper(known, csv=csv))
-    warm = compiled.Mapper(known, csv=csv)
+    fresh = mapped(fast_rows.Mapper(known, csv=csv))
+    warm = fast_rows.Mapper(known, csv=csv)
     for doc in _WARM_UP[sub.subscription_id, sub is META_SUB]:
         assert warm.to_rows(_json(doc), "t", 0, 0, NOW) is not None
     warmed = mapped(warm)
@@ -95,7 +96,7 @@ def _json(doc: Any) -> bytes:
 def assert_records_agree(doc: Any) -> bool:
     """The compiled decode is None or the reference's record; True when the compiled path took it."""
     value = _json(doc)
-    fast = records._decode_compiled(value)
+    fast = envelope.decode_fast(value)
     try:
         reference = records._decode_reference(value)
     except RecordError as exc:

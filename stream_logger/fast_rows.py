@@ -2,12 +2,12 @@
 
 Most of a stream is records of one subscription with the same few field layouts. For those, msgspec decodes the
 bytes in one pass into a struct typed for that subscription and layout, each ``values`` row a tuple of its
-columns' types, in C, so no intermediate :class:`~stream_logger.records.ScoringRecord` is built and no value is
+columns' types, in C, so no intermediate :class:`~stream_logger.contract.ScoringRecord` is built and no value is
 type-checked in Python. The path *declines* (returns None) on anything else: an invalid record, a layout the
 registry has not covered yet, a value that needs converting or refusing, a NUL character, a number msgspec
-would misread (``records.numbers_read_exactly``). A declined message
+would misread (``envelope.numbers_read_exactly``). A declined message
 takes the reference path (``records.decode`` then ``Subscription.rows_for``), which gives the same rows or the
-precise error; ``tests/unit/test_compiled.py`` checks that the two paths agree. No I/O here.
+precise error; ``tests/unit/test_fast_rows.py`` checks that the two paths agree. No I/O here.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from . import csvcopy, records
+from . import csvcopy, envelope
+from .contract import Layout
 from .errors import RecordError
-from .records import LayoutKey
-from .rows import RowDecoder, Subscription, json_text
+from .rows import RowDecoder, json_text, row_decoder
+from .subscription import Subscription
 from .window import ANY_TIME, WindowBounds
 
 __all__ = ["Mapped", "Mapper"]
 
-Known = Callable[[str, LayoutKey], Subscription | None]
+Known = Callable[[str, Layout], Subscription | None]
 """``(subscription_id, layout) -> Subscription`` when that subscription has a column for every field of the
 layout (``Registry.known_layout``), else None."""
 
@@ -69,13 +70,13 @@ class Mapper:
             return None
         else:
             csv = False
-        if len(value) >= records.MISREAD_MIN_DIGITS and not records.numbers_read_exactly(value):
+        if len(value) >= envelope.MISREAD_MIN_DIGITS and not envelope.numbers_read_exactly(value):
             return None
         recent = self._recent
         for k, (sub, decoder) in enumerate(recent):
             try:
                 env = decoder.decode(value)
-            except records.DECLINED:
+            except envelope.DECLINE_ERRORS:
                 continue
             if k:
                 recent.insert(0, recent.pop(k))
@@ -88,17 +89,17 @@ class Mapper:
 
     def _look_up(self, value: bytes) -> tuple[Subscription, RowDecoder, Any] | None:
         """The subscription and decoder of a message no recent decoder took, and the message decoded by it."""
-        env = records.envelope(value)
-        layout = None if env is None else records.layout_of(env)
+        env = envelope.envelope(value)
+        layout = None if env is None else envelope.envelope_layout(env)
         if env is None or layout is None:
             return None
         sub = self._known(env.subscription_id, layout)
-        decoder = None if sub is None else sub.row_decoder(layout)
+        decoder = None if sub is None else row_decoder(sub, layout)
         if sub is None or decoder is None:
             return None
         try:
             shaped = decoder.decode(value)
-        except records.DECLINED:
+        except envelope.DECLINE_ERRORS:
             return None
         self._recent.insert(0, (sub, decoder))
         del self._recent[_RECENT_MAX:]
@@ -116,10 +117,10 @@ def _mapped(
     csv: bool,
     bounds: WindowBounds,
 ) -> Mapped | None:
-    timestamp = records.timestamp_of(env)
-    if timestamp is None or not records.logs_a_call(env):
+    timestamp = envelope.timestamp_of(env)
+    if timestamp is None or not envelope.logs_a_call(env):
         return None
-    deployment_id, sampling_rate, tags = records.with_defaults(env)
+    deployment_id, sampling_rate, tags = envelope.with_defaults(env)
     # The system columns as rows._head_columns() makes them, whose checks the decoder's types have made: no NUL
     # character (none in the value), status_code within 100..599, finite floats (ints decoded as floats).
     head_tail = (

@@ -1,6 +1,6 @@
 """Turn what serving code has at hand into the bytes of a v1 scoring record, the emitter's ``log()``.
 
-Accepted for ``request``, ``response`` and ``meta``: a :class:`~stream_logger.records.Table`, a ``{"fields",
+Accepted for ``request``, ``response`` and ``meta``: a :class:`~stream_logger.contract.Table`, a ``{"fields",
 "values"}`` mapping (``values`` may be a numpy 2-D array), a pandas DataFrame (pandas is never imported here: a
 frame is recognised by its ``columns``), or a list of rows as dicts. A ``request`` mapping may carry its ``meta``
 block inside, as OpenScale's does.
@@ -21,9 +21,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from .encoding import dumps, wire
-from .errors import RecordError
-from .records import (
+from .contract import (
     DEFAULT_DEPLOYMENT_ID,
     DEFAULT_MAX_RECORD_BYTES,
     MAX_FIELDS,
@@ -34,8 +32,10 @@ from .records import (
     MAX_VALUE_DEPTH,
     ScoringRecord,
     Table,
-    decode,
 )
+from .encoding import dumps, wire
+from .errors import RecordError
+from .records import decode
 
 __all__ = ["as_table", "build_record", "encode_call", "new_scoring_id", "now_utc"]
 

@@ -25,6 +25,7 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
+from .contract import MAX_NAME_CHARS, Layout, ScoringRecord
 from .datamart import advisory_key, refuse_in_transaction
 from .errors import DatamartError, RecordError, SubscriptionError, describe
 from .identifiers import (
@@ -35,27 +36,13 @@ from .identifiers import (
     table_name_for,
     validate_schema_name,
 )
-from .records import MAX_NAME_CHARS, LayoutKey, ScoringRecord
 from .retry import is_message_fault
-from .rows import (
-    ROLES,
-    SOURCES,
-    SQL_TYPES,
-    TYPE_ALIASES,
-    Field,
-    Source,
-    Subscription,
-    infer_type,
-    layout_key,
-    partition_day,
-)
+from .rows import infer_type, partition_day
+from .subscription import ROLES, SOURCES, SQL_TYPES, TYPE_ALIASES, Field, Subscription
 
 __all__ = [
     "MAX_DECLARED_FIELDS",
-    "Field",
     "Registry",
-    "Source",
-    "Subscription",
     "declare",
     "list_subscriptions",
     "partition_days",
@@ -318,7 +305,7 @@ class Registry:
         """Whether ``sub`` already has a column for every field of ``records`` that should have one."""
         covered = self._covered.setdefault(sub.subscription_id, set())
         for record in records:
-            key = layout_key(record)
+            key = record.layout
             if key in covered:
                 continue
             if not sub.evolve or len(sub.fields) >= MAX_DECLARED_FIELDS or not self._undeclared(sub, record):
@@ -341,7 +328,7 @@ class Registry:
                     return True
         return False
 
-    def known_layout(self, subscription_id: str, layout: LayoutKey) -> Subscription | None:
+    def known_layout(self, subscription_id: str, layout: Layout) -> Subscription | None:
         """The subscription when the cache knows it and has found it covers records of ``layout`` (no I/O, no
         record needed: the sink's compiled path). None until :meth:`lookup` has seen a record of that layout."""
         covered = self._covered.get(subscription_id)

@@ -34,9 +34,9 @@ from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from .contract import DEFAULT_MAX_RECORD_BYTES
 from .errors import ConfigError
 from .kafka_config import is_secret
-from .records import DEFAULT_MAX_RECORD_BYTES
 from .shared_spool import SharedSpool
 
 __all__ = ["RECORD_OVERHEAD_BYTES", "EmitterStats", "Overflow", "Pipeline", "PipelineConfig", "producer_settings"]
