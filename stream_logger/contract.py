@@ -121,10 +121,10 @@ class ScoringRecord:
     response_time_ms: float | None = None
     status_code: int | None = None
     error: str | None = None
-    sampling_rate: float = 1.0
     user_id: str | None = None
     request_id: str | None = None
     trace_id: str | None = None
+    sampling_rate: float = 1.0
     tags: dict[str, str] = field(default_factory=dict)
     schema_version: int = 1
 
@@ -176,13 +176,17 @@ class ScoringCall(TypedDict, total=False):
     sampling_rate: float | None
 
 
-_BLOCKS: Final = ("request", "response", "request_meta")
+_ALWAYS_WRITTEN: Final = frozenset(
+    {"schema_version", "scoring_id", "scoring_timestamp", "subscription_id", "deployment_id"}
+)
+_BLOCKS: Final = frozenset({"request", "request_meta", "response"})
 
 OPTIONAL_FIELDS: Final = tuple(
-    f.name for f in dataclasses.fields(ScoringRecord) if f.default is None and f.name not in _BLOCKS
+    f.name for f in dataclasses.fields(ScoringRecord) if f.name not in _ALWAYS_WRITTEN | _BLOCKS
 )
-"""The optional scalar fields of a record, in declaration order: written only when set, stored in the payload
-table's system columns of the same names."""
+"""The optional fields of a record besides its blocks, in declaration order: ``asset_revision`` to ``tags``. Written
+only when set (and ``sampling_rate`` when not 1.0, ``tags`` when not empty); stored in the payload table's system
+columns of the same names, in the same order."""
 
 RECORD_KEYS: Final = frozenset(f.name for f in dataclasses.fields(ScoringRecord) if f.name != "request_meta")
 """The keys a v1 record's JSON object may hold (the meta block is inside ``request``)."""

@@ -35,8 +35,7 @@ import logging
 import os
 import sys
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
@@ -44,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 
 from .config import Settings
-from .contract import MAX_SCORING_ID_CHARS
+from .contract import MAX_SCORING_ID_CHARS, ScoringCall
 from .delivery import EmitterStats, Overflow, Pipeline, PipelineConfig
 from .errors import MAX_DETAIL_CHARS, ConfigError, RecordError, clip, describe
 from .kafka_config import KafkaClientConfig, KafkaSecurityOptions
@@ -171,26 +170,7 @@ class _EmitterBase:
             # inherited by a new child after this hook, then runs its own after-fork callbacks: register there.
             multiprocessing.util.register_after_fork(self, _stop_when_multiprocessing_child_exits)
 
-    def log(
-        self,
-        *,
-        request: Any,
-        response: Any,
-        subscription_id: str,
-        deployment_id: str | None = None,
-        scoring_id: str | None = None,
-        scoring_timestamp: datetime | str | None = None,
-        response_time_ms: float | None = None,
-        asset_revision: str | None = None,
-        status_code: int | None = None,
-        error: str | None = None,
-        user_id: str | None = None,
-        request_id: str | None = None,
-        trace_id: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        meta: Any = None,
-        sampling_rate: float | None = None,
-    ) -> str:
+    def log(self, **call: Unpack[ScoringCall]) -> str:
         """Queue one scoring call for delivery and return its ``scoring_id`` (a ``str``; generated when not given).
 
         Returns at once. ``request``/``response``/``meta``: ``{"fields", "values"}`` (values may be a numpy
@@ -204,29 +184,11 @@ class _EmitterBase:
         a ``str``.
         """
         try:
-            scoring_id, value = encode_call(
-                request,
-                response,
-                subscription_id,
-                deployment_id,
-                scoring_id,
-                scoring_timestamp,
-                response_time_ms,
-                asset_revision,
-                status_code,
-                error,
-                user_id,
-                request_id,
-                trace_id,
-                tags,
-                meta,
-                sampling_rate,
-                self.validate,
-            )
+            scoring_id, value = encode_call(call, self.validate)
         except RecordError as exc:
-            return self._invalid(exc, scoring_id)
+            return self._invalid(exc, call.get("scoring_id"))
         except Exception as exc:  # a value orjson cannot encode, a date out of range, an object that raises when read
-            return self._invalid(RecordError("invalid_record", "", describe(exc)), scoring_id, exc)
+            return self._invalid(RecordError("invalid_record", "", describe(exc)), call.get("scoring_id"), exc)
         self._submit(scoring_id, value)
         return scoring_id
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any, Final
 
 import orjson
 
-from .contract import ScoringRecord
+from .contract import OPTIONAL_FIELDS, ScoringRecord
 from .errors import RecordError
 
-__all__ = ["dumps", "encode", "to_obj", "wire"]
+__all__ = ["Block", "dumps", "encode", "record_object", "to_obj"]
 _ENCODE_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z
 
 
@@ -23,27 +24,15 @@ def encode(record: ScoringRecord) -> bytes:
     """
     meta, response = record.request_meta, record.response
     return dumps(
-        wire(
+        record_object(
             record.scoring_id,
             record.scoring_timestamp,
             record.subscription_id,
             record.deployment_id,
-            record.request.fields,
-            record.request.values,
-            None if meta is None else meta.fields,
-            None if meta is None else meta.values,
-            None if response is None else response.fields,
-            None if response is None else response.values,
-            record.asset_revision,
-            record.response_time_ms,
-            record.status_code,
-            record.error,
-            record.sampling_rate,
-            record.user_id,
-            record.request_id,
-            record.trace_id,
-            record.tags,
-            record.schema_version,
+            (record.request.fields, record.request.values),
+            None if meta is None else (meta.fields, meta.values),
+            None if response is None else (response.fields, response.values),
+            {name: value for name in OPTIONAL_FIELDS if (value := getattr(record, name)) is not None},
         )
     )
 
@@ -55,41 +44,34 @@ def to_obj(record: ScoringRecord) -> dict[str, Any]:
 
 
 def dumps(obj: dict[str, Any]) -> bytes:
-    """A :func:`wire` object as JSON bytes; :class:`RecordError` (``invalid_record``) for a value with no JSON form."""
+    """A :func:`record_object` as JSON bytes; :class:`RecordError` (``invalid_record``) for a value with no JSON
+    form."""
     try:
         return orjson.dumps(obj, default=_default, option=_ENCODE_OPTIONS)
     except orjson.JSONEncodeError as exc:
         raise RecordError("invalid_record", "", f"cannot encode: {exc}") from None
 
 
-def wire(
+Block = tuple[Any, Any]
+"""A block's field names and rows, as given."""
+
+
+def record_object(
     scoring_id: Any,
     scoring_timestamp: datetime,
     subscription_id: Any,
     deployment_id: Any,
-    request_fields: Any,
-    request_values: Any,
-    meta_fields: Any,
-    meta_values: Any,
-    response_fields: Any,
-    response_values: Any,
-    asset_revision: Any,
-    response_time_ms: Any,
-    status_code: Any,
-    error: Any,
-    sampling_rate: Any,
-    user_id: Any,
-    request_id: Any,
-    trace_id: Any,
-    tags: Any,
-    schema_version: int = 1,
+    request: Block,
+    meta: Block | None,
+    response: Block | None,
+    optional: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The JSON object written for a record, from its parts: the one spelling of the wire format (key order, and
     what is left out), shared by :func:`encode` and the emitter's ``log()``, which has no :class:`ScoringRecord`.
 
-    Absent blocks have None for their fields and values. Left out: optional fields that are None, a sampling rate
-    of 1.0, empty tags. A timestamp whose offset is not whole minutes is written in UTC (RFC 3339 has no seconds
-    in offsets); a naive one raises :class:`RecordError`.
+    ``optional`` holds the :data:`~stream_logger.contract.OPTIONAL_FIELDS` that are set (not None), in their order.
+    Left out besides those: a sampling rate of 1.0, empty tags. A timestamp whose offset is not whole minutes is
+    written in UTC (RFC 3339 has no seconds in offsets); a naive one raises :class:`RecordError`.
     """
     if scoring_timestamp.tzinfo is not UTC:
         offset = scoring_timestamp.utcoffset()
@@ -97,37 +79,25 @@ def wire(
             raise RecordError("invalid_record", "scoring_timestamp", "a naive datetime; give it a timezone")
         if offset.seconds % 60 or offset.microseconds:  # RFC 3339 offsets are whole minutes
             scoring_timestamp = scoring_timestamp.astimezone(UTC)
-    request: dict[str, Any] = {"fields": request_fields, "values": request_values}
-    if meta_fields is not None:
-        request["meta"] = {"fields": meta_fields, "values": meta_values}
+    request_obj: dict[str, Any] = {"fields": request[0], "values": request[1]}
+    if meta is not None:
+        request_obj["meta"] = {"fields": meta[0], "values": meta[1]}
     obj: dict[str, Any] = {
-        "schema_version": schema_version,
+        "schema_version": 1,
         "scoring_id": scoring_id,
         "scoring_timestamp": scoring_timestamp,
         "subscription_id": subscription_id,
         "deployment_id": deployment_id,
-        "request": request,
+        "request": request_obj,
     }
-    if response_fields is not None:
-        obj["response"] = {"fields": response_fields, "values": response_values}
-    if asset_revision is not None:
-        obj["asset_revision"] = asset_revision
-    if response_time_ms is not None:
-        obj["response_time_ms"] = response_time_ms
-    if status_code is not None:
-        obj["status_code"] = status_code
-    if error is not None:
-        obj["error"] = error
-    if user_id is not None:
-        obj["user_id"] = user_id
-    if request_id is not None:
-        obj["request_id"] = request_id
-    if trace_id is not None:
-        obj["trace_id"] = trace_id
-    if sampling_rate != 1.0:
-        obj["sampling_rate"] = sampling_rate
-    if tags:
-        obj["tags"] = tags
+    if response is not None:
+        obj["response"] = {"fields": response[0], "values": response[1]}
+    if optional:
+        obj.update(optional)
+        if "sampling_rate" in optional and optional["sampling_rate"] == 1.0:
+            del obj["sampling_rate"]
+        if "tags" in optional and not optional["tags"]:
+            del obj["tags"]
     return obj
 
 

@@ -36,19 +36,27 @@ from .contract import (
 
 __all__ = [
     "DECLINE_ERRORS",
+    "KNOWN_NAMES",
     "MISREAD_MIN_DIGITS",
+    "CallEnvelope",
     "Envelope",
+    "FieldNames",
     "Int64",
+    "KnownNames",
+    "Rows",
     "Value",
+    "call_envelope",
     "decode_fast",
     "envelope",
     "envelope_layout",
     "field_names",
     "logs_a_call",
     "numbers_read_exactly",
+    "plain_names",
     "rows_of",
     "shaped_decoder",
     "timestamp_of",
+    "vouches_for",
     "with_defaults",
 ]
 
@@ -61,8 +69,12 @@ _Scalar = Int64 | float | str | bool | None
 Value = _Scalar | list[_Scalar] | dict[str, _Scalar]
 """A value in a ``values`` row as the compiled path covers it: two levels at most, never deeper than MAX_VALUE_DEPTH."""
 _Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
-_FIELDS: Final = msgspec.json.Decoder(Annotated[list[_Name], Meta(min_length=1, max_length=MAX_FIELDS)])
-_ROWS: Final = msgspec.json.Decoder(Annotated[list[list[Value]], Meta(min_length=1, max_length=MAX_ROWS)])
+FieldNames = Annotated[list[_Name], Meta(min_length=1, max_length=MAX_FIELDS)]
+"""A block's ``fields`` as the fast path checks them (distinct names, and no NUL, are checked apart)."""
+Rows = Annotated[list[list[Value]], Meta(min_length=1, max_length=MAX_ROWS)]
+"""A block's ``values`` as the fast path covers them (each row's length is checked apart)."""
+_FIELDS: Final = msgspec.json.Decoder(FieldNames)
+_ROWS: Final = msgspec.json.Decoder(Rows)
 
 
 class RawTable(msgspec.Struct, forbid_unknown_fields=True):
@@ -103,6 +115,33 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _ENVELOPE: Final = msgspec.json.Decoder(Envelope)
+
+
+def _derived_envelope(name: str, types: dict[str, Any]) -> Any:
+    """A struct with :class:`Envelope`'s fields, constraints and defaults, but the ``types`` given for some."""
+    fields: list[Any] = []
+    for f in msgspec.structs.fields(Envelope):
+        kind = types.get(f.name, f.type)
+        fields.append((f.name, kind) if f.required else (f.name, kind, f.default))
+    return msgspec.defstruct(name, fields, forbid_unknown_fields=True, gc=False)
+
+
+CallEnvelope: Final[Any] = _derived_envelope(
+    "CallEnvelope", {"scoring_timestamp": datetime, "request": dict[str, Any], "response": dict[str, Any] | None}
+)
+""":class:`Envelope` for the Python objects of a ``log()`` call (``msgspec.convert``): the same checks, on the
+objects the emitter is about to write, but for the blocks, which the emitter checks itself (it wrote them)."""
+
+
+def call_envelope(obj: dict[str, Any]) -> Any:
+    """The :data:`CallEnvelope` of a record's JSON object as the emitter writes it, or None when it declines."""
+    try:
+        env = msgspec.convert(obj, CallEnvelope)
+    except DECLINE_ERRORS:
+        return None
+    return env if vouches_for(env) else None
+
+
 DECLINE_ERRORS: Final = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
 """What a compiled decoder raises when it declines a value (the reference validator then decides).
 
@@ -175,18 +214,24 @@ def logs_a_call(env: Any) -> bool:
     return env.response is not None or env.error is not None or (env.status_code is not None and env.status_code >= 400)
 
 
-def envelope(value: bytes) -> Envelope | None:
-    """The record's envelope when the compiled path can vouch for it (None: ask :func:`decode`).
+def vouches_for(env: Any) -> bool:
+    """The rules an envelope's types cannot say: a record without a response logs a failed call, and the
+    subscription id is plain printable ASCII (the reference normalises any other, or refuses it)."""
+    subscription_id = env.subscription_id
+    return logs_a_call(env) and subscription_id.isascii() and subscription_id.isprintable()
 
-    Checked here: everything outside the blocks' ``fields`` and ``values``, and that a record without a response
-    logs a failed call. The caller checks the blocks (:func:`field_names`, :func:`rows_of`, equal row counts, at
-    most :data:`MAX_FIELDS` names) and parses the timestamp (:func:`timestamp_of`).
+
+def envelope(value: bytes) -> Envelope | None:
+    """The record's envelope when its types are right (None: ask :func:`decode`).
+
+    Checked here: everything outside the blocks' ``fields`` and ``values``. The caller checks the cross-field rules
+    (:func:`vouches_for`), the blocks (:func:`field_names`, :func:`rows_of`, equal row counts, at most
+    :data:`MAX_FIELDS` names) and parses the timestamp (:func:`timestamp_of`).
     """
     try:
-        env = _ENVELOPE.decode(value)
+        return _ENVELOPE.decode(value)
     except DECLINE_ERRORS:
         return None
-    return env if logs_a_call(env) else None
 
 
 def with_defaults(env: Any) -> tuple[str, float, dict[str, str]]:
@@ -210,26 +255,89 @@ def timestamp_of(env: Any) -> datetime | None:
         return None
 
 
-# Valid field-name lists by their JSON text: streams repeat a handful, so names are checked (and built) once.
-_names_by_text: dict[bytes, tuple[str, ...]] = {}
-_NAMES_BY_TEXT_MAX: Final = 4096
+class KnownNames:
+    """Field-name lists found valid, remembered by their JSON text and as lists: a stream repeats a handful of
+    lists, so each is checked once. Valid means 1 to :data:`MAX_FIELDS` distinct names of 1 to :data:`MAX_NAME_CHARS`
+    characters, none holding a NUL character.
+
+    One memory for the three readers of names: the worker's fast path (:meth:`of_json`), the reference validator
+    and the emitter's check (:meth:`known`, then :meth:`add` once they have checked a list themselves). Bounded: past
+    :data:`MAX_KNOWN_CHARS` characters of names or :data:`MAX_KNOWN_TEXTS` texts it starts afresh.
+    """
+
+    def __init__(self) -> None:
+        self._by_text: dict[bytes, tuple[str, ...]] = {}
+        self._lists: dict[tuple[str, ...], list[str]] = {}
+        self._last: list[list[str] | None] = [None, None, None]
+        self._chars = 0
+
+    def of_json(self, text: bytes) -> tuple[str, ...] | None:
+        """The names in the JSON text of a block's ``fields`` when they are valid, else None."""
+        names = self._by_text.get(text)
+        if names is None:
+            try:
+                names = tuple(_FIELDS.decode(text))
+            except DECLINE_ERRORS:
+                return None
+            if len(set(names)) != len(names) or b"\\u0000" in text:
+                return None
+            if len(self._by_text) >= MAX_KNOWN_TEXTS:
+                self._by_text.clear()
+            self._by_text[text] = names
+        return names
+
+    def known(self, names: Any, block: int) -> list[str] | None:
+        """The remembered list equal to the list ``names`` of block ``block`` (0 request, 1 meta, 2 response), else
+        None. Its names are plain ``str``: write those, never the caller's, which may only claim to be equal."""
+        if type(names) is not list:  # a tuple or a string of the same names is written otherwise
+            return None
+        last = self._last[block]
+        try:
+            if last is not None and names == last:  # the same objects compare at once
+                return last
+            found = self._lists.get(tuple(names))
+        except Exception:  # a name that cannot even be compared or hashed: not a known list
+            return None
+        if found is not None:
+            self._last[block] = found
+        return found
+
+    def add(self, names: list[str], block: int) -> list[str]:
+        """Remember a list of names the caller found valid; returns the remembered copy (plain ``str``)."""
+        plain = [str.__str__(name) for name in names]
+        chars = sum(map(len, plain))
+        if self._chars + chars > MAX_KNOWN_CHARS:
+            self._lists.clear()
+            self._chars = 0
+        self._lists[tuple(plain)] = plain
+        self._chars += chars
+        self._last[block] = plain
+        return plain
+
+
+MAX_KNOWN_CHARS: Final = 1 << 22
+MAX_KNOWN_TEXTS: Final = 4096
+KNOWN_NAMES: Final = KnownNames()
 
 
 def field_names(raw: msgspec.Raw) -> tuple[str, ...] | None:
-    """The field names in ``raw`` (a block's ``fields``) when they are valid and distinct, else None."""
-    text = bytes(raw)
-    names = _names_by_text.get(text)
-    if names is None:
-        try:
-            names = tuple(_FIELDS.decode(text))
-        except DECLINE_ERRORS:
-            return None
-        if len(set(names)) != len(names):
-            return None
-        if len(_names_by_text) >= _NAMES_BY_TEXT_MAX:
-            _names_by_text.clear()
-        _names_by_text[text] = names
-    return names
+    """The field names in ``raw`` (a block's ``fields``) when they are valid, else None."""
+    return KNOWN_NAMES.of_json(bytes(raw))
+
+
+def plain_names(names: Any) -> bool:
+    """Whether ``names`` is a list of valid field names, each a plain ``str`` (the emitter's check of a list
+    :data:`KNOWN_NAMES` does not know)."""
+    if type(names) is not list:
+        return False
+    for name in names:
+        if type(name) is not str or "\x00" in name:
+            return False
+    try:
+        msgspec.convert(names, FieldNames)
+    except DECLINE_ERRORS:
+        return False
+    return len(set(names)) == len(names)
 
 
 def envelope_layout(env: Envelope) -> Layout | None:
@@ -266,10 +374,7 @@ def decode_fast(value: bytes) -> ScoringRecord | None:
     if len(value) >= MISREAD_MIN_DIGITS and not numbers_read_exactly(value):
         return None
     env = envelope(value)
-    if env is None:
-        return None
-    subscription_id = env.subscription_id
-    if not (subscription_id.isascii() and subscription_id.isprintable()):  # the reference normalises or refuses
+    if env is None or not vouches_for(env):
         return None
     scoring_timestamp = timestamp_of(env)
     if scoring_timestamp is None:
@@ -303,10 +408,10 @@ def decode_fast(value: bytes) -> ScoringRecord | None:
         env.response_time_ms,
         env.status_code,
         env.error,
-        sampling_rate,
         env.user_id,
         env.request_id,
         env.trace_id,
+        sampling_rate,
         tags,
         1,
     )

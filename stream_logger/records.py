@@ -58,7 +58,7 @@ from .contract import (
     ScoringRecord,
     Table,
 )
-from .envelope import decode_fast
+from .envelope import KNOWN_NAMES, decode_fast
 from .errors import RecordError
 
 __all__ = ["decode", "from_obj", "may_nest_too_deep"]
@@ -89,10 +89,11 @@ def _decode_reference(value: bytes) -> ScoringRecord:
     return _build(obj, may_nest_too_deep(value))
 
 
-def may_nest_too_deep(value: bytes) -> bool:
+def may_nest_too_deep(value: bytes, own_brackets: int = 0) -> bool:
     """Whether a value in a row of the JSON text ``value`` could nest deeper than :data:`MAX_VALUE_DEPTH`: it would
-    need as many brackets. Counting them is fast; looking for such a value is slow."""
-    return value.count(b"[") + value.count(b"{") > MAX_VALUE_DEPTH
+    need as many opening brackets of its own, besides the record's ``own_brackets`` (those of its object, blocks,
+    names, rows and tags, when the caller knows them). Counting is fast; looking for such a value is slow."""
+    return value.count(b"[") + value.count(b"{") - own_brackets > MAX_VALUE_DEPTH
 
 
 def from_obj(obj: Any) -> ScoringRecord:
@@ -284,10 +285,10 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
         response_time_ms,
         status_code,
         error,
-        sampling_rate,
         user_id,
         request_id,
         trace_id,
+        sampling_rate,
         tags,
         1,
     )
@@ -339,15 +340,10 @@ def _table(value: Any, path: str, keys: frozenset[str], check_depth: bool) -> Ta
         unknown = sorted(key for key in value if key not in keys)[0]
         _fail(_key_path(path, unknown), "unknown field; allowed: " + ", ".join(sorted(keys)))
     fields = value.get("fields", _MISSING)
-    if type(fields) is not list or fields != _fields_last.get(path):  # comparing beats hashing
-        try:
-            known = type(fields) is list and tuple(fields) in _fields_seen
-        except TypeError:  # an unhashable item: not a name
-            known = False
-        if not known:
-            _check_fields(fields, f"{path}.fields")
-            _remember_fields(fields)
-        _fields_last[path] = list(fields)  # a copy: the record's own list may change later
+    block = _BLOCK_OF[path]
+    if type(fields) is not list or KNOWN_NAMES.known(fields, block) is None:
+        _check_fields(fields, f"{path}.fields")
+        KNOWN_NAMES.add(fields, block)
     width = len(fields)
     rows = value.get("values", _MISSING)
     if type(rows) is not list or not 0 < len(rows) <= MAX_ROWS:
@@ -363,22 +359,7 @@ def _table(value: Any, path: str, keys: frozenset[str], check_depth: bool) -> Ta
     return Table(fields, rows)
 
 
-# Field-name lists already found valid (most streams repeat a few), and the last one per block.
-_fields_seen: set[tuple[str, ...]] = set()
-_fields_last: dict[str, list[str]] = {}
-_fields_seen_chars = 0
-_FIELDS_SEEN_MAX_CHARS: Final = 1 << 22
-
-
-def _remember_fields(fields: list[str]) -> None:
-    """Remember a valid list of field names, within a bounded memory."""
-    global _fields_seen_chars
-    chars = sum(map(len, fields))
-    if _fields_seen_chars + chars > _FIELDS_SEEN_MAX_CHARS:
-        _fields_seen.clear()
-        _fields_seen_chars = 0
-    _fields_seen.add(tuple(fields))
-    _fields_seen_chars += chars
+_BLOCK_OF: Final = {"request": 0, "request.meta": 1, "response": 2}
 
 
 def _check_fields(fields: Any, path: str) -> None:

@@ -5,9 +5,10 @@ Accepted for ``request``, ``response`` and ``meta``: a :class:`~stream_logger.co
 frame is recognised by its ``columns``), or a list of rows as dicts. A ``request`` mapping may carry its ``meta``
 block inside, as OpenScale's does.
 
-:func:`encode_call` goes from a call's arguments to the bytes without building a :class:`ScoringRecord`
-(:func:`build_record` builds one, for other callers). Validation is :func:`records.decode`'s job: the quick check
-here only spares it the records it would surely accept (``tests/unit/test_log_check.py``).
+A call's keywords are declared once, as :class:`~stream_logger.contract.ScoringCall`. :func:`encode_call` goes from
+them to the bytes without building a :class:`ScoringRecord` (:func:`build_record` builds one, for other callers).
+Validation is the contract's: the fast path (:mod:`stream_logger.envelope`) vouches for the calls it can, on the
+objects just written, and :func:`records.decode` decides every other (``tests/unit/test_log_check.py``).
 """
 
 from __future__ import annotations
@@ -16,26 +17,23 @@ import math
 import random
 from collections.abc import Mapping, Sequence, Sized
 from datetime import UTC, datetime, timezone
-from typing import Any, Final
+from typing import Any, Final, Unpack
 from zoneinfo import ZoneInfo
-
-import orjson
 
 from .contract import (
     DEFAULT_DEPLOYMENT_ID,
     DEFAULT_MAX_RECORD_BYTES,
     MAX_FIELDS,
-    MAX_NAME_CHARS,
     MAX_ROWS,
-    MAX_SCORING_ID_CHARS,
-    MAX_TAGS,
-    MAX_VALUE_DEPTH,
+    OPTIONAL_FIELDS,
+    ScoringCall,
     ScoringRecord,
     Table,
 )
-from .encoding import dumps, wire
+from .encoding import Block, dumps, record_object
+from .envelope import KNOWN_NAMES, call_envelope, plain_names
 from .errors import RecordError
-from .records import decode
+from .records import decode, may_nest_too_deep
 
 __all__ = ["as_table", "build_record", "encode_call", "new_scoring_id", "now_utc"]
 
@@ -183,182 +181,97 @@ def _timestamp(value: datetime | str | None) -> datetime:
     return value
 
 
-def build_record(
-    *,
-    request: Any,
-    response: Any,
-    subscription_id: str,
-    deployment_id: str | None = None,
-    scoring_id: str | None = None,
-    scoring_timestamp: datetime | str | None = None,
-    response_time_ms: float | None = None,
-    asset_revision: str | None = None,
-    status_code: int | None = None,
-    error: str | None = None,
-    user_id: str | None = None,
-    request_id: str | None = None,
-    trace_id: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    meta: Any = None,
-    sampling_rate: float | None = None,
-) -> ScoringRecord:
-    """A :class:`ScoringRecord` from call-site values (not yet validated; ``log()`` uses :func:`encode_call`)."""
-    if meta is None and (type(request) is dict or isinstance(request, Mapping)):
-        meta = request.get("meta")
-    req = as_table(request, "request")
-    if req is None:
-        raise RecordError("invalid_record", "request", "is required")
-    if scoring_id is not None and not isinstance(scoring_id, str):
-        raise _not_a_str("scoring_id", scoring_id)
+def build_record(**call: Unpack[ScoringCall]) -> ScoringRecord:
+    """A :class:`ScoringRecord` from a ``log()`` call's keywords (not validated: ``records.from_obj`` does that)."""
+    scoring_id, _, timestamp, subscription_id, deployment_id, request, meta, response, optional = _parts(call)
+    values = {"sampling_rate": 1.0, **optional}
+    values["tags"] = dict(values.get("tags") or {})
     return ScoringRecord(
-        scoring_id=scoring_id if scoring_id is not None else new_scoring_id(),
-        scoring_timestamp=_timestamp(scoring_timestamp),
+        scoring_id=scoring_id,
+        scoring_timestamp=timestamp,
         subscription_id=subscription_id,
-        request=req,
-        response=as_table(response, "response"),
-        request_meta=as_table(meta, "request.meta"),
-        deployment_id=deployment_id if deployment_id is not None else DEFAULT_DEPLOYMENT_ID,
-        asset_revision=asset_revision,
-        response_time_ms=response_time_ms,
-        status_code=status_code,
-        error=error,
-        sampling_rate=1.0 if sampling_rate is None else sampling_rate,
-        user_id=user_id,
-        request_id=request_id,
-        trace_id=trace_id,
-        tags=dict(tags) if tags else {},
+        request=Table(*request),
+        response=None if response is None else Table(*response),
+        request_meta=None if meta is None else Table(*meta),
+        deployment_id=deployment_id,
+        **values,
     )
 
 
-def encode_call(
-    request: Any,
-    response: Any,
-    subscription_id: Any,
-    deployment_id: Any,
-    scoring_id: Any,
-    scoring_timestamp: Any,
-    response_time_ms: Any,
-    asset_revision: Any,
-    status_code: Any,
-    error: Any,
-    user_id: Any,
-    request_id: Any,
-    trace_id: Any,
-    tags: Any,
-    meta: Any,
-    sampling_rate: Any,
-    validate: bool,
-) -> tuple[str, bytes]:
-    """The scoring id and v1 bytes of one ``log()`` call (its arguments in order, then ``validate``).
+def encode_call(call: ScoringCall, validate: bool) -> tuple[str, bytes]:
+    """The scoring id and v1 bytes of one ``log()`` call: the bytes of ``encode(build_record(**call))``, without
+    building the record.
 
-    The bytes and errors of ``encode(build_record(...))`` with the same arguments, with no :class:`ScoringRecord` or
-    :class:`Table` on the way. With ``validate``, the bytes are ones :func:`records.decode` accepts: a quick check
-    on the objects just written vouches for a call whose field names an earlier full decode accepted, with rows
-    of the right shape and plain scalars elsewhere; :func:`records.decode` decides every other call, and raises
-    :class:`RecordError` with the reason. The scoring id returned is then always a ``str``.
+    With ``validate``, the bytes are ones :func:`records.decode` accepts: the fast path of the contract
+    (:mod:`stream_logger.envelope`) checks the objects just written, and :func:`records.decode` decides every call
+    it declines, raising :class:`RecordError` with the reason. The scoring id returned is then always a ``str``.
     """
+    scoring_id, generated, timestamp, subscription_id, deployment_id, request, meta, response, optional = _parts(call)
+    blocks = [request, meta, response]
+    vouchable = validate and (generated or type(scoring_id) is str) and _known_names(blocks)
+    assert blocks[0] is not None
+    obj = record_object(
+        scoring_id, timestamp, subscription_id, deployment_id, blocks[0], blocks[1], blocks[2], optional
+    )
+    value = dumps(obj)
+    if not validate or (vouchable and _vouched(obj, value, blocks)):
+        return scoring_id, value
+    return decode(value).scoring_id, value  # accepts, or raises RecordError with the reason
+
+
+_Parts = tuple[Any, bool, datetime, Any, Any, Block, Block | None, Block | None, dict[str, Any]]
+
+
+def _parts(call: ScoringCall) -> _Parts:
+    """What a call's keywords mean: the scoring id (and whether it was generated), the timestamp, the ids, each
+    block's names and rows, and the ``OPTIONAL_FIELDS`` that are set, in their order. Raises :class:`RecordError`
+    for what cannot be written at all."""
+    request, meta = call.get("request"), call.get("meta")
     if meta is None and (type(request) is dict or isinstance(request, Mapping)):
         meta = request.get("meta")
     if request is None:
         raise RecordError("invalid_record", "request", "is required")
-    request_fields, request_rows = _block(request, "request")
-    # Then in build_record's order, so that a call with several faults is refused for the same one.
+    request_block = _block(request, "request")
+    scoring_id = call.get("scoring_id")
     generated = scoring_id is None
     if generated:
         scoring_id = new_scoring_id()
     elif not isinstance(scoring_id, str):
         raise _not_a_str("scoring_id", scoring_id)
-    if scoring_timestamp is None:
-        scoring_timestamp = now_utc()
-    elif type(scoring_timestamp) is not datetime or scoring_timestamp.tzinfo is None:
-        scoring_timestamp = _timestamp(scoring_timestamp)
-    response_fields = response_rows = meta_fields = meta_rows = None
-    if response is not None:
-        response_fields, response_rows = _block(response, "response")
-    if meta is not None:
-        meta_fields, meta_rows = _block(meta, "request.meta")
+    timestamp = call.get("scoring_timestamp")
+    if timestamp is None:
+        timestamp = now_utc()
+    elif type(timestamp) is not datetime or timestamp.tzinfo is None:
+        timestamp = _timestamp(timestamp)
+    response = call.get("response")
+    response_block = None if response is None else _block(response, "response")
+    meta_block = None if meta is None else _block(meta, "request.meta")
+    deployment_id = call.get("deployment_id")
     if deployment_id is None:
         deployment_id = DEFAULT_DEPLOYMENT_ID
-    if sampling_rate is None:
-        sampling_rate = 1.0
-    if type(tags) is not dict:
-        tags = dict(tags) if tags else {}
-
-    layout = _known_layout(request_fields, meta_fields, response_fields) if validate else None
-    if layout is not None:  # write the names as decoded before, never a look-alike that only compares equal
-        request_fields, meta_fields, response_fields, _ = layout
-    value = dumps(
-        wire(
-            scoring_id,
-            scoring_timestamp,
-            subscription_id,
-            deployment_id,
-            request_fields,
-            request_rows,
-            meta_fields,
-            meta_rows,
-            response_fields,
-            response_rows,
-            asset_revision,
-            response_time_ms,
-            status_code,
-            error,
-            sampling_rate,
-            user_id,
-            request_id,
-            trace_id,
-            tags,
-        )
+    optional: dict[str, Any] = {}
+    if not call.keys() <= _NOT_OPTIONAL:  # the common call sets none
+        optional = {name: value for name in OPTIONAL_FIELDS if (value := call.get(name)) is not None}
+        tags = optional.get("tags")
+        if tags is not None and type(tags) is not dict:
+            optional["tags"] = dict(tags) if tags else {}
+    return (
+        scoring_id,
+        generated,
+        timestamp,
+        call.get("subscription_id"),
+        deployment_id,
+        request_block,
+        meta_block,
+        response_block,
+        optional,
     )
-    if not validate:
-        return scoring_id, value
-    # What records.decode checks, on the objects just written; at the least doubt, decode decides.
-    if (
-        layout is not None
-        and (generated or (type(scoring_id) is str and 0 < len(scoring_id) <= MAX_SCORING_ID_CHARS))
-        and type(subscription_id) is str
-        and 0 < len(subscription_id) <= MAX_NAME_CHARS
-        and type(deployment_id) is str
-        and 0 < len(deployment_id) <= MAX_NAME_CHARS
-        and type(scoring_timestamp) is datetime
-        and type(scoring_timestamp.tzinfo) in _PLAIN_TIMEZONES
-        and type(request_rows) is list
-        and 0 < len(request_rows) <= MAX_ROWS
-        and _rows_fit(request_rows, request_rows, request_fields)
-        and (meta_rows is None or _rows_fit(meta_rows, request_rows, meta_fields))
-        and (response_rows is None or _rows_fit(response_rows, request_rows, response_fields))
-        and (
-            (
-                response_rows is not None
-                and asset_revision is response_time_ms is status_code is error is user_id is request_id is None
-                and trace_id is None
-            )
-            or _scalars_fit(
-                response_rows is not None,
-                asset_revision,
-                response_time_ms,
-                status_code,
-                error,
-                user_id,
-                request_id,
-                trace_id,
-            )
-        )
-        and type(sampling_rate) is float
-        and 0.0 < sampling_rate <= 1.0
-        and (not tags or _tags_fit(tags))
-        and len(value) <= DEFAULT_MAX_RECORD_BYTES
-        and _shallow(
-            value, scoring_id, subscription_id, deployment_id, layout, request_rows, meta_rows, response_rows, tags
-        )
-    ):
-        return scoring_id, value
-    record = decode(value)  # accepts, or raises RecordError with the reason
-    _learn(record, request_fields, meta_fields, response_fields)
-    return record.scoring_id, value
 
 
-def _plain_block(value: Any) -> tuple[list[Any], list[Any]] | None:
+_NOT_OPTIONAL: Final = frozenset(ScoringCall.__annotations__).difference(OPTIONAL_FIELDS)
+
+
+def _plain_block(value: Any) -> Block | None:
     """The fields and rows of the common case, used as they are: a ``dict`` whose ``"fields"`` is a list and whose
     ``"values"`` is a list of lists. None for any other shape (:func:`as_table` then reads it)."""
     if type(value) is dict:
@@ -371,7 +284,7 @@ def _plain_block(value: Any) -> tuple[list[Any], list[Any]] | None:
     return None
 
 
-def _block(value: Any, path: str) -> tuple[Any, Any]:
+def _block(value: Any, path: str) -> Block:
     """A block's fields and rows: the common case as it is, anything else through :func:`as_table`."""
     plain = _plain_block(value)
     if plain is not None:
@@ -381,154 +294,71 @@ def _block(value: Any, path: str) -> tuple[Any, Any]:
     return table.fields, table.values
 
 
-# ---------------------------------------------------------------------------------------- the quick check
-
-_Layout = tuple[list[str], list[str] | None, list[str] | None, int]
-"""The field names of a request, its meta and its response (None for an absent block), of a record
-:func:`decode` accepted: valid, distinct, at most MAX_FIELDS in all; only plain ``str``, never changed. Then the
-length of the request's names as JSON."""
-_LayoutKey = tuple[tuple[Any, ...], tuple[Any, ...] | None, tuple[Any, ...] | None]
-_last_layout: _Layout | None = None
-_layouts: dict[_LayoutKey, _Layout] = {}
-_MAX_LAYOUTS: Final = 1024
-_PLAIN_TIMEZONES: Final = frozenset({timezone, ZoneInfo})
-"""The tzinfo classes whose datetimes orjson writes as RFC 3339 for sure (others: the full decode reads them)."""
-_INF: Final = float("inf")
-_INT64_LIMIT: Final = 2**63
+# ----------------------------------------------------------------------------------- the fast path's check
 
 
-def _known_layout(request_fields: Any, meta_fields: Any, response_fields: Any) -> _Layout | None:
-    """The known layout whose names equal these lists' (None: not known). Lists only: anything else could
-    compare equal and be written otherwise."""
-    if type(request_fields) is not list:
-        return None
-    if not (meta_fields is None or type(meta_fields) is list) or not (
-        response_fields is None or type(response_fields) is list
-    ):
-        return None
-    last = _last_layout
-    try:
-        # Lists compare item by item, the same objects at once; a list never equals None.
-        if last is not None and request_fields == last[0] and response_fields == last[2] and meta_fields == last[1]:
-            return last
-        layout = _layouts.get(_key_of(request_fields, meta_fields, response_fields))
-    except Exception:  # a name that cannot even be compared or hashed: the full decode says what is wrong
-        return None
-    if layout is not None:
-        _remember(layout)
-    return layout
-
-
-def _key_of(request_fields: Any, meta_fields: Any, response_fields: Any) -> _LayoutKey:
-    return (
-        tuple(request_fields),
-        None if meta_fields is None else tuple(meta_fields),
-        None if response_fields is None else tuple(response_fields),
-    )
-
-
-def _learn(record: ScoringRecord, request_fields: Any, meta_fields: Any, response_fields: Any) -> None:
-    """Remember the field layout of a record :func:`decode` accepted, in a bounded table."""
-    meta, response = record.request_meta, record.response
-    names = _same_names(request_fields, record.request.fields)
-    layout = (
-        names,
-        None if meta is None else _same_names(meta_fields, meta.fields),
-        None if response is None else _same_names(response_fields, response.fields),
-        len(orjson.dumps(names)),
-    )
-    if len(_layouts) >= _MAX_LAYOUTS:
-        _layouts.clear()
-    _remember(_layouts.setdefault(_key_of(*layout[:3]), layout))
-
-
-def _same_names(given: Any, decoded: list[str]) -> list[str]:
-    """A copy of the names as given when they are plain strings equal to the decoded ones (the next call's names
-    are then likely the very same objects, which compare at once), else the decoded names."""
-    if type(given) is list and all(type(name) is str for name in given) and given == decoded:
-        return list(given)
-    return decoded
-
-
-def _remember(layout: _Layout) -> None:
-    global _last_layout
-    _last_layout = layout
-
-
-def _rows_fit(rows: Any, request_rows: list[Any], names: Any) -> bool:
-    """Whether a block's ``rows`` are a list of as many rows as the request's, each a list as long as ``names``."""
-    if type(rows) is not list or len(rows) != len(request_rows):
-        return False
-    width = len(names)
-    for row in rows:  # noqa: SIM110 (a loop is twice as fast as all() over a generator)
-        if type(row) is not list or len(row) != width:
-            return False
+def _known_names(blocks: list[Block | None]) -> bool:
+    """Whether every block's names are a valid list (known, or plain and valid now); puts the remembered names in
+    place of the caller's, so that what is written is exactly the names the fast path checked."""
+    for index, block in enumerate(blocks):
+        if block is None:
+            continue
+        names = KNOWN_NAMES.known(block[0], index)
+        if names is None:
+            if not plain_names(block[0]):
+                return False
+            names = KNOWN_NAMES.add(block[0], index)
+        blocks[index] = (names, block[1])
     return True
 
 
-def _scalars_fit(
-    has_response: bool,
-    asset_revision: Any,
-    response_time_ms: Any,
-    status_code: Any,
-    error: Any,
-    user_id: Any,
-    request_id: Any,
-    trace_id: Any,
-) -> bool:
-    """Whether the optional fields are absent or plainly valid, and a call without a response logs a failure."""
-    for name in (asset_revision, user_id, request_id, trace_id):
-        if name is not None and (type(name) is not str or not 0 < len(name) <= MAX_NAME_CHARS):
-            return False
-    if response_time_ms is not None:
-        kind = type(response_time_ms)
-        if not (
-            (kind is float and 0.0 <= response_time_ms < _INF) or (kind is int and 0 <= response_time_ms < _INT64_LIMIT)
-        ):
-            return False
-    if status_code is not None and not (type(status_code) is int and 100 <= status_code <= 599):
-        return False
-    if error is not None and not (type(error) is str and error):
-        return False
-    return has_response or error is not None or (status_code is not None and status_code >= 400)
+def _vouched(obj: dict[str, Any], value: bytes, blocks: list[Block | None]) -> bool:
+    """Whether the fast path vouches for the record ``obj``, just written as ``value`` from ``blocks`` (request, meta,
+    response; their names already checked).
 
-
-def _tags_fit(tags: dict[Any, Any]) -> bool:
-    if len(tags) > MAX_TAGS:
-        return False
-    return all(
-        type(key) is str and 0 < len(key) <= MAX_NAME_CHARS and type(value) is str for key, value in tags.items()
-    )
-
-
-def _shallow(
-    value: bytes,
-    scoring_id: str,
-    subscription_id: str,
-    deployment_id: str,
-    layout: _Layout,
-    request_rows: list[Any],
-    meta_rows: Any,
-    response_rows: Any,
-    tags: Any,
-) -> bool:
-    """Whether no value in a row of ``value`` (written by :func:`wire`) can nest deeper than MAX_VALUE_DEPTH.
-
-    A value that deep holds that many opening brackets of its own. Count them, as ``records._decode_reference``
-    does, from where the request's rows may start at the earliest (after the keys, ids, timestamp and field names
-    :func:`wire` writes first, each string taking at least its length in bytes, and the names exactly their JSON),
-    less the record's own brackets after that point (the request's rows; each other block's brace, names, values
-    and rows; the tags' brace). Brackets inside strings only make the count safer.
+    The envelope's types check the ids, the optional fields and the tags (:data:`envelope.CallEnvelope`); this adds
+    what the bytes say (their size; no more brackets than the record's own and MAX_VALUE_DEPTH, so that no value
+    nests too deep), no NUL character in an id or a tag name, a timezone orjson surely writes as RFC 3339, each block
+    a list of 1 to MAX_ROWS rows, as many as the request's, each a list as long as its block's names, and at most
+    MAX_FIELDS names in all.
     """
-    start = _BEFORE_ROWS + len(scoring_id) + len(subscription_id) + len(deployment_id) + layout[3]
-    rows = len(request_rows)
-    others = (meta_rows is not None) + (response_rows is not None)
-    own = 1 + rows + others * (3 + rows) + (1 if tags else 0)
-    return value.count(b"[", start) + value.count(b"{", start) - own <= MAX_VALUE_DEPTH
+    timestamp = obj["scoring_timestamp"]
+    if (
+        len(value) > DEFAULT_MAX_RECORD_BYTES
+        or type(timestamp) is not datetime
+        or type(timestamp.tzinfo) not in _PLAIN_TIMEZONES
+    ):
+        return False
+    env = call_envelope(obj)
+    if env is None or "\x00" in _ids_of(env):
+        return False
+    count = len(blocks[0][1])  # type: ignore[index]
+    if not 0 < count <= MAX_ROWS:
+        return False
+    width = 0
+    own_brackets = 1 if env.tags is None else 2  # the record's brace, and the tags'
+    for block in blocks:
+        if block is None:
+            continue
+        names, rows = block
+        width += len(names)
+        if type(rows) is not list or len(rows) != count:
+            return False
+        for row in rows:
+            if type(row) is not list or len(row) != len(names):
+                return False
+        own_brackets += 3 + count  # its brace, its names, its rows and each row
+    return width <= MAX_FIELDS and not may_nest_too_deep(value, own_brackets)
 
 
-_BEFORE_ROWS: Final = len(
-    b'{"schema_version":1,"scoring_id":"","scoring_timestamp":"0001-01-01T00:00:00Z","subscription_id":"",'
-    b'"deployment_id":"","request":{"fields":,"values":'
-)
-"""The least :func:`wire` writes before the request's rows, besides the three ids and the request's names."""
+def _ids_of(env: Any) -> str:
+    """The ids and tag names of an envelope, as one string (none may hold a NUL character)."""
+    ids: str = env.scoring_id + env.subscription_id + env.deployment_id
+    for name in (env.asset_revision, env.user_id, env.request_id, env.trace_id):
+        if name is not None:
+            ids += name
+    return ids if env.tags is None else ids + "".join(env.tags)
+
+
+_PLAIN_TIMEZONES: Final = frozenset({timezone, ZoneInfo})
+"""The tzinfo classes whose datetimes orjson writes as RFC 3339 for sure (others: the full decode reads them)."""
