@@ -346,7 +346,7 @@ def german_credit_record(
     **overrides: Any,
 ) -> ScoringRecord:
     """A German-credit scoring record with ``rows`` scored rows; the response echoes the request fields and adds
-    ``prediction`` and ``probability``."""
+    ``prediction`` and ``probability``. (``samples.german_credit_record`` is the message form, a dict.)"""
     values = [german_credit_row(i) for i in range(rows)]
     response = Table(
         [*GERMAN_CREDIT_FIELDS, "prediction", "probability"],
