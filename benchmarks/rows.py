@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from stream_logger.registry import Registry, _new_fields
 from stream_logger.rows import rows_for
 from stream_logger.subscription import Source, Subscription
-from tests.datamart_factories import german_credit_record
+from tests.support import german_credit_record
 
 
 def _measure(sub: Subscription, rows: int, records: int, repeats: int) -> list[float]:

@@ -1,9 +1,9 @@
 """COPY rows as CSV text, written by msgspec in one C call a row: the sink's fast encoding. No I/O.
 
 asyncpg's binary COPY encodes every value in turn (two timestamps, ~20 features, a ``float8[]`` whose encoder
-tests each element against ``collections.abc``), which was a quarter of the worker's CPU. A row encoded as JSON
-is already almost a PostgreSQL CSV line: strings double-quoted, numbers in shortest round-trip form,
-``true``/``false``, ``null``. With ``COPY ... (FORMAT csv, NULL 'null', ESCAPE '\\')``, PostgreSQL reads it as it
+tests each element against ``collections.abc``): a quarter of the worker's CPU for the rows it writes. A row
+encoded as JSON is already almost a PostgreSQL CSV line: strings double-quoted, numbers in shortest round-trip
+form, ``true``/``false``, ``null``. With ``COPY ... (FORMAT csv, NULL 'null', ESCAPE '\\')``, PostgreSQL reads it as it
 is, once the outer brackets are cut off and arrays are written as quoted ``{...}`` literals.
 
 That holds for a row whose values came from a message **without a backslash**. JSON cannot hold a control

@@ -9,7 +9,8 @@ A slot found unlocked but holding segments belongs to no one: its owner died or 
 emitter adopts it (keeps its lock, so no other process reads it), sends its segments through its own replay path,
 and releases it once empty. Emitters look for such slots when they start and every few seconds after, so the
 records of a worker that died are sent by a survivor, or by its replacement, which may simply take the same slot.
-Segments left directly in ``<spool_dir>`` (the layout before slots) are adopted the same way.
+Segments directly in ``<spool_dir>``, outside any slot (where an emitter with a single
+:class:`~stream_logger.spool.Spool` keeps them), are adopted the same way, so an upgrade leaves none behind.
 
 Slot folders are never removed: removing a lock file races with a process that has just opened it and would then
 lock a file no one else sees.
@@ -81,7 +82,7 @@ class SharedSpool:
 
     def find_orphans(self) -> list[Spool]:
         """The slots holding records with no live owner, opened (their locks taken) and not yet adopted."""
-        candidates = [self.directory]  # segments from before slots
+        candidates = [self.directory]  # an emitter with a single Spool keeps its segments here
         with contextlib.suppress(FileNotFoundError):
             candidates += sorted(p for p in self.directory.iterdir() if p.name.startswith(_SLOT_PREFIX))
         found: list[Spool] = []

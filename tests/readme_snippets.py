@@ -19,6 +19,7 @@ __all__ = [
     "LANGUAGES",
     "README",
     "ROOT",
+    "RUN_BY_INTEGRATION_TEST",
     "Snippet",
     "command_lines",
     "parse_readme",
@@ -28,6 +29,27 @@ __all__ = [
 ROOT: Final = Path(__file__).resolve().parent.parent
 README: Final = ROOT / "README.md"
 LANGUAGES: Final = frozenset({"python", "bash", "json", "sql", "text"})
+
+# Snippets tests/integration/test_readme_snippets.py runs for real (it checks that it ran each of them).
+RUN_BY_INTEGRATION_TEST: Final = frozenset(
+    {
+        "emit-async",
+        "emit-sync",
+        "emit-openscale",
+        "emit-file",
+        "production-setup",
+        "consume-batch",
+        "replay",
+        "redrive",
+        "sql-recent",
+        "sql-traffic",
+        "sql-fairness",
+        "sql-dead-letters",
+        "sql-fields",
+        "sql-offsets",
+        "rewind-group",
+    }
+)
 
 _MARKER = re.compile(r"^<!-- snippet: ([a-z0-9][a-z0-9-]*) -->$")
 _FENCE = re.compile(r"^```(\S*)\s*$")

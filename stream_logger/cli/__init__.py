@@ -1,4 +1,8 @@
-"""The ``stream-logger`` command: parses arguments, then calls the library. One module per command group."""
+"""The ``stream-logger`` command: parses arguments, then calls the library. One module per command group.
+
+Its modules are private; the names here are the package's API: the command itself and how it reads settings and
+limits from flags and the environment.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import StreamLoggerError
 from ..logs import configure_logging
+from ._options import duration_s, limit_overrides, settings_from
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "duration_s", "limit_overrides", "main", "settings_from"]
 
 # Each module named here defines ``register(subparsers)``; the parsers it adds set ``func(args) -> int``.
 COMMAND_MODULES: tuple[str, ...] = ("dev", "datamart", "subscription", "emit", "consume", "replay", "demo")

@@ -1,8 +1,8 @@
 """Synthetic German-credit loan applicants for the demo: deterministic, seeded, no download.
 
-The 20 features and their value sets follow the public German credit risk teaching data set (see
-``REFERENCE.md`` section 2). Values are drawn with a seeded :class:`random.Random`, so the same seed always gives
-the same applicants, and with plausible correlations between them:
+The 20 features and their value sets follow the public German credit risk teaching data set (as
+:mod:`stream_logger.samples` names them). Values are drawn with a seeded :class:`random.Random`, so the same seed
+always gives the same applicants, and with plausible correlations between them:
 
 - age drives employment duration (nobody has worked longer than they have been adult), job level, residence
   duration, property, housing, dependents and the number of existing credits;

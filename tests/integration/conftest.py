@@ -7,16 +7,18 @@ its own topic and its own PostgreSQL schema, removed afterwards, so tests never 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from stream_logger.config import Settings
-from stream_logger.devstack import services_answer
-from stream_logger.identifiers import quote_ident
+from stream_logger.devstack import DevStack, services_answer
 from stream_logger.topics import create_topic, delete_topic
+from tests.support import drop_schema, free_ports, setup_datamart, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -26,15 +28,8 @@ def settings() -> Iterator[Settings]:
     """The shared settings; the dev stack is brought up first when the services do not answer."""
     settings = Settings.from_env()
     if not asyncio.run(services_answer(settings)):
-        from stream_logger.devstack import DevStack
-
         DevStack.from_env(secure=True).up()  # with the listener test_secure_kafka.py needs
     yield settings
-
-
-def unique_name(prefix: str) -> str:
-    """A name no other test uses: ``prefix_<12 hex digits>`` (valid as topic and as schema name)."""
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -54,18 +49,30 @@ async def schema(settings: Settings) -> AsyncIterator[str]:
     await drop_schema(settings, name)
 
 
-async def drop_schema(settings: Settings, name: str) -> None:
-    """Drop a test's schema and everything in it, if it exists."""
-    conn = await asyncpg.connect(settings.dsn)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def pg(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     """A plain connection to the dev stack's database."""
     conn = await asyncpg.connect(settings.dsn)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def datamart_schema(settings: Settings, schema: str) -> AsyncIterator[str]:
+    """A fresh schema with a datamart set up in it."""
+    await setup_datamart(settings, schema)
+    yield schema
+
+
+@pytest.fixture
+def private_broker() -> Iterator[DevStack]:
+    """A broker of its own (the shared one is never stopped), on free ports, with a fresh home."""
+    home = Path(tempfile.mkdtemp(prefix="sl-broker-"))
+    kafka_port, controller_port, pg_port = free_ports(3)
+    stack = DevStack(home / "h", kafka_port=kafka_port, kafka_controller_port=controller_port, pg_port=pg_port)
+    try:
+        stack.kafka.wait_ready(stack.kafka.start())
+        yield stack
+    finally:
+        stack.kafka.stop()
+        shutil.rmtree(home, ignore_errors=True)

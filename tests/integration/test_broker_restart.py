@@ -19,19 +19,10 @@ from stream_logger.config import Settings
 from stream_logger.devstack import DevStack
 from stream_logger.devstack.process import port_accepts
 from stream_logger.worker import Worker
-from tests.integration._kafka import consume_all
-from tests.integration.test_emitter import _call
-from tests.integration.test_worker import (
-    assert_exactly,
-    config,
-    datamart_schema,
-    produce_records,
-    wait_for_rows,
-)
+from tests.support import assert_exactly, config, consume_all, logged_call, produce_records, wait_for_rows
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["datamart_schema"]  # a fixture, imported for the tests below
 
 Restart = Callable[[float], Coroutine[Any, Any, None]]
 
@@ -63,7 +54,7 @@ async def test_emitter_spills_while_the_broker_is_down_and_delivers_everything(
 
         async def serve(n: int) -> None:  # a model service logging its calls
             for _ in range(n):
-                logged.append(em.log(**_call(len(logged))))  # never raises, never waits
+                logged.append(em.log(**logged_call(len(logged))))  # never raises, never waits
                 await asyncio.sleep(0.005)
 
         await serve(100)

@@ -12,8 +12,7 @@ from stream_logger.config import Settings
 from stream_logger.datamart import DEFAULT_RELATIONS_PER_TRANSACTION, contents, drop, setup
 from stream_logger.errors import DatamartError, DatamartNotFound
 from stream_logger.identifiers import quote_ident
-from tests.integration.conftest import drop_schema, unique_name
-from tests.support import partitioned_datamart
+from tests.support import drop_schema, partitioned_datamart, unique_name
 
 pytestmark = pytest.mark.integration
 

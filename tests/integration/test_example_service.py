@@ -13,8 +13,7 @@ import pytest
 from stream_logger.config import Settings
 from stream_logger.records import decode
 from stream_logger.samples import GERMAN_CREDIT_FEATURES, german_credit_record
-
-from ._kafka import consume_all
+from tests.support import consume_all
 
 pytestmark = pytest.mark.integration
 

@@ -12,43 +12,23 @@ import pytest
 
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
-from tests.integration.test_worker import config, datamart_schema, encode, record, run_until_caught_up
-from tests.support import produce
+from tests.support import (
+    DAY,
+    config,
+    dead_letters,
+    produce_in_order,
+    record,
+    run_until_caught_up,
+    sub_record,
+    tables_of,
+)
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["datamart_schema"]  # a fixture, imported for the tests below
-
-DAY = datetime(2025, 11, 29, 12, 0, tzinfo=UTC)
-
-
-def on(rec: dict[str, Any], when: datetime) -> dict[str, Any]:
-    rec["scoring_timestamp"] = when.isoformat().replace("+00:00", "Z")
-    return rec
-
-
-def sub_record(i: int, sub: str, when: datetime = DAY) -> dict[str, Any]:
-    return on(record(i, sub=sub), when)
-
-
-async def produce_in_order(settings: Settings, topic: str, recs: list[dict[str, Any]]) -> None:
-    """Every record on one partition, in this order."""
-    await produce(settings, topic, [encode(r) for r in recs], [b"one"] * len(recs))
-
-
-async def tables_of(pg: asyncpg.Connection, schema: str) -> dict[str, str]:
-    rows = await pg.fetch(f"SELECT subscription_id, table_name FROM {quote_ident(schema)}.subscriptions")
-    return {r["subscription_id"]: r["table_name"] for r in rows}
 
 
 async def rows_of(pg: asyncpg.Connection, schema: str, table: str) -> int:
     n: int = await pg.fetchval(f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(table)}")
     return n
-
-
-async def dead_letters(pg: asyncpg.Connection, schema: str) -> list[tuple[str, str]]:
-    rows = await pg.fetch(f'SELECT error_code, detail FROM {quote_ident(schema)}.dead_letters ORDER BY "offset"')
-    return [(r["error_code"], r["detail"]) for r in rows]
 
 
 @pytest.mark.parametrize("squatter", ["credit_pkey", "credit_ts_idx", "Credit-PKEY"])

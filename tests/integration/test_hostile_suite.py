@@ -24,13 +24,10 @@ from hypothesis import strategies as st
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
 from stream_logger.worker import Worker
-from tests.integration.conftest import drop_schema, unique_name
-from tests.integration.test_worker import SUB, config, datamart_schema, encode, record
-from tests.support import decoder_corpus, produce, setup_datamart
+from tests.support import SUB, config, decoder_corpus, drop_schema, encode, produce, record, setup_datamart, unique_name
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["datamart_schema"]  # a fixture, imported for the tests below
 
 STORED = "stored"
 DUPLICATE = "duplicate"  # a scoring id stored already: the message is a re-delivery, a no-op

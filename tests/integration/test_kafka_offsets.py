@@ -18,33 +18,19 @@ from stream_logger.config import Settings
 from stream_logger.devstack import DevStack
 from stream_logger.topics import create_topic
 from stream_logger.worker import Worker
-from tests.integration.conftest import unique_name
-from tests.integration.test_worker import (
+from tests.support import (
     assert_exactly,
     config,
-    datamart_schema,
     end_offsets,
+    kafka_offsets,
     produce_records,
     run_until_caught_up,
     stored_offsets,
+    unique_name,
     wait_for_rows,
 )
-from tests.integration.test_worker_ops import private_broker
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["datamart_schema", "private_broker"]  # fixtures, imported for the tests below
-
-
-async def kafka_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offsets in Kafka, per partition of ``topic``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
 
 
 async def reset_kafka_offsets(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:

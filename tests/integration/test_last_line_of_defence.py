@@ -13,12 +13,9 @@ import pytest
 from stream_logger import contract, records, registry
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
-from tests.integration.test_hostile_names import DAY, dead_letters, produce_in_order, sub_record, tables_of
-from tests.integration.test_worker import config, datamart_schema, run_until_caught_up
+from tests.support import DAY, config, dead_letters, produce_in_order, run_until_caught_up, sub_record, tables_of
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["datamart_schema"]  # a fixture, imported for the tests below
 
 
 async def test_a_bug_while_decoding_one_message_dead_letters_it_and_its_neighbours_land(

@@ -21,12 +21,8 @@ import pytest
 
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
-from tests.integration.conftest import unique_name
-from tests.integration.test_kafka_offsets import kafka_offsets
-from tests.integration.test_worker import end_offsets, stored_offsets
-from tests.readme_snippets import ROOT, parse_readme, substitute
-from tests.support import produce
-from tests.unit.test_readme import RUN_BY_INTEGRATION_TEST
+from tests.readme_snippets import ROOT, RUN_BY_INTEGRATION_TEST, parse_readme, substitute
+from tests.support import end_offsets, kafka_offsets, produce, stored_offsets, unique_name
 
 pytestmark = pytest.mark.integration
 

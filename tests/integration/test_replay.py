@@ -21,9 +21,17 @@ from stream_logger.errors import DatamartError
 from stream_logger.identifiers import quote_ident
 from stream_logger.replay import plan_replay
 from stream_logger.worker import Worker, WorkerSummary
-from tests.integration.conftest import drop_schema, unique_name
-from tests.integration.test_worker import config, encode, produce_records, record, run_until_caught_up
-from tests.support import produce, setup_datamart
+from tests.support import (
+    config,
+    drop_schema,
+    encode,
+    produce,
+    produce_records,
+    record,
+    run_until_caught_up,
+    setup_datamart,
+    unique_name,
+)
 
 pytestmark = pytest.mark.integration
 

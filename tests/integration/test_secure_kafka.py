@@ -32,9 +32,7 @@ from stream_logger.kafka_clients import start_client
 from stream_logger.kafka_config import KafkaClientConfig, env_name
 from stream_logger.samples import german_credit_record
 from stream_logger.topics import create_topic, delete_topic
-from tests.support import count_rows, scoring_call, setup_datamart
-
-from .conftest import unique_name
+from tests.support import count_rows, scoring_call, setup_datamart, unique_name
 
 pytestmark = pytest.mark.integration
 

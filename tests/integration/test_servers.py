@@ -26,15 +26,10 @@ from stream_logger.config import Settings
 from stream_logger.devstack import DevStack
 from stream_logger.samples import german_credit_record
 from stream_logger.topics import create_topic
-from tests.support import free_ports
-
-from .conftest import unique_name
-from .test_worker import config, datamart_schema, payload_table, run_until_caught_up
-from .test_worker_ops import private_broker
+from tests.support import config, free_ports, payload_table, run_until_caught_up, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-__all__ = ["datamart_schema", "private_broker"]  # fixtures used here
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ("uvicorn", "gunicorn", "gunicorn-preload")

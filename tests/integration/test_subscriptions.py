@@ -17,7 +17,7 @@ from stream_logger.errors import RecordError, SubscriptionError
 from stream_logger.registry import Registry, declare, list_subscriptions, partition_days
 from stream_logger.rows import rows_for
 from stream_logger.subscription import Source, Subscription
-from tests.datamart_factories import GERMAN_CREDIT_FIELDS, german_credit_record, simple_record
+from tests.support import GERMAN_CREDIT_FIELDS, german_credit_record, simple_record
 
 pytestmark = pytest.mark.integration
 

@@ -8,102 +8,32 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import orjson
 import pytest
 
 from stream_logger.config import Settings
 from stream_logger.errors import StreamLoggerError
 from stream_logger.identifiers import quote_ident
-from stream_logger.samples import german_credit_record
-from stream_logger.worker import Worker, WorkerConfig, WorkerSummary
-from tests.support import TcpProxy, produce, setup_datamart
+from stream_logger.worker import Worker
+from tests.support import (
+    TcpProxy,
+    assert_exactly,
+    config,
+    encode,
+    end_offsets,
+    payload_table,
+    produce,
+    produce_records,
+    record,
+    run_until_caught_up,
+    spawn_worker,
+    stored_offsets,
+    wait_for_rows,
+)
 
 pytestmark = pytest.mark.integration
-
-SUB = "credit_model"
-
-
-def record(i: int, *, rows: int = 1, sub: str = SUB) -> dict[str, Any]:
-    rec = german_credit_record(i, rows=rows)
-    rec["subscription_id"] = sub
-    rec["scoring_id"] = f"s-{i}"
-    return rec
-
-
-def encode(rec: dict[str, Any]) -> bytes:
-    return orjson.dumps(rec)
-
-
-async def produce_records(settings: Settings, topic: str, start: int, n: int) -> None:
-    recs = [record(i) for i in range(start, start + n)]
-    await produce(settings, topic, [encode(r) for r in recs], [r["scoring_id"].encode() for r in recs])
-
-
-def config(topic: str, schema: str, **kw: Any) -> WorkerConfig:
-    base: dict[str, Any] = dict(
-        topics=(topic,),
-        group_id=f"g-{schema}",
-        schema=schema,
-        until_caught_up=True,
-        flush_interval_ms=100,
-        max_record_age_s=None,  # the sample records are from 2025
-        max_record_lead_s=None,
-    )
-    base.update(kw)
-    return WorkerConfig(**base)
-
-
-async def run_until_caught_up(settings: Settings, cfg: WorkerConfig) -> WorkerSummary:
-    async with Worker(cfg, settings) as worker:
-        return await asyncio.wait_for(worker.run(), 120)
-
-
-async def payload_table(conn: asyncpg.Connection, schema: str, sub: str = SUB) -> str:
-    table: str = await conn.fetchval(
-        f"SELECT table_name FROM {quote_ident(schema)}.subscriptions WHERE subscription_id = $1", sub
-    )
-    return f"{quote_ident(schema)}.{quote_ident(table)}"
-
-
-async def stored_offsets(conn: asyncpg.Connection, schema: str, group: str) -> dict[int, int]:
-    rows = await conn.fetch(
-        f"SELECT partition, next_offset FROM {quote_ident(schema)}.consumer_offsets WHERE group_id = $1", group
-    )
-    return {r["partition"]: r["next_offset"] for r in rows}
-
-
-async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: off for tp, off in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def assert_exactly(conn: asyncpg.Connection, schema: str, n: int) -> None:
-    """n distinct records stored, each once."""
-    table = await payload_table(conn, schema)
-    total, distinct = await conn.fetchrow(f"SELECT count(*), count(DISTINCT scoring_id) FROM {table}")
-    assert (total, distinct) == (n, n)
-
-
-@pytest.fixture
-async def datamart_schema(settings: Settings, schema: str) -> AsyncIterator[str]:
-    await setup_datamart(settings, schema)
-    yield schema
 
 
 async def test_n_in_n_out_with_offsets_stored(
@@ -240,28 +170,6 @@ async def test_database_outage_pauses_then_recovers_exactly(
     assert summary.duplicates_skipped == 0
     await assert_exactly(pg, datamart_schema, 2500)
     assert worker.metrics.retries.labels("postgresql")._value.get() > 0
-
-
-async def wait_for_rows(conn: asyncpg.Connection, schema: str, n: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    count = -1
-    while time.monotonic() < deadline:
-        exists = await conn.fetchval(
-            f"SELECT count(*) FROM {quote_ident(schema)}.subscriptions WHERE subscription_id = $1", SUB
-        )
-        if exists:
-            count = await conn.fetchval(f"SELECT count(*) FROM {await payload_table(conn, schema)}")
-            if count >= n:
-                return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"expected {n} rows within {timeout_s}s, have {count}")
-
-
-def spawn_worker(topic: str, schema: str, *extra: str, stderr: Any = subprocess.PIPE) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "stream_logger", "consume", "--topic", topic, "--schema", schema]
-    args += ["--group", f"g-{schema}", "--batch-max-records", "100", "--flush-interval-ms", "50"]
-    args += ["--max-record-age", "none", *extra]  # the sample records are from 2025
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 async def test_sigkill_mid_stream_then_restart_is_exact(

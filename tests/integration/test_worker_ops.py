@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,19 +19,9 @@ from stream_logger.config import Settings
 from stream_logger.devstack import DevStack
 from stream_logger.topics import create_topic, delete_topic
 from stream_logger.worker import Worker
-from tests.integration.conftest import unique_name
-from tests.integration.test_worker import (
-    config,
-    datamart_schema,
-    produce_records,
-    spawn_worker,
-    wait_for_rows,
-)
-from tests.support import TcpProxy, free_ports
+from tests.support import TcpProxy, config, free_ports, produce_records, spawn_worker, unique_name, wait_for_rows
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["datamart_schema"]  # a fixture, imported for the tests below
 
 
 def http_status(url: str) -> tuple[int | None, str]:
@@ -112,20 +100,6 @@ async def test_probes_answer_and_sigterm_stops_promptly_while_a_service_is_down_
     assert code == 0, log[-3000:]
     assert "worker started" not in log and "assigned" not in log  # it never joined the group
     assert "Traceback" not in log
-
-
-@pytest.fixture
-def private_broker() -> Iterator[DevStack]:
-    """A broker of its own (the shared one is never stopped), on free ports, with a fresh home."""
-    home = Path(tempfile.mkdtemp(prefix="sl-broker-"))
-    kafka_port, controller_port, pg_port = free_ports(3)
-    stack = DevStack(home / "h", kafka_port=kafka_port, kafka_controller_port=controller_port, pg_port=pg_port)
-    try:
-        stack.kafka.wait_ready(stack.kafka.start())
-        yield stack
-    finally:
-        stack.kafka.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 async def test_sigterm_while_the_broker_is_down_exits_zero(

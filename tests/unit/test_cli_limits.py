@@ -6,8 +6,7 @@ import argparse
 
 import pytest
 
-from stream_logger.cli import build_parser
-from stream_logger.cli._options import duration_s, limit_overrides
+from stream_logger.cli import build_parser, duration_s, limit_overrides
 
 
 @pytest.mark.parametrize(

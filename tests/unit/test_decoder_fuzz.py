@@ -22,9 +22,19 @@ from hypothesis import strategies as st
 from stream_logger import contract, records
 from stream_logger.errors import RecordError
 from stream_logger.samples import german_credit_record
-from tests.support import DECODER_CORPUS, decoder_corpus
-from tests.unit.test_fast_rows import META_SUB, SUBSCRIPTIONS, assert_records_agree, assert_rows_agree
-from tests.unit.test_schema_agreement import GOOD_DOCS, JSON_VALUES, _parent, _paths, mutated_records
+from tests.support import (
+    DECODER_CORPUS,
+    GOOD_DOCS,
+    JSON_VALUES,
+    META_SUB,
+    SUBSCRIPTIONS,
+    assert_records_agree,
+    assert_rows_agree,
+    decoder_corpus,
+    mutated_records,
+    parent_of,
+    paths_in,
+)
 
 CORPUS = decoder_corpus()
 
@@ -79,9 +89,9 @@ def spliced(doc: Any, path: tuple[Any, ...], raw: bytes, *, key: bytes | None = 
     ``path`` gains the member ``key: raw`` instead (``first``: before its other members)."""
     doc = copy.deepcopy(doc)
     if key is None:
-        _parent(doc, path)[path[-1]] = _SPOT
+        parent_of(doc, path)[path[-1]] = _SPOT
         return orjson.dumps(doc).replace(_SPOT_JSON, raw, 1)
-    target = _parent(doc, (*path, None))
+    target = parent_of(doc, (*path, None))
     members = list(target.items()) if first else []
     for name, _ in members:
         del target[name]
@@ -130,12 +140,12 @@ def hostile_messages(draw: st.DrawFn) -> bytes:
     """A valid record, maybe mutated (``mutated_records``), with hostile JSON text spliced in, then maybe bytes
     flipped, inserted, deleted, cut off, or added around it."""
     doc = draw(st.sampled_from(BASES) | mutated_records())
-    paths = _paths(doc)
+    paths = paths_in(doc)
     splice = draw(st.sampled_from(["none", "value", "key"]))
     if splice == "value" and paths:
         value = spliced(doc, draw(st.sampled_from(paths)), draw(HOSTILE_VALUES))
     elif splice == "key":
-        objects = [()] + [path for path in paths if isinstance(_parent(doc, (*path, None)), dict)]
+        objects = [()] + [path for path in paths if isinstance(parent_of(doc, (*path, None)), dict)]
         path = draw(st.sampled_from(objects))
         value = spliced(doc, path, draw(HOSTILE_VALUES), key=draw(HOSTILE_KEYS), first=draw(st.booleans()))
     else:

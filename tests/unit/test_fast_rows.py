@@ -9,128 +9,23 @@ one, the compiled path must decline it. Both must also cover the common records,
 from __future__ import annotations
 
 import copy
-import json
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_logger import envelope, fast_rows, records
-from stream_logger.contract import Layout
-from stream_logger.errors import RecordError
-from stream_logger.rows import infer_type, rows_for
 from stream_logger.samples import german_credit_record
-from stream_logger.subscription import Field, Source, Subscription
-from tests.unit.test_csvcopy import assert_line_means
-from tests.unit.test_records import BAD
-from tests.unit.test_schema_agreement import GOOD_DOCS, JSON_VALUES, mutated_records
-
-NOW = datetime(2026, 1, 2, tzinfo=UTC)
-SOURCE = Source("topic", 1, 7)
-
-
-def _subscription(sample: dict[str, Any]) -> Subscription:
-    """The subscription auto-registration would declare for ``sample``'s fields (request, meta, response)."""
-    fields: list[Field] = []
-    request = sample["request"]
-    for role, block in (("feature", request), ("meta", request.get("meta")), ("response", sample.get("response"))):
-        if block is None:
-            continue
-        for i, name in enumerate(block["fields"]):
-            type_ = infer_type([row[i] for row in block["values"]]) or "text"
-            fields.append(Field(name, f"c{len(fields)}", role, type_))
-    return Subscription(sample["subscription_id"], "dm", "payload_x", tuple(fields))
-
-
-SUBSCRIPTIONS = {"german-credit": _subscription(german_credit_record(1))}
-META_SUB = _subscription(german_credit_record(1, rows=2, with_meta=True))
-# Records that leave a mapper with a recent decoder for each subscription's common layouts (one row, then two).
-_WARM_UP = {
-    ("german-credit", False): [german_credit_record(1), german_credit_record(2, rows=2)],
-    ("german-credit", True): [german_credit_record(1, with_meta=True)],
-}
-
-
-def _reference_rows(sub: Subscription, value: bytes) -> list[tuple[Any, ...]] | RecordError:
-    try:
-        record = records.decode(value)
-        return rows_for(sub, record, SOURCE, NOW)
-    except RecordError as exc:
-        return exc
-
-
-def _compiled_rows(sub: Subscription, value: bytes, *, csv: bool = False) -> fast_rows.Mapped | None:
-    """What the compiled path maps ``value`` to, the same whether its layout is looked up (a fresh mapper) or a
-    decoder that took an earlier message takes it (a mapper warmed with the common record of the subscription)."""
-
-    def known(subscription_id: str, layout: Layout) -> Subscription | None:
-        return sub if subscription_id == sub.subscription_id else None
-
-    def mapped(mapper: fast_rows.Mapper) -> fast_rows.Mapped | None:
-        return mapper.to_rows(value, SOURCE.topic, SOURCE.partition, SOURCE.offset, NOW)
-
-    fresh = mapped(fast_rows.Mapper(known, csv=csv))
-    warm = fast_rows.Mapper(known, csv=csv)
-    for doc in _WARM_UP[sub.subscription_id, sub is META_SUB]:
-        assert warm.to_rows(_json(doc), "t", 0, 0, NOW) is not None
-    warmed = mapped(warm)
-    assert (fresh is None) == (warmed is None), f"a recent decoder and a look-up disagree on {value!r}"
-    if fresh is not None and warmed is not None:
-        assert (fresh.rows, fresh.day, fresh.sub) == (warmed.rows, warmed.day, warmed.sub)
-    return warmed
-
-
-def _json(doc: Any) -> bytes:
-    """``doc`` as a message value; bytes are one already (the fuzz tests' hostile messages)."""
-    if isinstance(doc, bytes):
-        return doc
-    try:
-        return orjson.dumps(doc)
-    except TypeError:  # an integer beyond 64 bits: the standard library writes it
-        return json.dumps(doc, allow_nan=False).encode()
-
-
-def assert_records_agree(doc: Any) -> bool:
-    """The compiled decode is None or the reference's record; True when the compiled path took it."""
-    value = _json(doc)
-    fast = envelope.decode_fast(value)
-    try:
-        reference = records._decode_reference(value)
-    except RecordError as exc:
-        assert fast is None, f"the compiled path accepts what the reference refuses ({exc}): {doc!r}"
-        return False
-    assert fast is None or fast == reference, f"the paths build different records from {doc!r}"
-    return fast is not None
-
-
-def assert_rows_agree(sub: Subscription, doc: Any) -> bool:
-    """The compiled rows are None or the reference's rows; True when the compiled path took it."""
-    value = _json(doc)
-    mapped = _compiled_rows(sub, value)
-    reference = _reference_rows(sub, value)
-    if isinstance(reference, RecordError):
-        assert mapped is None, f"the compiled path maps what the reference refuses ({reference}): {doc!r}"
-        return False
-    if mapped is None:
-        return False
-    assert mapped.rows == reference, f"the paths build different rows from {doc!r}"
-    assert [type(v) for v in mapped.rows[0]] == [type(v) for v in reference[0]]
-    assert mapped.sub is sub and not mapped.csv
-    assert mapped.day == records.decode(value).scoring_timestamp.astimezone(UTC).date()
-    # The same, written as CSV lines for COPY where the message allows it.
-    as_csv = _compiled_rows(sub, value, csv=True)
-    assert as_csv is not None and (as_csv.sub, as_csv.day) == (mapped.sub, mapped.day)
-    if b"\\" in value:
-        assert not as_csv.csv and as_csv.rows == reference
-    else:
-        assert as_csv.csv and len(as_csv.rows) == len(reference)
-        for line, row in zip(as_csv.rows, reference, strict=True):
-            assert_line_means(line, row)
-    return True
-
+from tests.support import (
+    BAD,
+    GOOD_DOCS,
+    JSON_VALUES,
+    META_SUB,
+    SUBSCRIPTIONS,
+    assert_records_agree,
+    assert_rows_agree,
+    mutated_records,
+)
 
 # ----------------------------------------------------------------------------------------- the common records
 

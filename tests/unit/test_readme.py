@@ -19,32 +19,20 @@ import pytest
 from stream_logger import contract, kafka_config, records
 from stream_logger.cli import build_parser
 from tests.deploy import consume_env_vars, system_tool
-from tests.readme_snippets import LANGUAGES, README, ROOT, Snippet, command_lines, parse_readme
+from tests.readme_snippets import (
+    LANGUAGES,
+    README,
+    ROOT,
+    RUN_BY_INTEGRATION_TEST,
+    Snippet,
+    command_lines,
+    parse_readme,
+)
 
 SNIPPETS = parse_readme()
 BY_NAME = {s.name: s for s in SNIPPETS if s.name}
 TEXT = README.read_text(encoding="utf-8")
 
-# Snippets the integration test runs for real (it checks that it ran each of them).
-RUN_BY_INTEGRATION_TEST = frozenset(
-    {
-        "emit-async",
-        "emit-sync",
-        "emit-openscale",
-        "emit-file",
-        "production-setup",
-        "consume-batch",
-        "replay",
-        "redrive",
-        "sql-recent",
-        "sql-traffic",
-        "sql-fairness",
-        "sql-dead-letters",
-        "sql-fields",
-        "sql-offsets",
-        "rewind-group",
-    }
-)
 # Shell snippets that need no services, run by this file (the tools come from Debian's packages).
 RUN_BY_UNIT_TEST = {"compose-check": "docker-compose", "alerts-check": "prometheus"}
 # Shell snippets only parsed, with the reason they are not run.

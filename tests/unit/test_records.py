@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,39 +10,16 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_logger.contract import DEFAULT_DEPLOYMENT_ID, ERROR_CODES, MAX_FIELDS, MAX_VALUE_DEPTH, ScoringRecord, Table
+from stream_logger.contract import DEFAULT_DEPLOYMENT_ID, ERROR_CODES, MAX_VALUE_DEPTH, ScoringRecord, Table
 from stream_logger.encoding import encode, to_obj
 from stream_logger.errors import RecordError
 from stream_logger.records import decode, from_obj
 from stream_logger.samples import GERMAN_CREDIT_FEATURES, german_credit_record
+from tests.support import BAD, GOOD, MULTI, nested, replaced
 
 
 def _bytes(obj: Any) -> bytes:
     return orjson.dumps(obj)
-
-
-def _with(obj: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
-    """A copy of ``obj`` with the item at ``path`` replaced (or deleted, for ``...``)."""
-    result = copy.deepcopy(obj)
-    parent: Any = result
-    for step in path[:-1]:
-        parent = parent[step]
-    if value is ...:
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = value
-    return result
-
-
-def _nested(depth: int) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
-GOOD = german_credit_record(7)
-MULTI = german_credit_record(8, rows=5, with_meta=True)
 
 
 # ------------------------------------------------------------------------------------------------- good records
@@ -107,7 +83,7 @@ def test_null_optional_fields_mean_absent() -> None:
     ],
 )
 def test_a_failed_call_needs_no_response(changes: dict[str, Any]) -> None:
-    obj = {**_with(GOOD, ("response",), ...), **changes}
+    obj = {**replaced(GOOD, ("response",), ...), **changes}
     record = decode(_bytes(obj))
     assert record.response is None
     assert record.failed
@@ -128,7 +104,7 @@ def test_rfc3339_timestamps_are_accepted(value: str) -> None:
 
 
 def test_any_json_value_may_sit_in_a_row() -> None:
-    values = [[{"image": [[0, 1], [1, 0]]}, None, True, 1e300, 2**64 - 1, "", _nested(MAX_VALUE_DEPTH)]]
+    values = [[{"image": [[0, 1], [1, 0]]}, None, True, 1e300, 2**64 - 1, "", nested(MAX_VALUE_DEPTH)]]
     obj = {**GOOD, "request": {"fields": list("abcdefg"), "values": values}}
     assert decode(_bytes(obj)).request.values == values
     assert from_obj(obj).request.values == values
@@ -166,89 +142,6 @@ def test_a_record_over_the_size_limit_is_too_large() -> None:
     assert err.value.code == "too_large"
 
 
-def _short_row(obj: dict[str, Any]) -> dict[str, Any]:
-    return _with(obj, ("request", "values", 3), obj["request"]["values"][3][:-1])
-
-
-def _many_fields() -> dict[str, Any]:
-    names = [f"f{i}" for i in range(MAX_FIELDS)]
-    return {**GOOD, "request": {"fields": names, "values": [list(range(MAX_FIELDS))]}}
-
-
-BAD: list[tuple[str, dict[str, Any], str, str]] = [
-    # (what, record, path, words in the detail)
-    ("short row", _short_row(MULTI), "request.values[3]", "19 values for 20 fields"),
-    ("long row", _with(GOOD, ("request", "values", 0), [*GOOD["request"]["values"][0], 1]), "request.values[0]", "21"),
-    ("row not an array", _with(MULTI, ("request", "values", 2), {"a": 1}), "request.values[2]", "array"),
-    ("no rows", _with(GOOD, ("request", "values"), []), "request.values", "0 rows"),
-    ("meta rows", _with(MULTI, ("request", "meta", "values"), [["x"]]), "request.meta.values", "1 row for"),
-    ("response rows", _with(MULTI, ("response", "values"), MULTI["response"]["values"][:4]), "response.values", "4"),
-    ("response row", _with(GOOD, ("response", "values", 0), ["Risk"]), "response.values[0]", "1 value for 2"),
-    ("duplicate field", _with(GOOD, ("request", "fields", 5), "Age"), "request.fields[12]", "duplicate"),
-    ("empty field name", _with(GOOD, ("request", "fields", 1), ""), "request.fields[1]", "empty"),
-    ("long field name", _with(GOOD, ("request", "fields", 1), "x" * 257), "request.fields[1]", "257"),
-    ("field name number", _with(GOOD, ("response", "fields", 0), 3), "response.fields[0]", "string"),
-    ("NUL in a field name", _with(GOOD, ("request", "fields", 1), "Loan\x00"), "request.fields[1]", "NUL"),
-    ("NUL in a response field", _with(GOOD, ("response", "fields", 0), "p\x00"), "response.fields[0]", "NUL"),
-    ("NUL in the subscription", _with(GOOD, ("subscription_id",), "a\x00b"), "subscription_id", "NUL"),
-    ("NUL in the deployment", _with(GOOD, ("deployment_id",), "d\x00"), "deployment_id", "NUL"),
-    ("NUL in the revision", _with(GOOD, ("asset_revision",), "\x00"), "asset_revision", "NUL"),
-    ("NUL in a tag name", _with(GOOD, ("tags",), {"e\x00": "x"}), 'tags["e\\u0000"]', "NUL"),
-    ("zero-width space", _with(GOOD, ("subscription_id",), "caf\u200be"), "subscription_id", "U+200B"),
-    ("bidi override", _with(GOOD, ("subscription_id",), "\u202ecafe"), "subscription_id", "U+202E"),
-    ("tag character", _with(GOOD, ("subscription_id",), "cafe\U000e0041"), "subscription_id", "U+E0041"),
-    ("control", _with(GOOD, ("subscription_id",), "ca\nfe"), "subscription_id", "U+000A"),
-    ("long once normal", _with(GOOD, ("subscription_id",), "\ufb03" * 100), "subscription_id", "NFKC"),
-    ("no fields", _with(GOOD, ("response", "fields"), []), "response.fields", "0 field"),
-    ("too many fields", _many_fields(), "", f"{MAX_FIELDS + 2} fields"),
-    ("typo", {**GOOD, "scoring_timestmap": "x"}, "scoring_timestmap", "unknown field"),
-    ("extra in request", _with(GOOD, ("request", "rows"), 1), "request.rows", "unknown field"),
-    ("extra in response", _with(GOOD, ("response", "meta"), None), "response.meta", "unknown field"),
-    ("no version", _with(GOOD, ("schema_version",), ...), "schema_version", "required"),
-    ("version string", _with(GOOD, ("schema_version",), "1"), "schema_version", "string"),
-    ("version bool", _with(GOOD, ("schema_version",), True), "schema_version", "boolean"),
-    ("no scoring_id", _with(GOOD, ("scoring_id",), ...), "scoring_id", "required"),
-    ("empty scoring_id", _with(GOOD, ("scoring_id",), ""), "scoring_id", "empty"),
-    ("long scoring_id", _with(GOOD, ("scoring_id",), "x" * 129), "scoring_id", "129"),
-    ("scoring_id number", _with(GOOD, ("scoring_id",), 12), "scoring_id", "number"),
-    ("no subscription", _with(GOOD, ("subscription_id",), ...), "subscription_id", "required"),
-    ("long subscription", _with(GOOD, ("subscription_id",), "s" * 257), "subscription_id", "257"),
-    ("long deployment", _with(GOOD, ("deployment_id",), "d" * 257), "deployment_id", "257"),
-    ("empty user", _with(GOOD, ("user_id",), ""), "user_id", "empty"),
-    ("trace number", _with(GOOD, ("trace_id",), 5), "trace_id", "string"),
-    ("no request", _with(GOOD, ("request",), ...), "request", "required"),
-    ("request array", _with(GOOD, ("request",), [1]), "request", "object"),
-    ("no response", _with(GOOD, ("response",), ...), "response", "required unless"),
-    ("null response", _with(GOOD, ("response",), None), "response", "required unless"),
-    ("empty error", {**_with(GOOD, ("response",), ...), "error": ""}, "error", "empty"),
-    ("naive timestamp", _with(GOOD, ("scoring_timestamp",), "2025-01-01T00:00:00"), "scoring_timestamp", "offset"),
-    ("space", _with(GOOD, ("scoring_timestamp",), "2025-01-01 00:00:00Z"), "scoring_timestamp", "RFC 3339"),
-    ("Feb 30", _with(GOOD, ("scoring_timestamp",), "2024-02-30T00:00:00Z"), "scoring_timestamp", "RFC 3339"),
-    ("Feb 29", _with(GOOD, ("scoring_timestamp",), "2100-02-29T00:00:00Z"), "scoring_timestamp", "RFC 3339"),
-    ("leap second", _with(GOOD, ("scoring_timestamp",), "2016-12-31T23:59:60Z"), "scoring_timestamp", "RFC 3339"),
-    ("hour 24", _with(GOOD, ("scoring_timestamp",), "2025-01-01T24:00:00Z"), "scoring_timestamp", "RFC 3339"),
-    ("date only", _with(GOOD, ("scoring_timestamp",), "2025-01-01"), "scoring_timestamp", "RFC 3339"),
-    ("compact", _with(GOOD, ("scoring_timestamp",), "20250101T000000Z"), "scoring_timestamp", "RFC 3339"),
-    ("newline", _with(GOOD, ("scoring_timestamp",), "2025-01-01T00:00:00Z\n"), "scoring_timestamp", "RFC 3339"),
-    ("epoch", _with(GOOD, ("scoring_timestamp",), 1735689600), "scoring_timestamp", "string"),
-    ("bool time", _with(GOOD, ("response_time_ms",), True), "response_time_ms", "boolean"),
-    ("negative time", _with(GOOD, ("response_time_ms",), -0.5), "response_time_ms", "negative"),
-    ("string time", _with(GOOD, ("response_time_ms",), "12"), "response_time_ms", "string"),
-    ("bool status", _with(GOOD, ("status_code",), True), "status_code", "boolean"),
-    ("fraction status", _with(GOOD, ("status_code",), 200.5), "status_code", "integer"),
-    ("status 99", _with(GOOD, ("status_code",), 99), "status_code", "outside"),
-    ("status 600", _with(GOOD, ("status_code",), 600), "status_code", "outside"),
-    ("rate 0", _with(GOOD, ("sampling_rate",), 0), "sampling_rate", "outside"),
-    ("rate 1.5", _with(GOOD, ("sampling_rate",), 1.5), "sampling_rate", "outside"),
-    ("bool rate", _with(GOOD, ("sampling_rate",), True), "sampling_rate", "boolean"),
-    ("tag number", _with(GOOD, ("tags", "env"), 1), "tags.env", "string"),
-    ("tag odd name", _with(GOOD, ("tags", "a b"), 1), 'tags["a b"]', "string"),
-    ("tag empty name", _with(GOOD, ("tags", ""), "x"), 'tags[""]', "1 to"),
-    ("tags array", _with(GOOD, ("tags",), ["a"]), "tags", "object"),
-    ("too deep", _with(GOOD, ("request", "values", 0, 0), _nested(MAX_VALUE_DEPTH + 1)), "request.values[0][0]", "64"),
-]
-
-
 @pytest.mark.parametrize(("what", "obj", "path", "words"), BAD, ids=[case[0] for case in BAD])
 def test_invalid_records_say_where_and_what(what: str, obj: dict[str, Any], path: str, words: str) -> None:
     for from_bytes in (True, False):
@@ -277,13 +170,13 @@ def test_the_readme_example_error() -> None:
 @pytest.mark.parametrize(
     ("obj", "path"),
     [
-        (_with(GOOD, ("request", "values", 0, 1), float("nan")), "request.values[0][1]"),
-        (_with(GOOD, ("response_time_ms",), float("inf")), "response_time_ms"),
-        (_with(GOOD, ("request", "values", 0, 1), 2**64), "request.values[0][1]"),
-        (_with(GOOD, ("request", "values", 0, 1), (1, 2)), "request.values[0][1]"),
-        (_with(GOOD, ("request", "values", 0, 1), {1: "a"}), "request.values[0][1]"),
-        (_with(GOOD, ("request", "values", 0, 0), "\ud800"), "request.values[0][0]"),
-        (_with(GOOD, ("request", "values", 0, 0), np.int64(3)), "request.values[0][0]"),
+        (replaced(GOOD, ("request", "values", 0, 1), float("nan")), "request.values[0][1]"),
+        (replaced(GOOD, ("response_time_ms",), float("inf")), "response_time_ms"),
+        (replaced(GOOD, ("request", "values", 0, 1), 2**64), "request.values[0][1]"),
+        (replaced(GOOD, ("request", "values", 0, 1), (1, 2)), "request.values[0][1]"),
+        (replaced(GOOD, ("request", "values", 0, 1), {1: "a"}), "request.values[0][1]"),
+        (replaced(GOOD, ("request", "values", 0, 0), "\ud800"), "request.values[0][0]"),
+        (replaced(GOOD, ("request", "values", 0, 0), np.int64(3)), "request.values[0][0]"),
     ],
 )
 def test_from_obj_refuses_what_json_cannot_carry(obj: dict[str, Any], path: str) -> None:
@@ -307,7 +200,7 @@ def test_error_messages_do_not_echo_huge_hostile_names() -> None:
 # ---------------------------------------------------------------------------------------------------- encoding
 
 
-@pytest.mark.parametrize("obj", [GOOD, MULTI, {**_with(GOOD, ("response",), ...), "error": "boom", "tags": {}}])
+@pytest.mark.parametrize("obj", [GOOD, MULTI, {**replaced(GOOD, ("response",), ...), "error": "boom", "tags": {}}])
 def test_decode_encode_round_trip(obj: dict[str, Any]) -> None:
     record = decode(_bytes(obj))
     assert decode(encode(record)) == record
@@ -390,7 +283,7 @@ def test_a_value_without_json_form_is_refused_by_encode() -> None:
 def test_changing_a_decoded_record_does_not_make_bad_field_names_pass() -> None:
     record = decode(_bytes(GOOD))
     record.request.fields[1] = "Age"  # now a duplicate; the validator must not have remembered this list object
-    bad = _with(GOOD, ("request", "fields"), record.request.fields)
+    bad = replaced(GOOD, ("request", "fields"), record.request.fields)
     with pytest.raises(RecordError) as err:
         decode(_bytes(bad))
     assert err.value.path == "request.fields[12]"

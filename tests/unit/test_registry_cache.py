@@ -7,7 +7,7 @@ from dataclasses import replace
 from stream_logger import records
 from stream_logger.registry import MAX_COVERED_LAYOUTS, Registry
 from stream_logger.samples import german_credit_record
-from tests.unit.test_fast_rows import SUBSCRIPTIONS
+from tests.support import SUBSCRIPTIONS
 
 
 def test_a_new_layout_in_every_message_does_not_grow_the_cache_without_bound() -> None:

@@ -12,7 +12,7 @@ from stream_logger.errors import RecordError
 from stream_logger.identifiers import SYSTEM_COLUMNS
 from stream_logger.rows import infer_type, partition_day, rows_for
 from stream_logger.subscription import Field, Source, Subscription
-from tests.datamart_factories import GERMAN_CREDIT_FIELDS, german_credit_record, simple_record
+from tests.support import GERMAN_CREDIT_FIELDS, german_credit_record, simple_record
 
 SOURCE = Source("topic", 2, 41)
 NOW = datetime(2024, 5, 18, tzinfo=UTC)

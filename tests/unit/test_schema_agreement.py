@@ -7,7 +7,6 @@ Where the schema refuses a record, the validator must refuse it too.
 
 from __future__ import annotations
 
-import copy
 import json
 import unicodedata
 from pathlib import Path
@@ -17,7 +16,6 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as _event
-from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from jsonschema import Draft202012Validator
 
@@ -34,7 +32,9 @@ from stream_logger.contract import (
 from stream_logger.errors import RecordError
 from stream_logger.records import decode, from_obj
 from stream_logger.samples import german_credit_record
-from tests.unit.test_records import BAD
+from tests.support import BAD, GOOD_DOCS, JSON_VALUES, SHORT_TEXT, mutated_records, timestamps
+
+__all__ = ["GOOD_DOCS", "mutated_records"]  # tests/unit/test_log_check.py imports them from here
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "scoring_record.v1.json"
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
@@ -123,17 +123,7 @@ def test_the_schema_limits_are_the_validators() -> None:
 
 # --------------------------------------------------------------------------------------- the hand-written corpus
 
-GOOD_DOCS: list[dict[str, Any]] = [
-    german_credit_record(1),
-    german_credit_record(2, rows=4, with_meta=True),
-    {**german_credit_record(3), "response": None, "status_code": 404.0},
-    {**german_credit_record(4), "response": None, "error": "timeout", "tags": None, "user_id": None},
-    {**german_credit_record(5), "scoring_timestamp": "2024-02-29t23:59:59.5z", "sampling_rate": 1e-9},
-    {**german_credit_record(6), "scoring_id": "x" * MAX_SCORING_ID_CHARS, "subscription_id": "s" * MAX_NAME_CHARS},
-    {**german_credit_record(7), "response_time_ms": 0, "schema_version": 1.0, "sampling_rate": 1},
-]
-
-# The BAD records of test_records that only a cross-field rule refuses: the schema must accept them.
+# The BAD records (tests/support.py) that only a cross-field rule refuses: the schema must accept them.
 CROSS_FIELD_ONLY = {
     "short row",
     "tag character",
@@ -160,102 +150,6 @@ def test_bad_records_fail_both_or_break_a_cross_field_rule(what: str, doc: dict[
 
 # ------------------------------------------------------------------------------------- generated mutations
 
-_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
-_SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | _TEXT
-)
-JSON_VALUES = st.recursive(
-    _SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3), max_leaves=6
-)
-EDGE_NUMBERS = st.sampled_from([0, 1, -1, 0.0, -0.0, 1.0, 1.5, 99, 100, 399, 399.0, 400, 400.0, 599, 600, 1e-300, 2])
-EDGE_LENGTHS = st.sampled_from(
-    [0, 1, MAX_SCORING_ID_CHARS, MAX_SCORING_ID_CHARS + 1, MAX_NAME_CHARS, MAX_NAME_CHARS + 1]
-)
-
-
-@st.composite
-def timestamps(draw: st.DrawFn) -> str:
-    """Mostly well-formed date-times, with every part sometimes just out of range."""
-    year = draw(st.sampled_from([0, 1, 1900, 2000, 2023, 2024, 2100, 9999, 10000]))
-    month, day = draw(st.integers(1, 12) | st.integers(0, 13)), draw(st.integers(1, 28) | st.integers(28, 32))
-    hour = draw(st.integers(0, 23) | st.just(24))
-    minute, second = draw(st.integers(0, 59) | st.just(60)), draw(st.integers(0, 59) | st.just(60) | st.just(61))
-    fraction = draw(st.sampled_from(["", ".5", ".123456", ".1234567890", "."]))
-    separator = draw(st.sampled_from(["T", "t", " ", "_"]))
-    offset = draw(st.sampled_from(["Z", "z", "+00:00", "-05:30", "+23:59", "+24:00", "+05:60", "+0530", "", "+05"]))
-    return f"{year:04d}-{month:02d}-{day:02d}{separator}{hour:02d}:{minute:02d}:{second:02d}{fraction}{offset}"
-
-
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path to a node below ``value``."""
-    found = []
-    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, child in children:
-        found.append((*prefix, key))
-        found.extend(_paths(child, (*prefix, key)))
-    return found
-
-
-def _parent(doc: Any, path: tuple[Any, ...]) -> Any:
-    for step in path[:-1]:
-        doc = doc[step]
-    return doc
-
-
-@st.composite
-def mutated_records(draw: st.DrawFn) -> Any:
-    """A valid German-credit record with one to three mutations."""
-    doc = copy.deepcopy(
-        draw(
-            st.sampled_from([german_credit_record(11), german_credit_record(12, rows=3, with_meta=True), GOOD_DOCS[3]])
-        )
-    )
-    for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(doc)
-        kind = draw(st.sampled_from(["drop", "replace", "add", "number", "timestamp", "length", "rows"]))
-        if kind == "drop" and paths:
-            path = draw(st.sampled_from(paths))
-            parent = _parent(doc, path)
-            del parent[path[-1]]
-        elif kind == "replace" and paths:
-            path = draw(st.sampled_from(paths))
-            _parent(doc, path)[path[-1]] = draw(JSON_VALUES)
-        elif kind == "add":
-            dicts = [()] + [path for path in paths if isinstance(_parent(doc, (*path, None)), dict)]
-            target = _parent(doc, (*draw(st.sampled_from(dicts)), None))
-            target[draw(st.sampled_from(["extra", "scoring_timestmap", "meta", "status_code", "error", "tags"]))] = (
-                draw(JSON_VALUES)
-            )
-        elif kind == "number":
-            key = draw(st.sampled_from(["response_time_ms", "status_code", "sampling_rate", "schema_version"]))
-            doc[key] = draw(EDGE_NUMBERS | st.floats(allow_nan=False, allow_infinity=False) | st.booleans())
-        elif kind == "timestamp":
-            doc["scoring_timestamp"] = draw(timestamps() | _TEXT)
-        elif kind == "length":
-            key = draw(st.sampled_from(["scoring_id", "subscription_id", "deployment_id", "user_id", "error"]))
-            doc[key] = "x" * draw(EDGE_LENGTHS)
-        elif kind == "rows" and isinstance(doc.get("request"), dict):
-            rows = doc["request"].get("values")
-            if isinstance(rows, list) and rows and isinstance(rows[0], list):
-                change = draw(st.sampled_from(["drop value", "add value", "add row", "drop row"]))
-                if change == "drop value" and rows[0]:
-                    rows[0].pop()
-                elif change == "add value":
-                    rows[0].append(draw(JSON_VALUES))
-                elif change == "add row":
-                    rows.append(list(rows[0]))
-                elif len(rows) > 1:
-                    rows.pop()
-    if draw(st.booleans()) and isinstance(doc, dict) and isinstance(doc.get("request"), dict):
-        fields = doc["request"].get("fields")
-        if isinstance(fields, list) and len(fields) > 1:
-            fields[1] = draw(st.sampled_from(["", fields[0], "x" * (MAX_NAME_CHARS + 1), "ok"]))
-    return doc
-
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_records())
@@ -264,7 +158,7 @@ def test_schema_and_validator_agree_on_mutated_records(doc: Any) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(timestamps() | _TEXT)
+@given(timestamps() | SHORT_TEXT)
 def test_schema_and_validator_agree_on_timestamps(value: str) -> None:
     check_agreement({**german_credit_record(1), "scoring_timestamp": value})
 
