@@ -10,7 +10,7 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from stream_logger.registry import Registry, _new_fields
+from stream_logger.registry import Registry
 from stream_logger.rows import rows_for
 from stream_logger.subscription import Source, Subscription
 from tests.support import german_credit_record
@@ -31,7 +31,7 @@ def _measure(sub: Subscription, rows: int, records: int, repeats: int) -> list[f
 
 def main() -> None:
     sample = german_credit_record(rows=1)
-    fields = _new_fields((), Registry("bench")._wanted([sample], None))  # what auto-registration would declare
+    fields = Registry("bench").fields_to_declare([sample])
     sub = Subscription("german_credit", "bench", "payload_german_credit", fields)
     print(f"rows_for, German credit ({len(sub.fields)} fields, {len(sub.columns)} columns)")
     for rows in (1, 10):

@@ -61,7 +61,7 @@ from .contract import (
 from .envelope import KNOWN_NAMES, decode_fast
 from .errors import RecordError
 
-__all__ = ["decode", "from_obj", "may_nest_too_deep"]
+__all__ = ["decode", "decode_reference", "from_obj", "may_nest_too_deep"]
 
 
 def decode(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ScoringRecord:
@@ -75,10 +75,10 @@ def decode(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Sc
     if len(value) > max_bytes:
         raise RecordError("too_large", "", f"{len(value)} bytes; at most {max_bytes} accepted")
     record = decode_fast(value)
-    return record if record is not None else _decode_reference(value)
+    return record if record is not None else decode_reference(value)
 
 
-def _decode_reference(value: bytes) -> ScoringRecord:
+def decode_reference(value: bytes) -> ScoringRecord:
     """The hand-written validator: every record, every error message."""
     try:
         obj = orjson.loads(value)

@@ -43,6 +43,7 @@ from .subscription import ROLES, SOURCES, SQL_TYPES, TYPE_ALIASES, Field, Subscr
 __all__ = [
     "MAX_DECLARED_FIELDS",
     "Registry",
+    "create_subscription",
     "declare",
     "list_subscriptions",
     "partition_days",
@@ -114,7 +115,7 @@ async def _lock(conn: asyncpg.Connection, *parts: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(*parts))
 
 
-async def _create(
+async def create_subscription(
     conn: asyncpg.Connection,
     schema: str,
     subscription_id: str,
@@ -273,6 +274,10 @@ class Registry:
             return "probability"
         return "response"
 
+    def fields_to_declare(self, records: Sequence[ScoringRecord]) -> tuple[Field, ...]:
+        """The fields auto-registration would declare for a new subscription of these records."""
+        return _new_fields((), self._wanted(records, None))
+
     def _wanted(self, records: Sequence[ScoringRecord], sub: Subscription | None) -> list[tuple[str, str, str]]:
         """(name, role, type) of the fields these records carry that ``sub`` lacks, in first-seen order; types
         inferred from every row of every record; fields that are null everywhere are left out (kept in extra)."""
@@ -400,7 +405,7 @@ class Registry:
                     if refusal is not None:
                         return refusal
                     first = records[0]
-                    sub = await _create(
+                    sub = await create_subscription(
                         conn,
                         schema,
                         subscription_id,
@@ -589,7 +594,7 @@ async def declare(conn: asyncpg.Connection, schema: str, spec: dict[str, Any]) -
         await _lock(conn, schema, "registry")
         sub = await _load(conn, schema, subscription_id)
         if sub is None:
-            return await _create(conn, schema, subscription_id, wanted, auto_registered=False, **options)
+            return await create_subscription(conn, schema, subscription_id, wanted, auto_registered=False, **options)
         for name, role, type_ in wanted:
             have = sub.field_for(Field(name, "", role, type_).source, name)
             if have is not None and (have.role, have.type) != (role, type_):

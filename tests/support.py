@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -79,6 +80,17 @@ def nested(depth: int) -> Any:
 
 
 # The German-credit samples BAD is made from: one row, and five rows with meta.
+class Frame:
+    """Just enough of a pandas DataFrame for ``log()``: ``columns`` and ``frame[column].tolist()``."""
+
+    def __init__(self, data: dict[str, list[Any]]) -> None:
+        self.columns = list(data)
+        self._data = {k: np.array(v, dtype=object) for k, v in data.items()}
+
+    def __getitem__(self, column: str) -> Any:
+        return self._data[column]
+
+
 GOOD = samples.german_credit_record(7)
 MULTI = samples.german_credit_record(8, rows=5, with_meta=True)
 
@@ -539,7 +551,7 @@ def assert_records_agree(doc: Any) -> bool:
     value = _json(doc)
     fast = envelope.decode_fast(value)
     try:
-        reference = records._decode_reference(value)
+        reference = records.decode_reference(value)
     except RecordError as exc:
         assert fast is None, f"the compiled path accepts what the reference refuses ({exc}): {doc!r}"
         return False

@@ -41,14 +41,14 @@ async def test_a_bug_while_decoding_one_message_dead_letters_it_and_its_neighbou
 async def test_a_bug_while_registering_one_subscription_costs_only_its_records(
     settings: Settings, topic: str, datamart_schema: str, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_create = registry._create
+    real_create = registry.create_subscription
 
     async def buggy_create(conn: asyncpg.Connection, schema: str, subscription_id: str, *a: Any, **kw: Any) -> Any:
         if subscription_id == "explodes":
             await conn.execute("SELECT * FROM no_such_table_here")  # a statement PostgreSQL refuses
         return await real_create(conn, schema, subscription_id, *a, **kw)
 
-    monkeypatch.setattr(registry, "_create", buggy_create)
+    monkeypatch.setattr(registry, "create_subscription", buggy_create)
     recs = [sub_record(0, "credit"), sub_record(1, "explodes"), sub_record(2, "credit"), sub_record(3, "explodes")]
     await produce_in_order(settings, topic, recs)
     summary = await run_until_caught_up(settings, config(topic, datamart_schema))

@@ -2,7 +2,7 @@
 
 Any party that can produce to the topic may send any bytes. For each message, ``records.decode`` must return a
 record or raise ``RecordError`` with a dead-letter code (any other exception would stop the worker), and the
-compiled paths must agree with the reference (``tests/unit/test_fast_rows.py``): ``_decode_compiled`` builds the
+compiled paths must agree with the reference (``tests/unit/test_fast_rows.py``): ``envelope.decode_fast`` builds the
 reference's record or declines, ``fast_rows.Mapper.to_rows`` builds the reference's rows or declines.
 
 Two sources of messages: the checked-in corpus (``tests/corpus/decoder``, see its README), and hypothesis,

@@ -1,7 +1,7 @@
 """The compiled path must agree with the reference path: the same record, the same rows, or a decline.
 
-``records.decode`` first tries msgspec (``_decode_compiled``) and the sink maps known layouts straight from bytes
-(``fast_rows.to_rows``). Whenever either accepts a message, the reference (``_decode_reference``, then
+``records.decode`` first tries msgspec (``envelope.decode_fast``) and the sink maps known layouts straight from bytes
+(``fast_rows.to_rows``). Whenever either accepts a message, the reference (``records.decode_reference``, then
 ``Subscription.rows_for``) must accept it too and give exactly the same result; whenever the reference refuses
 one, the compiled path must decline it. Both must also cover the common records, or the path is dead code.
 """

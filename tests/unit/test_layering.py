@@ -347,11 +347,6 @@ KNOWN_PRIVATE_USES_IN_PACKAGE = {
     ("stream_logger/threaded.py", "imports _EmitterBase from stream_logger.emitter"),
 }
 KNOWN_PRIVATE_USES_IN_TESTS = {
-    # stream_logger/records.py: the reference decoder the differential tests compare the fast path with is private
-    ("tests/support.py", "uses stream_logger.records._decode_reference"),
-    # stream_logger/registry.py: the benchmark builds new fields, the test replaces table creation, both private
-    ("benchmarks/rows.py", "imports _new_fields from stream_logger.registry"),
-    ("tests/integration/test_last_line_of_defence.py", "uses stream_logger.registry._create"),
     # tests/unit/test_kafka_config.py: settings_from is public in stream_logger.cli
     ("tests/unit/test_kafka_config.py", "imports stream_logger.cli._options"),
 }
@@ -369,9 +364,6 @@ def test_tests_and_benchmarks_use_no_private_module_or_name_of_the_package() -> 
 
 # Test modules that still import another test module, each under the file whose fix it waits for (being rewritten).
 KNOWN_TEST_TO_TEST_IMPORTS = {
-    # tests/unit/test_log_check.py: _Frame of test_emitter_log; GOOD_DOCS and mutated_records are in tests/support.py
-    ("tests/unit/test_log_check.py", "imports tests.unit.test_emitter_log"),
-    ("tests/unit/test_log_check.py", "imports tests.unit.test_schema_agreement"),
     # tests/unit/test_shared_spool.py: _records of test_spool
     ("tests/unit/test_shared_spool.py", "imports tests.unit.test_spool"),
 }

@@ -31,8 +31,7 @@ from stream_logger.contract import MAX_ROWS, MAX_VALUE_DEPTH, ScoringCall, Table
 from stream_logger.encoding import encode
 from stream_logger.samples import german_credit_record
 from stream_logger.scoring_call import build_record
-from tests.unit.test_emitter_log import _Frame as Frame
-from tests.unit.test_schema_agreement import GOOD_DOCS, mutated_records
+from tests.support import GOOD_DOCS, Frame, mutated_records
 
 TS = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
 _ARGS = tuple(ScoringCall.__annotations__)
