@@ -19,6 +19,7 @@ import pytest
 from stream_logger.config import Settings
 from stream_logger.errors import StreamLoggerError
 from stream_logger.identifiers import quote_ident
+from stream_logger.kafka_clients import topic_partitions
 from stream_logger.samples import german_credit_record
 from stream_logger.worker import Worker, WorkerConfig, WorkerSummary
 from tests.support import TcpProxy, produce, setup_datamart
@@ -78,15 +79,12 @@ async def stored_offsets(conn: asyncpg.Connection, schema: str, group: str) -> d
 
 
 async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        tps = await topic_partitions(consumer, [topic])
         ends = await consumer.end_offsets(tps)
         return {tp.partition: off for tp, off in ends.items()}
     finally:
