@@ -199,3 +199,17 @@ def test_a_worker_started_and_never_stopped_warns(nowhere: Settings) -> None:
 
 def test_a_worker_never_started_does_not_warn(nowhere: Settings) -> None:
     assert _resource_warnings(lambda: _worker(nowhere)) == []
+
+
+def test_the_emitter_side_loads_neither_the_consumer_nor_the_database_client() -> None:
+    """What a model service imports (the emitters and their delivery) never reaches aiokafka or asyncpg."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, stream_logger, stream_logger.threaded, stream_logger.delivery; "
+        "print(sorted(m for m in ('aiokafka', 'asyncpg', 'stream_logger.worker', 'stream_logger.sink') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
