@@ -131,7 +131,7 @@ class Delivery:
         self.config = config
         self._lifecycle = Lifecycle("delivery")
         self._counts = DeliveryCounts(config.topic)
-        self._lock = self._counts.lock
+        self._lock = self._counts.lock  # one lock for the counts, the state and the spool
         self._state = DeliveryState()
         self._held: deque[tuple[bytes, bytes]] = deque()  # logged before start()
         self._held_bytes = 0
