@@ -34,6 +34,7 @@ import gc
 import logging
 import os
 import sys
+import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -44,29 +45,36 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 
 from .config import Settings
 from .contract import MAX_SCORING_ID_CHARS, ScoringCall
-from .delivery import EmitterStats, Overflow, Pipeline, PipelineConfig
+from .delivery import Delivery
+from .delivery_counts import EmitterStats
 from .errors import MAX_DETAIL_CHARS, ConfigError, RecordError, clip, describe
 from .kafka_config import KafkaClientConfig, KafkaSecurityOptions
+from .lifecycle import Lifecycle, State
+from .producer import DeliveryConfig, Overflow
 from .scoring_call import encode_call
 from .shared_spool import default_spool_dir
 
 if TYPE_CHECKING:
     from .openscale import PayloadRecord
 
-__all__ = ["COMPRESSIONS", "Emitter", "EmitterStats"]
+__all__ = ["COMPRESSIONS", "Emitter", "EmitterBase", "EmitterStats", "live_emitters"]
 
 log = logging.getLogger("stream_logger.emitter")
 
 COMPRESSIONS = ("zstd", "lz4", "gzip", "snappy", None)
-_live: weakref.WeakSet[_EmitterBase] = weakref.WeakSet()
-_inherited: list[Pipeline] = []
-"""Pipelines a forked child inherited: kept alive, as destroying librdkafka's objects would wait for threads that
+_live: weakref.WeakSet[EmitterBase] = weakref.WeakSet()
+_inherited: list[Delivery] = []
+"""Deliveries a forked child inherited: kept alive, as destroying librdkafka's objects would wait for threads that
 exist only in the parent."""
-Lifecycle = Literal["new", "started", "stopped"]
 
 
-class _EmitterBase:
-    """Settings, ``log()``, ``store()`` and ``stats()``, shared by the async and the threaded emitter."""
+class EmitterBase:
+    """Settings, ``log()``, ``store()``, ``stats()`` and the lifecycle, shared by the async and the threaded emitter.
+
+    Its state (:class:`~stream_logger.lifecycle.State`) goes NEW -> STARTED -> STOPPING -> STOPPED: a stopped emitter
+    cannot start again (:class:`~stream_logger.errors.LifecycleError`), and one collected while started warns with a
+    ``ResourceWarning``.
+    """
 
     _block_timeout_s: float | None = None  # only the threaded emitter waits
 
@@ -109,8 +117,10 @@ class _EmitterBase:
         self.strict = strict
         self.validate = validate or strict
         self._block_timeout_s = block_timeout_s if overflow == "block" else None
-        self._pipeline = Pipeline(
-            PipelineConfig(
+        self._lifecycle = Lifecycle(type(self).__name__)
+        self._lifecycle_lock = threading.Lock()
+        self._delivery = Delivery(
+            DeliveryConfig(
                 topic=topic,
                 bootstrap_servers=servers,
                 client_settings=settings.kafka.librdkafka_config(servers),
@@ -136,32 +146,59 @@ class _EmitterBase:
     def refusal(self) -> str | None:
         """Why the broker refuses this emitter (authentication failed, TLS verification failed), or None. ``log()``
         never raises for it: records wait in the spool (or are dropped) and a warning is logged once a minute."""
-        return self._pipeline.refusal
+        return self._delivery.refusal
 
-    def _lifecycle(self) -> Lifecycle:
-        raise NotImplementedError
+    @property
+    def state(self) -> State:
+        """Where the emitter is in its lifecycle: NEW, STARTED, STOPPING or STOPPED."""
+        return self._lifecycle.state
 
-    def _stop_now(self) -> None:
-        """Stop delivering, from synchronous code (at the exit of a forked child)."""
-        raise NotImplementedError
+    @property
+    def delivery_config(self) -> DeliveryConfig:
+        """The settings it delivers with: topic, brokers, librdkafka's client settings, buffer and spool sizes."""
+        return self._delivery.config
+
+    def _start_delivery(self) -> bool:
+        """Start the delivery unless started already; True when it started now. LifecycleError once stopped."""
+        with self._lifecycle_lock:
+            if not self._lifecycle.may_start():
+                return False
+            self._delivery.start()
+            self._lifecycle.started()
+            return True
+
+    def _begin_stop(self) -> bool:
+        """True when a stop is due (started); marks a never-started emitter stopped."""
+        with self._lifecycle_lock:
+            return self._lifecycle.may_stop()
+
+    def _finish_stop(self) -> None:
+        """Deliver what can be within ``close_timeout_s``, spool the rest, close (blocks: from a thread)."""
+        try:
+            self._delivery.stop()
+        finally:
+            self._lifecycle.stopped()
+
+    def _stop_delivery(self) -> None:
+        """Stop from synchronous code: the threaded emitter, the exit of a forked child."""
+        if self._begin_stop():
+            self._finish_stop()
+
+    def __del__(self) -> None:
+        if hasattr(self, "_lifecycle"):  # __init__ may have refused the options
+            self._lifecycle.warn_if_running(self, f" (topic {self.topic}): records still queued may be lost")
 
     def _after_fork_in_child(self) -> None:
-        """Build a pipeline of the child's own in place of the parent's, started if the parent's was."""
-        if self._lifecycle() == "stopped":
+        """Build a delivery of the child's own in place of the parent's, started if the parent's was."""
+        self._lifecycle_lock = threading.Lock()  # another thread of the parent may have held it at the fork
+        if self._lifecycle.state in (State.STOPPING, State.STOPPED):
             return
-        inherited = self._pipeline
+        inherited = self._delivery
         _inherited.append(inherited)
         inherited.release_after_fork()
-        self._pipeline = Pipeline(inherited.config)
-        if self._lifecycle() != "started":
+        self._delivery = Delivery(inherited.config)
+        if self._lifecycle.state is not State.STARTED:
             return  # records logged before start() in the parent stay the parent's
-        try:
-            self._pipeline.start()
-        except Exception as exc:
-            reason = f"the emitter could not start again in a forked process ({describe(exc)})"
-            self._pipeline.refuse(reason)
-            log.warning("topic %s: %s; records logged in process %d are dropped", self.topic, reason, os.getpid())
-            return
         atexit.register(_stop_at_exit, weakref.ref(self))
         if "multiprocessing" in sys.modules:
             import multiprocessing.util
@@ -169,6 +206,12 @@ class _EmitterBase:
             # Its children leave by os._exit(), after its finalizers, not atexit; and it clears the finalizers
             # inherited by a new child after this hook, then runs its own after-fork callbacks: register there.
             multiprocessing.util.register_after_fork(self, _stop_when_multiprocessing_child_exits)
+        try:
+            self._delivery.start()
+        except Exception as exc:
+            reason = f"the emitter could not start again in a forked process ({describe(exc)})"
+            self._delivery.refuse(reason)
+            log.warning("topic %s: %s; records logged in process %d are dropped", self.topic, reason, os.getpid())
 
     def log(self, **call: Unpack[ScoringCall]) -> str:
         """Queue one scoring call for delivery and return its ``scoring_id`` (a ``str``; generated when not given).
@@ -198,9 +241,9 @@ class _EmitterBase:
 
     def _submit(self, scoring_id: str, value: bytes) -> None:
         try:
-            self._pipeline.submit(scoring_id.encode(), value, self._block_timeout_s)
+            self._delivery.submit(scoring_id.encode(), value, self._block_timeout_s)
         except Exception as exc:  # not the caller's fault, and never raised into the service: counted, logged
-            self._pipeline.drop(f"the emitter failed ({describe(exc)})")
+            self._delivery.drop(f"the emitter failed ({describe(exc)})")
             log.debug("topic %s: submit failed", self.topic, exc_info=True)
 
     def store(
@@ -211,14 +254,14 @@ class _EmitterBase:
 
     def stats(self) -> EmitterStats:
         """Counts of what happened to the records logged so far."""
-        return self._pipeline.stats()
+        return self._delivery.stats()
 
     def _invalid(self, exc: RecordError, scoring_id: object, cause: Exception | None = None) -> str:
         """Raise (``strict``) or count and log a refused record; its ``scoring_id`` if the caller gave a str."""
         exc = _bounded(exc)
         if self.strict:
             raise exc from cause
-        self._pipeline.count_invalid()
+        self._delivery.count_invalid()
         # type() as well: an object's __class__ can claim to be str
         given = scoring_id if isinstance(scoring_id, str) and issubclass(type(scoring_id), str) else ""
         # The reason and where, never the payload's contents; both cut short, as they may quote the caller's names.
@@ -233,7 +276,7 @@ class _EmitterBase:
         return given
 
 
-class Emitter(_EmitterBase):
+class Emitter(EmitterBase):
     """Logs scoring calls to a Kafka topic from asyncio code; use ``async with`` or ``start()``/``stop()``.
 
     ``validate=False`` skips the v1 check in ``log()`` (about a third of its cost for a record of a known field
@@ -250,42 +293,25 @@ class Emitter(_EmitterBase):
     ``$STREAM_LOGGER_STATE_DIR``, else ``$XDG_STATE_HOME/stream-logger``, else ``~/.local/state/stream-logger``.
     """
 
-    _state: Literal["new", "started", "stopped"] = "new"
-
-    def _lifecycle(self) -> Lifecycle:
-        return self._state
-
-    def _stop_now(self) -> None:
-        if self._state == "started":
-            self._state = "stopped"
-            self._pipeline.stop()
-
     async def start(self) -> None:
-        """Start delivering (succeeds even when the broker is unreachable). Calling it again does nothing."""
-        if self._state == "started":
-            return
-        if self._state == "stopped":
-            raise ConfigError("a stopped emitter cannot be started again: create a new one")
-        self._pipeline.start()
-        self._state = "started"
+        """Start delivering (succeeds even when the broker is unreachable). Calling it again does nothing; after
+        :meth:`stop` it raises :class:`~stream_logger.errors.LifecycleError`: create a new emitter."""
+        self._start_delivery()
 
     async def stop(self) -> None:
         """Deliver what can be within ``close_timeout_s`` (the spool's records too), spool the rest, close.
 
-        Safe to call twice.
+        Safe to call twice; an emitter never started is only marked stopped.
         """
-        if self._state != "started":
-            self._state = "stopped"
-            return
-        self._state = "stopped"
-        await asyncio.to_thread(self._pipeline.stop)
+        if self._begin_stop():
+            await asyncio.to_thread(self._finish_stop)
 
     async def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything logged so far is acknowledged (or spooled while the broker cannot be reached).
 
         Returns ``False`` when ``timeout_s`` passed first; nothing is lost then, it stays queued.
         """
-        return await asyncio.to_thread(self._pipeline.flush, timeout_s)
+        return await asyncio.to_thread(self._delivery.flush, timeout_s)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -296,10 +322,6 @@ class Emitter(_EmitterBase):
     ) -> None:
         await self.stop()
 
-    def __del__(self) -> None:
-        if getattr(self, "_state", None) == "started":
-            log.warning("topic %s: an Emitter was never stopped; records still queued may be lost", self.topic)
-
 
 def _bounded(exc: RecordError) -> RecordError:
     """``exc``, or a copy with its path and detail cut short when they are long (a name or a message quoted)."""
@@ -308,13 +330,13 @@ def _bounded(exc: RecordError) -> RecordError:
     return RecordError(exc.code, clip(exc.path), clip(exc.detail))
 
 
-def _stop_at_exit(ref: weakref.ref[_EmitterBase]) -> None:
+def _stop_at_exit(ref: weakref.ref[EmitterBase]) -> None:
     emitter = ref()
     if emitter is not None:
-        emitter._stop_now()
+        emitter._stop_delivery()
 
 
-def _stop_when_multiprocessing_child_exits(emitter: _EmitterBase) -> None:
+def _stop_when_multiprocessing_child_exits(emitter: EmitterBase) -> None:
     import multiprocessing.util
 
     multiprocessing.util.Finalize(None, _stop_at_exit, args=(weakref.ref(emitter),), exitpriority=10)
@@ -335,7 +357,7 @@ def _rebuild_after_fork() -> None:
 os.register_at_fork(after_in_child=_rebuild_after_fork)
 
 
-def live_emitters() -> Sequence[_EmitterBase]:
+def live_emitters() -> Sequence[EmitterBase]:
     """Every emitter object still alive (for the metrics collector)."""
     return list(_live)
 

@@ -8,6 +8,7 @@ Every error carries a ``retriable`` class attribute: ``True`` when doing the sam
 
     StreamLoggerError                 base of everything below
     ├── ConfigError                   a setting is missing or malformed
+    ├── LifecycleError                an object started again after stop(): create a new one
     ├── DevStackError                 the local Kafka/PostgreSQL dev stack cannot start or answer
     ├── RecordError                   a scoring record is not valid v1 (code, path, detail)
     ├── IdentifierError               a user-supplied name cannot be used as a SQL identifier
@@ -36,6 +37,7 @@ __all__ = [
     "FatalError",
     "FencedError",
     "IdentifierError",
+    "LifecycleError",
     "RecordError",
     "StreamLoggerError",
     "SubscriptionError",
@@ -56,6 +58,10 @@ class StreamLoggerError(Exception):
 
 class ConfigError(StreamLoggerError):
     """A setting is missing or malformed."""
+
+
+class LifecycleError(StreamLoggerError):
+    """An emitter, worker or delivery was started after it was stopped: each object runs once."""
 
 
 class DevStackError(StreamLoggerError):

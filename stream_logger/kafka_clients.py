@@ -1,4 +1,5 @@
-"""Starting the aiokafka clients (workers, replay, topic administration, the demo) with refusals made clear.
+"""Starting and stopping the aiokafka clients (workers, replay, topic administration, the demo), refusals made
+clear, and the one place that reaches past aiokafka's public API (:func:`topic_partitions`).
 
 aiokafka reports every failed bootstrap alike (``KafkaConnectionError: Unable to bootstrap from ...``), whether the
 broker is down or refused the client: retried, a wrong password would look like an outage forever. So when a start
@@ -11,17 +12,23 @@ that says so (never with a secret); anything else stays a retriable
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
-from typing import Protocol
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as aiokafka_errors
 from aiokafka.conn import create_conn
 
 from .config import Settings
 from .errors import FatalError
-from .retry import kafka_errors
+from .retry import kafka_errors, retrying
 
-__all__ = ["refusal", "start_client"]
+__all__ = ["refusal", "start_client", "start_consumer", "stop_consumer", "topic_partitions"]
+
+log = logging.getLogger(__name__)
 
 _PROBE_TIMEOUT_S = 10.0
 
@@ -41,6 +48,24 @@ async def start_client(client: _Startable, settings: Settings, what: str) -> Non
             if reason is not None:
                 raise FatalError(f"{what}: {reason}") from None
             raise
+
+
+async def start_consumer(
+    settings: Settings, where: str, on_retry: Callable[[BaseException], Any], client_id: str, **options: Any
+) -> AIOKafkaConsumer:
+    """A started consumer with ``settings``' connection and security and ``options``; a broker that cannot be
+    reached yet is waited for (retried with backoff, ``on_retry`` told of each failure), one that refuses the
+    client is a FatalError (:func:`start_client`)."""
+    async for attempt in retrying(where, on_retry=on_retry):
+        with attempt, kafka_errors(where):
+            consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(client_id=client_id), **options)
+            try:
+                await start_client(consumer, settings, where)
+            except BaseException:
+                await stop_consumer(consumer)
+                raise
+            return consumer
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def refusal(settings: Settings) -> str | None:
@@ -79,3 +104,44 @@ async def refusal(settings: Settings) -> str | None:
             continue
         conn.close()
     return None
+
+
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topics: Sequence[str], wait_s: float = 0.0
+) -> list[TopicPartition]:
+    """Every partition of ``topics`` (in their order, partitions sorted) after a metadata refresh; a topic the
+    broker does not know within ``wait_s`` (one just created may take a moment) is a FatalError.
+
+    ``AIOKafkaConsumer.partitions_for_topic()`` answers from the metadata the client already holds, which lacks a
+    topic the consumer neither subscribes to nor was assigned, or one created since; ``topics()`` fetches fresh
+    metadata but returns names only, into a copy the consumer does not keep. So this asks the consumer's client to
+    refresh (``force_metadata_update``, not public API): the only use of aiokafka's private ``_client``.
+    """
+    tps: list[TopicPartition] = []
+    for topic in topics:
+        deadline = time.monotonic() + wait_s
+        while True:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic)
+            if parts or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+        if not parts:
+            raise FatalError(f"topic {topic!r} does not exist")
+        tps += [TopicPartition(topic, p) for p in sorted(parts)]
+    return tps
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer in whatever state it is. With the broker down, aiokafka's stop() cancels its own pending
+    fetch tasks and lets their CancelledError out (a BaseException): that one is swallowed, unless this task
+    itself is being cancelled."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("the Kafka consumer's stop() let out a cancellation of its own tasks")
+    except Exception as exc:
+        log.debug("stopping the Kafka consumer: %s", exc)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .emitter import _EmitterBase
+    from .emitter import EmitterBase
 
 __all__ = ["PayloadRecord", "store"]
 
@@ -31,7 +31,7 @@ class PayloadRecord:
     asset_revision: str | None = None
     user_id: str | None = None
 
-    def log_to(self, emitter: _EmitterBase, *, subscription_id: str, deployment_id: str | None = None) -> str:
+    def log_to(self, emitter: EmitterBase, *, subscription_id: str, deployment_id: str | None = None) -> str:
         """Log this record with ``emitter``; returns the scoring id used."""
         return emitter.log(
             request=self.request,
@@ -47,7 +47,7 @@ class PayloadRecord:
 
 
 def store(
-    records: Iterable[PayloadRecord], subscription_id: str, emitter: _EmitterBase, deployment_id: str | None = None
+    records: Iterable[PayloadRecord], subscription_id: str, emitter: EmitterBase, deployment_id: str | None = None
 ) -> list[str]:
     """OpenScale's ``subscription.payload_logging.store(records=[...])``: log each record; returns their ids."""
     return emitter.store(records, subscription_id=subscription_id, deployment_id=deployment_id)

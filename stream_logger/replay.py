@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from . import datamart
 from .config import Settings
-from .errors import DatamartError, FatalError
+from .errors import DatamartError
 from .identifiers import quote_ident, validate_schema_name
-from .kafka_clients import start_client
+from .kafka_clients import start_client, topic_partitions
 from .retry import kafka_errors, pg_errors
 from .worker import WorkerConfig
 
@@ -75,17 +75,6 @@ async def _offsets(
     return {tp: found[tp].offset if found.get(tp) is not None else default[tp] for tp in tps}
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
-    await consumer._client.force_metadata_update()
-    tps = []
-    for topic in topics:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            raise FatalError(f"topic {topic!r} does not exist")
-        tps += [TopicPartition(topic, p) for p in sorted(parts)]
-    return tps
-
-
 async def _plan_from_kafka(
     settings: Settings,
     topics: Sequence[str],
@@ -97,7 +86,7 @@ async def _plan_from_kafka(
     try:
         await start_client(consumer, settings, "reading the topics' offsets")
         with kafka_errors("reading the topics' offsets"):
-            tps = await _partitions(consumer, topics)
+            tps = await topic_partitions(consumer, topics)
             begin = await consumer.beginning_offsets(tps)
             end_now = await consumer.end_offsets(tps)
             start = await _offsets(consumer, tps, from_time, end_now if from_time else begin)

@@ -27,28 +27,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
-import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as TP
 
-from . import contract, datamart
+from . import datamart
 from .config import Settings
-from .errors import ConfigError, FatalError, FencedError
-from .kafka_clients import start_client
-from .metrics import MetricsServer, WorkerMetrics
+from .errors import FencedError
+from .health import WorkerHealth
+from .kafka_clients import start_consumer, stop_consumer, topic_partitions
+from .lifecycle import Lifecycle, State
+from .metrics import WorkerMetrics
+from .partitions import PartitionState, PendingBatch
 from .registry import Registry
-from .retry import Outage, kafka_errors, pg_errors, retrying
-from .sink import Message, PreparedBatch, Sink
+from .retry import Outage, pg_errors, retrying
+from .sink import PreparedBatch, Sink
 from .window import TimestampWindow
+from .worker_config import (
+    DEFAULT_MAX_RECORD_AGE_S,
+    DEFAULT_MAX_RECORD_LEAD_S,
+    DEFAULT_MAX_SUBSCRIPTIONS,
+    WorkerConfig,
+    WorkerSummary,
+    next_client_id,
+)
 
 __all__ = [
     "DEFAULT_MAX_RECORD_AGE_S",
@@ -61,71 +68,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_SUBSCRIPTIONS = 200
-"""Auto-registered subscriptions a datamart takes by default: each is a table, and each of its days a partition."""
-DEFAULT_MAX_RECORD_AGE_S = 30 * 86400.0
-"""How old a record a live worker stores by default: longer than Kafka's default retention (7 days)."""
-DEFAULT_MAX_RECORD_LEAD_S = 86400.0
-"""How far ahead of the worker's clock a record may be by default (clocks that are off, time zones got wrong)."""
-_HEARTBEAT_INTERVAL_S = 1.0
-_LIVENESS_TIMEOUT_S = 15.0  # a loop that has not beaten for this long is wedged: /healthz says so
-_DB_PROBE_INTERVAL_S = 3.0  # PostgreSQL silent for this long (an idle worker): probe it
-_DB_PROBE_TIMEOUT_S = 5.0
 _METADATA_MAX_AGE_MS = 5000  # a topic created after the worker subscribed is picked up within seconds
 _MIRROR_TIMEOUT_S = 2.0  # a commit waits for the broker without limit: the fetch loop must not, nor a stop
-_worker_numbers = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerConfig:
-    """How a worker consumes. Sizes in records and bytes, durations in their unit's name."""
-
-    topics: tuple[str, ...]
-    group_id: str
-    schema: str
-    batch_max_records: int = 5000
-    batch_max_bytes: int = 8 * 1024 * 1024
-    flush_interval_ms: int = 500
-    max_in_flight_batches: int = 2
-    max_record_bytes: int = contract.DEFAULT_MAX_RECORD_BYTES
-    shutdown_grace_s: float = 30.0
-    until_caught_up: bool = False
-    auto_register: bool = True
-    metrics_port: int | None = None
-    metrics_host: str = "0.0.0.0"
-    """Where ``metrics_port`` listens: every interface by default (probes reach a container on its own address)."""
-    pool_size: int = 4
-    progress_interval_s: float = 10.0
-    assign_manually: bool = False
-    """Replay mode: read ``topics`` with manual assignment (no group, no rebalance, no Kafka commits)."""
-    start_offsets: dict[TP, int] | None = None
-    end_offsets: dict[TP, int] | None = None
-    subscriptions: frozenset[str] | None = None
-    """Keep only records of these subscriptions (others are skipped: no row, no dead letter)."""
-    max_subscriptions: int | None = DEFAULT_MAX_SUBSCRIPTIONS
-    """Auto-register at most this many subscriptions in the datamart (None: no limit); records of a new one past
-    it are dead-lettered as ``subscription_limit``."""
-    max_record_age_s: float | None = DEFAULT_MAX_RECORD_AGE_S
-    """Dead-letter (``timestamp_out_of_window``) records scored longer ago than this (None: no limit)."""
-    max_record_lead_s: float | None = DEFAULT_MAX_RECORD_LEAD_S
-    """Dead-letter (``timestamp_out_of_window``) records scored further in the future than this (None: no limit)."""
-
-
-@dataclass(slots=True)
-class WorkerSummary:
-    """What a worker did, for its final log line and for ``--until-caught-up`` callers."""
-
-    messages: int = 0
-    rows: int = 0
-    duplicates_skipped: int = 0
-    dead_letters: dict[str, int] = field(default_factory=dict)
-    fenced_batches: int = 0
-    skipped: int = 0
-    elapsed_s: float = 0.0
-
-    @property
-    def dead_lettered(self) -> int:
-        return sum(self.dead_letters.values())
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -140,7 +84,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Worker:
-    """One consumer-group member writing into one datamart schema. ``async with Worker(...) as w: await w.run()``."""
+    """One consumer-group member writing into one datamart schema. ``async with Worker(...) as w: await w.run()``.
+
+    ``start()``/``stop()`` follow :mod:`stream_logger.lifecycle`: a stopped worker cannot start again
+    (:class:`~stream_logger.errors.LifecycleError`), and one collected while started warns with a ResourceWarning.
+    """
 
     def __init__(self, config: WorkerConfig, settings: Settings | None = None) -> None:
         if not config.topics:
@@ -149,37 +97,24 @@ class Worker:
         self.settings = settings or Settings.from_env()
         self.metrics = WorkerMetrics()
         self.summary = WorkerSummary()
-        self.client_id = _next_client_id()
+        self.client_id = next_client_id()
         """The Kafka client id, distinct per worker: Kafka's tools (``kafka-consumer-groups.sh --describe``) show it."""
         self._pool: asyncpg.Pool | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._sink: Sink | None = None
-        self._metrics_server: MetricsServer | None = None
+        self._lifecycle = Lifecycle("Worker")
         self._stopping = asyncio.Event()
-        self._started = False
-        self._closed = False
         self._postgres = Outage("PostgreSQL", on_retry=self.metrics.retries.labels("postgresql").inc)
         self._kafka = Outage("Kafka", on_retry=self.metrics.retries.labels("kafka").inc)
-        self._postgres_answered_at = 0.0
-        self._heartbeat = time.monotonic()
-        self._watcher: asyncio.Task[None] | None = None
+        self._health = WorkerHealth(self._postgres)
         self._in_group = False  # holds an assignment (possibly empty): not before the first, not mid-rebalance
-        # partition state
-        self._owned: set[TP] = set()
-        self._start: dict[TP, int] = {}  # where reading began (stored offset, else Kafka's)
-        self._written: dict[TP, int] = {}  # next offset committed to the datamart
-        self._expected: dict[TP, int] = {}  # the start of the next batch handed to the writer
-        self._targets: dict[TP, int] = {}  # --until-caught-up: end offsets when first assigned
-        self._seen_to: dict[TP, int] = {}  # one past the last offset fetched (bounded reads: past the end too)
-        self._lag_labels: set[TP] = set()
+        self._partitions: dict[TP, PartitionState] = {}  # the partitions owned now
+        self._targets: dict[TP, int] = {}  # a bounded run's end offsets, taken when each was first assigned
         self._paused = False
         self._assigned_once = asyncio.Event()
         # batches
         self._generation = 0
-        self._pending: list[Message] = []
-        self._pending_ranges: dict[tuple[str, int], tuple[int, int]] = {}
-        self._pending_bytes = 0
-        self._pending_since = 0.0
+        self._pending = PendingBatch()
         self._ready: asyncio.Queue[PreparedBatch] = asyncio.Queue(maxsize=max(1, config.max_in_flight_batches))
         self._write_idle = asyncio.Event()
         self._write_idle.set()
@@ -189,40 +124,40 @@ class Worker:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Worker:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def __del__(self) -> None:
+        if hasattr(self, "_lifecycle"):  # __init__ may have refused the config
+            self._lifecycle.warn_if_running(self, f" (group {self.config.group_id}): call stop()")
+
+    @property
+    def state(self) -> State:
+        """Where the worker is in its lifecycle: NEW, STARTED, STOPPING or STOPPED."""
+        return self._lifecycle.state
+
     async def start(self) -> None:
         """Serve the probes (with ``metrics_port``), then connect to PostgreSQL (checking the datamart exists) and
         Kafka, and join the group. A service that cannot be reached yet is waited for; :meth:`request_stop` during
-        that wait ends it: start() returns without joining, and :meth:`run` returns at once."""
-        if self._started:
+        that wait ends it: start() returns without joining, and :meth:`run` returns at once.
+
+        Calling it again does nothing; after :meth:`stop` it raises :class:`~stream_logger.errors.LifecycleError`.
+        A start that fails stops the worker."""
+        if not self._lifecycle.may_start():
             return
-        self._started = True
+        self._lifecycle.started()
         try:
-            self._serve_probes()
-            self._watcher = asyncio.create_task(self._watch(), name="stream-logger-watch")
+            if self.config.metrics_port is not None:
+                self._health.serve(self.metrics, self.config.metrics_port, self.config.metrics_host, self._ready_now)
+            self._health.start_watching()
             await self._connect_unless_stopped()
         except BaseException:
             await self.stop()
             raise
-
-    def _serve_probes(self) -> None:
-        cfg = self.config
-        if cfg.metrics_port is None:
-            return
-        server = MetricsServer(
-            self.metrics, cfg.metrics_port, cfg.metrics_host, alive=self._alive, ready=self._ready_now
-        )
-        try:
-            server.start()
-        except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on {cfg.metrics_host}:{cfg.metrics_port}: {exc}") from exc
-        self._metrics_server = server
 
     async def _connect_unless_stopped(self) -> None:
         connecting = asyncio.create_task(self._connect(), name="stream-logger-connect")
@@ -249,7 +184,8 @@ class Worker:
         async with self._pool.acquire() as conn:
             with pg_errors("checking the datamart"):
                 await datamart.require_datamart(conn, cfg.schema)
-        self._postgres_answered()
+        self._health.postgres_answered()
+        self._health.probe_through(self._pool)
         registry = Registry(cfg.schema, auto_register=cfg.auto_register, max_auto_registered=cfg.max_subscriptions)
         self._sink = Sink(
             self._pool,
@@ -263,8 +199,8 @@ class Worker:
         )
         consumer = self._consumer = await self._start_consumer()
         if cfg.assign_manually:
-            tps = await self._partitions_of(cfg.topics)
-            consumer.assign(list(tps))
+            tps = await topic_partitions(consumer, cfg.topics, wait_s=5.0)
+            consumer.assign(tps)
             await self._on_assigned(set(tps))
         else:
             consumer.subscribe(list(cfg.topics), listener=_Listener(self))
@@ -277,77 +213,55 @@ class Worker:
         """A started consumer; a broker that cannot be reached yet is waited for (retried with backoff)."""
         cfg = self.config
         fetch_bytes = max(cfg.max_record_bytes + 65536, 1024 * 1024)
-        where = f"connecting to Kafka at {self.settings.bootstrap_servers}"
-        async for attempt in retrying(where, on_retry=self._kafka.retried):
-            with attempt, kafka_errors(where):
-                consumer = AIOKafkaConsumer(
-                    **self.settings.aiokafka_kwargs(client_id=self.client_id),
-                    group_id=None if cfg.assign_manually else cfg.group_id,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                    max_partition_fetch_bytes=fetch_bytes,
-                    fetch_max_bytes=max(fetch_bytes, min(cfg.batch_max_bytes, 50 * 1024 * 1024)),
-                    max_poll_interval_ms=600_000,
-                    # A fetch long-polls on the connection that offset lookups share: at Kafka's 500 ms, each
-                    # lookup on assignment waited behind one (a second at every start).
-                    fetch_max_wait_ms=100,
-                    isolation_level="read_committed",
-                    metadata_max_age_ms=_METADATA_MAX_AGE_MS,
-                )
-                try:
-                    await start_client(consumer, self.settings, where)
-                except BaseException:
-                    await _stop_consumer(consumer)
-                    raise
-                self._kafka.answered()
-                return consumer
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _partitions_of(self, topics: Sequence[str]) -> set[TP]:
-        assert self._consumer is not None
-        tps: set[TP] = set()
-        for topic in topics:
-            parts = None
-            for _ in range(50):
-                parts = self._consumer.partitions_for_topic(topic)
-                if parts:
-                    break
-                await self._consumer._client.force_metadata_update()
-                await asyncio.sleep(0.1)
-            if not parts:
-                raise FatalError(f"topic {topic!r} does not exist")
-            tps.update(TP(topic, p) for p in parts)
-        return tps
+        consumer = await start_consumer(
+            self.settings,
+            f"connecting to Kafka at {self.settings.bootstrap_servers}",
+            self._kafka.retried,
+            client_id=self.client_id,
+            group_id=None if cfg.assign_manually else cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=fetch_bytes,
+            fetch_max_bytes=max(fetch_bytes, min(cfg.batch_max_bytes, 50 * 1024 * 1024)),
+            max_poll_interval_ms=600_000,
+            # A fetch long-polls on the connection that offset lookups share: at Kafka's 500 ms, each lookup on
+            # assignment waited behind one (a second at every start).
+            fetch_max_wait_ms=100,
+            isolation_level="read_committed",
+            metadata_max_age_ms=_METADATA_MAX_AGE_MS,
+        )
+        self._kafka.answered()
+        return consumer
 
     def request_stop(self) -> None:
         """Ask the worker to stop: it finishes the current batch within the grace period, then returns from run()."""
         self._stopping.set()
 
     async def stop(self) -> None:
-        """Leave the group and close every connection. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+        """Leave the group and close every connection. Safe to call twice; a worker never started is only marked
+        stopped."""
         self._stopping.set()
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
-        if self._consumer is not None:
-            await _stop_consumer(self._consumer)
-        if self._metrics_server is not None:
-            await asyncio.to_thread(self._metrics_server.stop)
-        if self._pool is not None:
-            try:
-                await asyncio.wait_for(self._pool.close(), 10)
-            except (TimeoutError, Exception):
-                self._pool.terminate()
+        if not self._lifecycle.may_stop():
+            return
+        try:
+            await self._health.stop_watching()
+            if self._consumer is not None:
+                await stop_consumer(self._consumer)
+            await self._health.stop_serving()
+            if self._pool is not None:
+                try:
+                    await asyncio.wait_for(self._pool.close(), 10)
+                except (TimeoutError, Exception):
+                    self._pool.terminate()
+        finally:
+            self._lifecycle.stopped()
 
     # -- health -------------------------------------------------------------------------------------------
 
     @property
     def metrics_port(self) -> int | None:
         """The port serving ``/metrics``, ``/healthz`` and ``/readyz`` (the bound one with port 0), if any."""
-        return self._metrics_server.port if self._metrics_server is not None else None
+        return self._health.server.port if self._health.server is not None else None
 
     @property
     def ready(self) -> bool:
@@ -357,31 +271,6 @@ class Worker:
     def _ready_now(self) -> bool:
         # Called from the metrics server's threads too: it only reads.
         return self._in_group and not self._postgres.down and not self._stopping.is_set()
-
-    def _alive(self) -> bool:
-        return time.monotonic() - self._heartbeat < _LIVENESS_TIMEOUT_S
-
-    def _postgres_answered(self) -> None:
-        self._postgres_answered_at = time.monotonic()
-        self._postgres.answered()
-
-    async def _watch(self) -> None:
-        """Beat for ``/healthz``; once connected, probe PostgreSQL whenever it has been silent for a while."""
-        while True:
-            self._heartbeat = time.monotonic()
-            if self._sink is not None and self._heartbeat - self._postgres_answered_at >= _DB_PROBE_INTERVAL_S:
-                await self._probe_postgres()
-            await asyncio.sleep(_HEARTBEAT_INTERVAL_S)
-
-    async def _probe_postgres(self) -> None:
-        assert self._pool is not None
-        try:
-            with pg_errors("probing PostgreSQL"):
-                await asyncio.wait_for(self._pool.fetchval("SELECT 1"), _DB_PROBE_TIMEOUT_S)
-        except Exception as exc:
-            self._postgres.failed(exc)
-        else:
-            self._postgres_answered()
 
     # -- the main loop --------------------------------------------------------------------------------------
 
@@ -405,7 +294,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(fetcher, writer, return_exceptions=True)
             self.summary.elapsed_s = time.monotonic() - began
-            self._log_progress(final=True)
+            self.summary.log(final=True)
         return self.summary
 
     async def _drain(self, writer: asyncio.Task[None]) -> None:
@@ -431,7 +320,7 @@ class Worker:
         next_progress = time.monotonic() + cfg.progress_interval_s
         while not self._stopping.is_set():
             self._apply_backpressure()
-            room = cfg.batch_max_records - len(self._pending)
+            room = cfg.batch_max_records - len(self._pending.messages)
             if self._paused:
                 # Nothing can arrive: wait for the writer to take a batch, not for a poll's timeout (which left the
                 # writer idle up to 200 ms each time), then poll at once so the group sees the consumer alive.
@@ -442,66 +331,51 @@ class Worker:
             timeout_ms = 0 if self._paused else min(200, cfg.flush_interval_ms)
             fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=max(1, room))
             for tp, messages in fetched.items():
-                self._take(tp, messages)
+                self._add_to_pending_batch(tp, messages)
             if self._mirror_due:
                 await self._mirror_positions()
             now = time.monotonic()
+            pending = self._pending
             if (
-                self._pending
+                pending.messages
                 and not self._ready.full()
                 and (
-                    len(self._pending) >= cfg.batch_max_records
-                    or self._pending_bytes >= cfg.batch_max_bytes
-                    or now - self._pending_since >= flush_s
+                    len(pending.messages) >= cfg.batch_max_records
+                    or pending.size_bytes >= cfg.batch_max_bytes
+                    or now - pending.since >= flush_s
                     or (cfg.until_caught_up and self._fetched_to_targets())
                 )
             ):
-                await self._cut()
+                await self._hand_batch_to_writer()
             if now >= next_progress:
                 next_progress = now + cfg.progress_interval_s
                 self._mirror_due = True
                 self._update_lag()
-                self._log_progress()
+                self.summary.log()
             if cfg.until_caught_up and not fetched:
                 await self._note_positions()
             if cfg.until_caught_up and self._caught_up():
                 log.info("caught up with the end offsets taken at start")
                 return
-        if self._pending:  # stopping: the last, partial batch is still written (within the grace period)
+        if self._pending.messages:  # stopping: the last, partial batch is still written (within the grace period)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._cut(), self.config.shutdown_grace_s)
+                await asyncio.wait_for(self._hand_batch_to_writer(), self.config.shutdown_grace_s)
 
-    def _take(self, tp: TP, messages: Sequence[Any]) -> None:
+    def _add_to_pending_batch(self, tp: TP, messages: Sequence[Any]) -> None:
         """Add fetched messages to the pending batch, ignoring any a seek made stale."""
-        if tp not in self._owned or not messages:
+        partition = self._partitions.get(tp)
+        if partition is None:
             return
-        self._seen_to[tp] = max(self._seen_to.get(tp, 0), messages[-1].offset + 1)
-        if self.config.end_offsets is not None:  # a bounded read (replay): nothing at or past the end
-            end_offset = self._targets.get(tp, 0)
-            messages = [m for m in messages if m.offset < end_offset]
-            if not messages:
-                return
-        expected = self._expected.get(tp, 0)
-        fresh = [m for m in messages if m.offset >= expected] if messages[0].offset < expected else messages
-        if not fresh:
-            return
-        if not self._pending:
-            self._pending_since = time.monotonic()
-        key = (tp.topic, tp.partition)
-        start = self._pending_ranges[key][0] if key in self._pending_ranges else expected
-        end = fresh[-1].offset + 1
-        self._pending_ranges[key] = (start, end)
-        self._expected[tp] = end
-        self._pending.extend(fresh)
-        self._pending_bytes += sum(len(m.value) if m.value else 0 for m in fresh)
-        self.metrics.consumed.inc(len(fresh))
+        added = self._pending.add(tp, partition, messages, bounded=self.config.end_offsets is not None)
+        if added:
+            self.metrics.consumed.inc(added)
 
-    async def _cut(self) -> None:
+    async def _hand_batch_to_writer(self) -> None:
         """Prepare the pending messages as one batch and queue it for the writer."""
         assert self._sink is not None
-        messages, ranges, generation = self._pending, self._pending_ranges, self._generation
-        self._pending, self._pending_ranges, self._pending_bytes = [], {}, 0
-        batch = await self._sink.prepare(messages, ranges, generation)
+        pending, generation = self._pending, self._generation
+        self._pending = PendingBatch()
+        batch = await self._sink.prepare(pending.messages, pending.ranges, generation)
         if batch.generation == self._generation:  # else a rewind happened meanwhile: those offsets are re-read
             await self._ready.put(batch)
             self.metrics.in_flight_batches.set(self._ready.qsize())
@@ -509,11 +383,11 @@ class Worker:
     def _apply_backpressure(self) -> None:
         assert self._consumer is not None
         full = self._ready.full()
-        if full and not self._paused and self._owned:
-            self._consumer.pause(*self._owned)
+        if full and not self._paused and self._partitions:
+            self._consumer.pause(*self._partitions)
             self._paused = True
-            self.metrics.paused_partitions.set(len(self._owned))
-            log.info("writer behind: pausing %d partitions", len(self._owned))
+            self.metrics.paused_partitions.set(len(self._partitions))
+            log.info("writer behind: pausing %d partitions", len(self._partitions))
         elif not full and self._paused:
             self._consumer.resume(*self._consumer.assignment())
             self._paused = False
@@ -544,22 +418,20 @@ class Worker:
             await self._commit_to_kafka(batch)
 
     def _account(self, batch: PreparedBatch, rows: int, duplicates: int, dead: dict[str, int], began: float) -> None:
-        m, s = self.metrics, self.summary
-        for (topic, partition), (_, end) in batch.ranges.items():
-            self._written[TP(topic, partition)] = end
+        m = self.metrics
+        for (topic, number), (_, end) in batch.ranges.items():
+            partition = self._partitions.get(TP(topic, number))
+            if partition is not None:  # else revoked while it was written
+                partition.written_offset = end
         m.write_seconds.observe(time.monotonic() - began)
         m.batch_records.observe(batch.messages)
         m.records_committed.inc(batch.messages)
         m.written_rows.inc(rows)
         m.duplicates.inc(duplicates)
-        s.messages += batch.messages
-        s.skipped += batch.skipped
-        s.rows += rows
-        s.duplicates_skipped += duplicates
         for code, n in dead.items():
             m.dead_letters.labels(code).inc(n)
-            s.dead_letters[code] = s.dead_letters.get(code, 0) + n
-        self._postgres_answered()
+        self.summary.add(batch.messages, batch.skipped, rows, duplicates, dead)
+        self._health.postgres_answered()
 
     async def _commit_to_kafka(self, batch: PreparedBatch) -> None:
         """Mirror a written batch's offsets into the group's Kafka offsets."""
@@ -570,13 +442,13 @@ class Worker:
         progress tick): after a Kafka-side offset reset, or a commit lost to a rebalance, the group's Kafka
         offsets converge back to the datamart's, even on a partition where nothing new arrives."""
         self._mirror_due = False
-        positions = dict(self._written)
+        positions = {tp: p.written_offset for tp, p in self._partitions.items() if p.written_offset is not None}
         try:
             await asyncio.wait_for(self._commit_offsets(positions), _MIRROR_TIMEOUT_S)
         except TimeoutError:  # the broker is unreachable: the next progress tick tries again
             log.debug("Kafka offset commit timed out after %.0f s", _MIRROR_TIMEOUT_S)
             return
-        if any(self._written.get(tp) != pos for tp, pos in positions.items()):
+        if any(self._written_offset(tp) != pos for tp, pos in positions.items()):
             self._mirror_due = True  # a batch committed meanwhile may have been overtaken by this older position
 
     async def _commit_offsets(self, offsets: dict[TP, int]) -> None:
@@ -584,7 +456,7 @@ class Worker:
         assert self._consumer is not None
         if self.config.assign_manually:
             return
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in self._owned}
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in self._partitions}
         if not offsets:
             return
         try:
@@ -596,16 +468,16 @@ class Worker:
 
     async def _on_revoked(self, revoked: set[TP]) -> None:
         self._in_group = False  # until the rebalance assigns again
-        self._owned -= revoked
+        gone = {tp: self._partitions.pop(tp) for tp in revoked if tp in self._partitions}
         self._invalidate_in_flight()
         try:  # let a write in progress finish: its offsets are fenced, but finishing saves re-reading
             await asyncio.wait_for(self._write_idle.wait(), min(10.0, self.config.shutdown_grace_s))
         except TimeoutError:
             log.warning("revoked while a batch write is still retrying; its offsets are fenced")
-        for tp in revoked & self._lag_labels:
-            self.metrics.lag.remove(tp.topic, str(tp.partition))
-        self._lag_labels -= revoked
-        self.metrics.assigned_partitions.set(len(self._owned))
+        for tp, partition in gone.items():
+            if partition.lag_reported:
+                self.metrics.lag.remove(tp.topic, str(tp.partition))
+        self.metrics.assigned_partitions.set(len(self._partitions))
 
     async def _on_assigned(self, assigned: set[TP]) -> None:
         assert self._consumer is not None and self._sink is not None
@@ -640,32 +512,23 @@ class Worker:
             new_targets = await consumer.end_offsets(new)
 
         self._invalidate_in_flight()
-        self._owned = set(assigned)
         self._paused = False
         self._targets.update(new_targets)
+        self._partitions = {
+            tp: PartitionState(start[tp], written.get(tp), target_offset=self._targets.get(tp, 0)) for tp in assigned
+        }
         for tp in assigned:
-            if tp in written:
-                self._written[tp] = written[tp]
-            else:
-                self._written.pop(tp, None)
-            self._seek(tp, start[tp])
-            self._start[tp] = start[tp]
-        self.metrics.assigned_partitions.set(len(self._owned))
+            consumer.seek(tp, start[tp])
+        self.metrics.assigned_partitions.set(len(self._partitions))
         self._assigned_once.set()
         self._in_group = True
         self._mirror_due = True  # Kafka's offsets may have been reset while the group was empty
         log.info("assigned %d partitions", len(assigned), extra={"partitions": sorted(map(str, assigned))})
 
-    def _seek(self, tp: TP, offset: int) -> None:
-        assert self._consumer is not None
-        self._expected[tp] = offset
-        self._seen_to[tp] = offset
-        self._consumer.seek(tp, offset)
-
     def _invalidate_in_flight(self) -> None:
         """Drop every batch not yet written: a new generation starts."""
         self._generation += 1
-        self._pending, self._pending_ranges, self._pending_bytes = [], {}, 0
+        self._pending = PendingBatch()
         while not self._ready.empty():
             self._ready.get_nowait()
 
@@ -673,101 +536,57 @@ class Worker:
         """Drop the batches in flight and re-read every owned partition from its stored offset."""
         assert self._sink is not None
         # awaited before any state changes, as in _on_assigned
-        stored = await self._sink.stored_offsets([(tp.topic, tp.partition) for tp in self._owned])
+        assert self._consumer is not None
+        stored = await self._sink.stored_offsets([(tp.topic, tp.partition) for tp in self._partitions])
         self._invalidate_in_flight()
-        for tp in self._owned:
+        for tp, partition in self._partitions.items():
             if (tp.topic, tp.partition) in stored:
-                self._written[tp] = stored[(tp.topic, tp.partition)]
-            self._seek(tp, self._written.get(tp, self._start.get(tp, 0)))
+                partition.written_offset = stored[(tp.topic, tp.partition)]
+            partition.seek(partition.position)
+            self._consumer.seek(tp, partition.position)
 
     # -- progress -------------------------------------------------------------------------------------------
 
-    def _position(self, tp: TP) -> int:
-        return self._written.get(tp, self._start.get(tp, 0))
+    def _written_offset(self, tp: TP) -> int | None:
+        partition = self._partitions.get(tp)
+        return partition.written_offset if partition is not None else None
 
     def _caught_up(self) -> bool:
-        if not self._assigned_once.is_set() or self._pending or not self._ready.empty():
+        if not self._assigned_once.is_set() or self._pending.messages or not self._ready.empty():
             return False
         if not self._write_idle.is_set():
             return False
-        return all(self._partition_done(tp) for tp in self._owned)
+        return all(partition.done for partition in self._partitions.values())
 
     async def _note_positions(self) -> None:
         """Count the consumer's position as seen: with nothing to fetch, it may have moved past offsets that no
         message holds any more (retention deleted them, the consumer reset to the log start), and a bounded read
         waiting for a message at or past its end would otherwise wait for ever."""
         assert self._consumer is not None
-        for tp in self._owned:
-            if not self._partition_done(tp):
+        for tp, partition in list(self._partitions.items()):
+            if not partition.done:
                 position = await self._consumer.position(tp)
-                self._seen_to[tp] = max(self._seen_to.get(tp, 0), position)
+                partition.fetched_to = max(partition.fetched_to, position)
 
     def _fetched_to_targets(self) -> bool:
         """Every owned partition fetched up to its target: the last batch has nothing to wait for."""
-        return self._assigned_once.is_set() and all(
-            self._seen_to.get(tp, 0) >= self._targets.get(tp, 0) for tp in self._owned
-        )
-
-    def _partition_done(self, tp: TP) -> bool:
-        target = self._targets.get(tp, 0)
-        position = self._position(tp)
-        # Past the last message before the target there may be no message at all (a bounded read's end, or
-        # transaction markers): what was fetched up to the target and is all written counts as done.
-        return position >= target or (
-            self._seen_to.get(tp, 0) >= target and self._expected.get(tp, position) == position
-        )
+        return self._assigned_once.is_set() and all(p.fetched_to_target for p in self._partitions.values())
 
     def _update_lag(self) -> None:
         for tp, lag in self.lag().items():
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
-            self._lag_labels.add(tp)
+            self._partitions[tp].lag_reported = True
 
     def progress(self) -> dict[TP, tuple[int, int, int]]:
         """Per owned partition: (start, position committed to the datamart, target); target 0 when unbounded."""
-        return {
-            tp: (self._start.get(tp, 0), self._position(tp), self._targets.get(tp, 0)) for tp in sorted(self._owned)
-        }
+        return {tp: (p.start_offset, p.position, p.target_offset) for tp, p in sorted(self._partitions.items())}
 
     def lag(self) -> dict[TP, int]:
         """Messages not yet committed to the datamart, per owned partition (from the last fetch's high water)."""
         assert self._consumer is not None
         out = {}
-        for tp in self._owned:
+        for tp, partition in self._partitions.items():
             high = self._consumer.highwater(tp)
             if high is not None:
-                out[tp] = max(0, high - self._position(tp))
+                out[tp] = max(0, high - partition.position)
         return out
-
-    def _log_progress(self, final: bool = False) -> None:
-        s = self.summary
-        log.info(
-            "%s: %d messages, %d rows, %d dead letters, %d duplicates skipped",
-            "done" if final else "progress",
-            s.messages,
-            s.rows,
-            s.dead_lettered,
-            s.duplicates_skipped,
-            extra={"messages": s.messages, "rows": s.rows, "dead_letters": s.dead_letters},
-        )
-
-
-def _next_client_id() -> str:
-    """``stream-logger-<host>-<pid>``, with ``-2``, ``-3``, ... for a process's later workers (the demo runs
-    several in one process)."""
-    number = next(_worker_numbers)
-    return f"stream-logger-{socket.gethostname()}-{os.getpid()}" + (f"-{number}" if number > 1 else "")
-
-
-async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
-    """Stop a consumer in whatever state it is. With the broker down, aiokafka's stop() cancels its own pending
-    fetch tasks and lets their CancelledError out (a BaseException): that one is swallowed, unless this task
-    itself is being cancelled."""
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-        log.debug("the Kafka consumer's stop() let out a cancellation of its own tasks")
-    except Exception as exc:
-        log.debug("stopping the Kafka consumer: %s", exc)

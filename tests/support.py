@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from hypothesis import strategies as st
 
@@ -49,6 +49,7 @@ from stream_logger.contract import (
 )
 from stream_logger.errors import RecordError
 from stream_logger.identifiers import quote_ident
+from stream_logger.kafka_clients import topic_partitions
 from stream_logger.registry import create_partitions, declare
 from stream_logger.rows import infer_type, rows_for
 from stream_logger.samples import GERMAN_CREDIT_FEATURES
@@ -80,6 +81,11 @@ def nested(depth: int) -> Any:
 
 
 # The German-credit samples BAD is made from: one row, and five rows with meta.
+def spool_records(n: int) -> list[tuple[bytes, bytes]]:
+    """``n`` spool records: keys ``id-<i>``, values ``{"n":<i>}``."""
+    return [(f"id-{i}".encode(), b'{"n":%d}' % i) for i in range(n)]
+
+
 class Frame:
     """Just enough of a pandas DataFrame for ``log()``: ``columns`` and ``frame[column].tolist()``."""
 
@@ -646,10 +652,7 @@ async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        tps = await topic_partitions(consumer, [topic])
         ends = await consumer.end_offsets(tps)
         return {tp.partition: off for tp, off in ends.items()}
     finally:

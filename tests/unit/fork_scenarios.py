@@ -1,4 +1,4 @@
-"""An emitter used in a forked child builds a pipeline of its own there; the parent's stays the parent's.
+"""An emitter used in a forked child builds a delivery of its own there; the parent's stays the parent's.
 
 Run by ``test_fork.py`` in an interpreter of their own: a test process that has run hundreds of other tests holds
 their threads (librdkafka's among them), and forking it is not the shape a server forks in (a gunicorn master with
@@ -67,7 +67,7 @@ def _fork_and_log(em: ThreadedEmitter, n: int) -> int:
     return dropped
 
 
-def test_a_forked_child_logs_through_a_pipeline_and_spool_slot_of_its_own(
+def test_a_forked_child_logs_through_a_delivery_and_spool_slot_of_its_own(
     emitter: ThreadedEmitter, tmp_path: Path
 ) -> None:
     parent_ids = _log(emitter, "parent", 5)  # still queued in the parent's producer at the fork

@@ -16,32 +16,23 @@ import pytest
 
 from stream_logger import Emitter, RecordError, ThreadedEmitter
 from stream_logger.contract import Table
-from stream_logger.delivery import RECORD_OVERHEAD_BYTES, producer_settings
-from stream_logger.errors import ConfigError
+from stream_logger.errors import ConfigError, LifecycleError
+from stream_logger.producer import RECORD_OVERHEAD_BYTES, producer_settings
 from stream_logger.records import decode
 from stream_logger.samples import german_credit_record
 from stream_logger.scoring_call import as_table, build_record, new_scoring_id
+from stream_logger.spool import Spool
+from tests.support import Frame
 
 REQUEST = {"fields": ["Age", "Sex"], "values": [[33, "female"], [41, "male"]]}
 RESPONSE = {"fields": ["prediction", "probability"], "values": [["No Risk", [0.8, 0.2]], ["Risk", [0.3, 0.7]]]}
-
-
-class _Frame:
-    """Just enough of a pandas DataFrame: ``columns`` and ``frame[column].tolist()``."""
-
-    def __init__(self, data: dict[str, list[Any]]) -> None:
-        self.columns = list(data)
-        self._data = {k: np.array(v, dtype=object) for k, v in data.items()}
-
-    def __getitem__(self, column: str) -> Any:
-        return self._data[column]
 
 
 def test_inputs_of_every_accepted_shape_give_the_same_table() -> None:
     expected = Table(fields=["Age", "Sex"], values=[[33, "female"], [41, "male"]])
     assert as_table(REQUEST, "request") == expected
     assert as_table([{"Age": 33, "Sex": "female"}, {"Age": 41, "Sex": "male"}], "request") == expected
-    assert as_table(_Frame({"Age": [33, 41], "Sex": ["female", "male"]}), "request") == expected
+    assert as_table(Frame({"Age": [33, 41], "Sex": ["female", "male"]}), "request") == expected
     numeric = as_table({"fields": ["a", "b"], "values": np.array([[1.5, 2.0], [3.0, 4.0]])}, "request")
     assert numeric == Table(fields=["a", "b"], values=[[1.5, 2.0], [3.0, 4.0]])
     assert type(numeric.values[0][0]) is float
@@ -115,9 +106,13 @@ def test_strict_raises_on_an_invalid_record(tmp_path: Path) -> None:
 
 
 def test_the_queued_bytes_are_a_valid_v1_record(tmp_path: Path) -> None:
-    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path)
+    em = ThreadedEmitter("t", "127.0.0.1:1", spool_dir=tmp_path, close_timeout_s=0.5)
     scoring_id = em.log(request=REQUEST, response=RESPONSE, subscription_id="s", tags={"env": "test"})
-    key, value = em._pipeline._early[0]  # not started: held until start()
+    em.stop()  # the broker is unreachable: the record waits in the spool, as the next emitter will read it
+    spool = Spool(tmp_path / "slot-0", max_bytes=1 << 20)
+    assert spool.try_open()
+    ((key, value),) = [record for segment in spool.ready_segments() for record in spool.read(segment).records]
+    spool.close()
     assert key == scoring_id.encode()
     record = decode(value)
     assert record.request.values == REQUEST["values"] and record.tags == {"env": "test"}
@@ -125,14 +120,14 @@ def test_the_queued_bytes_are_a_valid_v1_record(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("cap", [64 << 10, 1 << 20, 8 << 20, 64 << 20, 1 << 30])
 def test_the_two_producers_queues_fit_in_max_buffer_bytes(cap: int, tmp_path: Path) -> None:
-    pipeline = Emitter("t", "127.0.0.1:1", max_buffer_bytes=cap, spool_dir=tmp_path)._pipeline
+    config = Emitter("t", "127.0.0.1:1", max_buffer_bytes=cap, spool_dir=tmp_path).delivery_config
     worst = 0
-    for budget in pipeline.budgets:
-        settings = producer_settings(pipeline.config, budget)
+    for budget in (config.memory_budget_bytes, config.replay_budget_bytes):
+        settings = producer_settings(config, budget)
         values = settings["queue.buffering.max.kbytes"] * 1024
         worst += values + settings["queue.buffering.max.messages"] * RECORD_OVERHEAD_BYTES
     assert worst <= cap
-    assert pipeline.budgets[1] >= 8 * 1024  # the spool's producer holds a few records
+    assert config.replay_budget_bytes >= 8 * 1024  # the spool's producer holds a few records
 
 
 def test_bad_options_are_refused() -> None:
@@ -150,7 +145,7 @@ def test_a_closed_threaded_emitter_stays_closed(tmp_path: Path) -> None:
     em.close()
     em.close()
     assert em.stats().spool_records == 1  # not delivered, kept on disk for the next emitter
-    with pytest.raises(ConfigError):
+    with pytest.raises(LifecycleError, match="cannot be started again"):
         em.start()
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
 import pytest
 
 from stream_logger import kafka_config
-from stream_logger.cli import build_parser, main
-from stream_logger.cli._options import settings_from
+from stream_logger.cli import build_parser, main, settings_from
 from stream_logger.config import Settings
 from stream_logger.emitter import Emitter
 from stream_logger.errors import ConfigError
@@ -197,9 +197,9 @@ def test_the_emitter_takes_the_settings_as_keywords(tmp_path: Path, clean_env: p
         kafka_config=_file(tmp_path, "client.id=credit\nretries=3\n"),
     )
     # the producers' configuration, callbacks aside, is what users would hand confluent-kafka themselves
-    from stream_logger.delivery import producer_settings
+    from stream_logger.producer import producer_settings
 
-    config = producer_settings(em._pipeline.config, 1 << 20)
+    config = producer_settings(em.delivery_config, 1 << 20)
     assert config["security.protocol"] == "SASL_SSL" and config["sasl.password"] == SECRET
     assert config["client.id"] == "credit" and config["retries"] == "3"
     assert config["acks"] == "all"
@@ -208,7 +208,7 @@ def test_the_emitter_takes_the_settings_as_keywords(tmp_path: Path, clean_env: p
 def test_a_setting_librdkafka_does_not_know_is_a_config_error_naming_it(tmp_path: Path) -> None:
     em = Emitter("t", "k:9096", spool_dir=tmp_path, kafka_config=_file(tmp_path, f"no.such.setting={SECRET}\n"))
     with pytest.raises(ConfigError, match="refused by librdkafka") as err:
-        em._pipeline.start()
+        asyncio.run(em.start())
     assert "no.such.setting" in str(err.value)
 
 

@@ -26,25 +26,31 @@ EMITTER_SIDE = [
     "stream_logger.config",
     "stream_logger.contract",
     "stream_logger.delivery",
+    "stream_logger.delivery_counts",
     "stream_logger.emitter",
     "stream_logger.encoding",
     "stream_logger.envelope",
     "stream_logger.errors",
     "stream_logger.kafka_config",
+    "stream_logger.lifecycle",
     "stream_logger.openscale",
+    "stream_logger.producer",
     "stream_logger.records",
     "stream_logger.scoring_call",
     "stream_logger.shared_spool",
     "stream_logger.spool",
+    "stream_logger.spool_replay",
     "stream_logger.threaded",
 ]
 INGEST_SIDE = [
     "stream_logger.csvcopy",
     "stream_logger.datamart",
     "stream_logger.fast_rows",
+    "stream_logger.health",
     "stream_logger.identifiers",
     "stream_logger.kafka_clients",
     "stream_logger.metrics",
+    "stream_logger.partitions",
     "stream_logger.registry",
     "stream_logger.replay",
     "stream_logger.retry",
@@ -54,6 +60,7 @@ INGEST_SIDE = [
     "stream_logger.topics",
     "stream_logger.window",
     "stream_logger.worker",
+    "stream_logger.worker_config",
 ]
 # The record contract is shared by both sides, so it reaches neither: it imports no other module of the emitter side.
 RECORD_CONTRACT = [
@@ -332,41 +339,19 @@ def _private_uses_in(modules: dict[str, Module]) -> dict[tuple[str, str], int]:
     return {(module.where, what): line for module in modules.values() for line, what in private_uses(module)}
 
 
-def _compare(found: dict[tuple[str, str], int], known: set[tuple[str, str]], rule: str) -> None:
-    new = [f"{where}:{line}: {what}" for (where, what), line in sorted(found.items()) if (where, what) not in known]
-    assert not new, f"{rule}:\n" + "\n".join(new)
-    gone = known - found.keys()
-    assert not gone, f"fixed, so no longer to be allowed: {sorted(gone)}"
-
-
-# Known breaks of the two rules below, each under the file whose fix it waits for (files being rewritten now).
-# Entries are (file, what), without a line number, so that edits above them do not matter.
-KNOWN_PRIVATE_USES_IN_PACKAGE = {
-    # stream_logger/emitter.py: the base class both emitters share is private
-    ("stream_logger/openscale.py", "imports _EmitterBase from stream_logger.emitter"),
-    ("stream_logger/threaded.py", "imports _EmitterBase from stream_logger.emitter"),
-}
-KNOWN_PRIVATE_USES_IN_TESTS = {
-    # tests/unit/test_kafka_config.py: settings_from is public in stream_logger.cli
-    ("tests/unit/test_kafka_config.py", "imports stream_logger.cli._options"),
-}
+def _assert_none(found: dict[tuple[str, str], int], rule: str) -> None:
+    breaks = [f"{where}:{line}: {what}" for (where, what), line in sorted(found.items())]
+    assert not breaks, f"{rule}:\n" + "\n".join(breaks)
 
 
 def test_no_module_takes_another_modules_private_names() -> None:
     found = _private_uses_in(PACKAGE_MODULES)
-    _compare(found, KNOWN_PRIVATE_USES_IN_PACKAGE, "private names of another module")
+    _assert_none(found, "private names of another module")
 
 
 def test_tests_and_benchmarks_use_no_private_module_or_name_of_the_package() -> None:
     found = _private_uses_in(TEST_MODULES)
-    _compare(found, KNOWN_PRIVATE_USES_IN_TESTS, "tests use what users use, not private modules or names")
-
-
-# Test modules that still import another test module, each under the file whose fix it waits for (being rewritten).
-KNOWN_TEST_TO_TEST_IMPORTS = {
-    # tests/unit/test_shared_spool.py: _records of test_spool
-    ("tests/unit/test_shared_spool.py", "imports tests.unit.test_spool"),
-}
+    _assert_none(found, "tests use what users use, not private modules or names")
 
 
 def _is_test_module(name: str) -> bool:
@@ -386,7 +371,7 @@ def test_no_test_module_imports_another_test_module() -> None:
             else:
                 continue
             found |= {(module.where, f"imports {s}"): node.lineno for s in sources if _is_test_module(s)}
-    _compare(found, KNOWN_TEST_TO_TEST_IMPORTS, "shared helpers belong in tests/support.py")
+    _assert_none(found, "shared helpers belong in tests/support.py")
 
 
 def top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:

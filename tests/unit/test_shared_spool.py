@@ -10,11 +10,11 @@ from pathlib import Path
 
 from stream_logger.shared_spool import SharedSpool, default_spool_dir
 from stream_logger.spool import Spool
-from tests.unit.test_spool import _records
+from tests.support import spool_records
 
 
 def _tagged(tag: str, n: int) -> list[tuple[bytes, bytes]]:
-    return [(f"{tag}-{k.decode()}".encode(), v) for k, v in _records(n)]
+    return [(f"{tag}-{k.decode()}".encode(), v) for k, v in spool_records(n)]
 
 
 _SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter, like a server's worker process

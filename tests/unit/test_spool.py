@@ -10,10 +10,7 @@ import pytest
 
 from stream_logger.errors import ConfigError
 from stream_logger.spool import FRAME_HEADER_BYTES, Spool
-
-
-def _records(n: int) -> list[tuple[bytes, bytes]]:
-    return [(f"id-{i}".encode(), b'{"n":%d}' % i) for i in range(n)]
+from tests.support import spool_records
 
 
 def _drain(spool: Spool) -> list[tuple[bytes, bytes]]:
@@ -27,7 +24,7 @@ def _drain(spool: Spool) -> list[tuple[bytes, bytes]]:
 def test_records_come_back_in_order_across_segments(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=200)
     spool.open()
-    records = _records(50)
+    records = spool_records(50)
     for key, value in records:
         assert spool.append(key, value)
     assert spool.records == 50
@@ -43,7 +40,7 @@ def test_a_full_spool_refuses_records(tmp_path: Path) -> None:
     record_bytes = FRAME_HEADER_BYTES + len(b"id-0") + len(b'{"n":0}')
     spool = Spool(tmp_path, max_bytes=record_bytes * 3)
     spool.open()
-    accepted = [spool.append(k, v) for k, v in _records(5)]
+    accepted = [spool.append(k, v) for k, v in spool_records(5)]
     assert accepted == [True, True, True, False, False]
     spool.close()
 
@@ -51,21 +48,21 @@ def test_a_full_spool_refuses_records(tmp_path: Path) -> None:
 def test_a_new_spool_on_the_same_folder_finds_what_the_old_one_left(tmp_path: Path) -> None:
     first = Spool(tmp_path, max_bytes=1 << 20)
     first.open()
-    for key, value in _records(10):
+    for key, value in spool_records(10):
         first.append(key, value)
     first.close()
     second = Spool(tmp_path, max_bytes=1 << 20)
     second.open()
     assert second.has_pending and second.records == 10
     second.append(b"late", b"{}")
-    assert _drain(second) == [*_records(10), (b"late", b"{}")]
+    assert _drain(second) == [*spool_records(10), (b"late", b"{}")]
     second.close()
 
 
 def test_a_torn_last_frame_is_skipped_and_counted(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=1 << 20)
     spool.open()
-    for key, value in _records(3):
+    for key, value in spool_records(3):
         spool.append(key, value)
     spool.close()
     (segment,) = tmp_path.glob("*.spool")
@@ -73,7 +70,7 @@ def test_a_torn_last_frame_is_skipped_and_counted(tmp_path: Path) -> None:
     segment.write_bytes(data[:-4])  # a crash in the middle of the last write
     reopened = Spool(tmp_path, max_bytes=1 << 20)
     reopened.open()
-    assert _drain(reopened) == _records(2)
+    assert _drain(reopened) == spool_records(2)
     assert reopened.torn == 1
     reopened.close()
 
@@ -81,7 +78,7 @@ def test_a_torn_last_frame_is_skipped_and_counted(tmp_path: Path) -> None:
 def test_a_corrupt_frame_is_not_sent(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=1 << 20)
     spool.open()
-    for key, value in _records(3):
+    for key, value in spool_records(3):
         spool.append(key, value)
     spool.close()
     (segment,) = tmp_path.glob("*.spool")
@@ -90,7 +87,7 @@ def test_a_corrupt_frame_is_not_sent(tmp_path: Path) -> None:
     segment.write_bytes(bytes(data))
     reopened = Spool(tmp_path, max_bytes=1 << 20)
     reopened.open()
-    assert _drain(reopened) == _records(2)
+    assert _drain(reopened) == spool_records(2)
     assert reopened.torn == 1
     reopened.close()
 
@@ -101,7 +98,7 @@ def test_a_failed_write_keeps_the_records_before_it_and_the_spool_goes_on(
 ) -> None:
     spool = Spool(tmp_path, max_bytes=1 << 20)
     spool.open()
-    records = _records(6)
+    records = spool_records(6)
     for key, value in records[:3]:
         assert spool.append(key, value)
     real_write = os.write
@@ -146,7 +143,7 @@ def test_the_spool_is_owner_only_whatever_the_umask(tmp_path: Path, umask: int) 
     try:
         spool = Spool(folder, max_bytes=1 << 20, segment_bytes=200)
         spool.open()
-        for key, value in _records(20):
+        for key, value in spool_records(20):
             spool.append(key, value)
         segments = spool.ready_segments()
         spool.close()
