@@ -36,8 +36,10 @@ def takes(value: bytes) -> bool:
     return _BACKSLASH not in value
 
 
-def line(scoring_id: str, index: int, head_tail: Sequence[Any], columns: Sequence[Any], arrays: Sequence[int]) -> bytes:
-    """The CSV line (without its newline) of the row ``(scoring_id, index, *head_tail, *columns)``; ``arrays`` are
+def line(
+    scoring_id: str, index: int, system_values: Sequence[Any], columns: Sequence[Any], arrays: Sequence[int]
+) -> bytes:
+    """The CSV line (without its newline) of the row ``(scoring_id, index, *system_values, *columns)``; ``arrays`` are
     the indexes of the ``float8[]`` values in ``columns``. The values must come from a message :func:`takes`
     accepts."""
     if arrays:
@@ -46,7 +48,7 @@ def line(scoring_id: str, index: int, head_tail: Sequence[Any], columns: Sequenc
             value = columns[k]
             if value is not None:  # [0.1,null] -> "{0.1,null}": PostgreSQL's array literal, quoted in the line
                 columns[k] = _encode(value).translate(_BRACES).decode()
-    return _encode((scoring_id, index, *head_tail, *columns))[1:-1]
+    return _encode((scoring_id, index, *system_values, *columns))[1:-1]
 
 
 def source(lines: list[bytes]) -> memoryview:

@@ -19,8 +19,8 @@ The spool takes a record only while the broker is down or the memory buffer is f
 a second producer with its own share of the budget (:mod:`.spool_replay`), while new records keep going straight
 to the first one when there is room. A segment is removed once all its records are acknowledged, so a killed
 process loses nothing that reached the spool. A spilled record may therefore arrive after some logged later; keys
-are unique scoring ids, so order matters only for reading comfort. (Closing the memory path until the spool was
-empty kept the order, but under steady load the spool never emptied, and every new record took the disk path.)
+are unique scoring ids, so order matters only for reading comfort. Keeping the order would mean closing the memory
+path until the spool is empty, which under steady load it never is: every new record would take the disk path.
 """
 
 from __future__ import annotations

@@ -12,15 +12,16 @@ precise error; ``tests/unit/test_fast_rows.py`` checks that the two paths agree.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Final
 
 from . import csvcopy, envelope
 from .contract import Layout
 from .errors import RecordError
-from .rows import RowDecoder, json_text, row_decoder
+from .rows import STORED_AS_THEY_ARE, RowDecoder, json_text, row_decoder
 from .subscription import Subscription
 from .window import ANY_TIME, WindowBounds
 
@@ -28,9 +29,12 @@ __all__ = ["Mapped", "Mapper"]
 
 Known = Callable[[str, Layout], Subscription | None]
 """``(subscription_id, layout) -> Subscription`` when that subscription has a column for every field of the
-layout (``Registry.known_layout``), else None."""
+layout (``Registry.covering``), else None."""
 
-_RECENT_MAX = 4  # decoders tried before looking a message's layout up
+_RECENT_MAX = 4
+_stored_as_they_are: Final = operator.attrgetter(
+    *STORED_AS_THEY_ARE
+)  # decoders tried before looking a message's layout up
 
 
 @dataclass(slots=True)
@@ -121,18 +125,12 @@ def _mapped(
     if timestamp is None or not envelope.logs_a_call(env):
         return None
     deployment_id, sampling_rate, tags = envelope.with_defaults(env)
-    # The system columns as rows._head_columns() makes them, whose checks the decoder's types have made: no NUL
-    # character (none in the value), status_code within 100..599, finite floats (ints decoded as floats).
-    head_tail = (
+    # The system columns as rows.rows_for makes them, whose checks the decoder's types have made: no NUL character
+    # (none in the value), status_code within 100..599, finite floats (ints decoded as floats).
+    system_values = (
         timestamp,
         deployment_id,
-        env.asset_revision,
-        env.response_time_ms,
-        env.status_code,
-        env.error,
-        env.user_id,
-        env.request_id,
-        env.trace_id,
+        *_stored_as_they_are(env),
         sampling_rate,
         json_text(tags) if tags else None,
         None,  # extra: a layout with undeclared fields has no compiled decoder
@@ -141,7 +139,7 @@ def _mapped(
         offset,
         ingested_at,
     )
-    rows = decoder.rows(env.scoring_id, head_tail, env, csv)
+    rows = decoder.rows(env.scoring_id, system_values, env, csv)
     if rows is None:
         return None
     try:

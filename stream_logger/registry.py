@@ -25,7 +25,7 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from .contract import MAX_NAME_CHARS, Layout, ScoringRecord
+from .contract import Layout, ScoringRecord
 from .datamart import advisory_key, refuse_in_transaction
 from .errors import DatamartError, RecordError, SubscriptionError, describe
 from .identifiers import (
@@ -38,7 +38,7 @@ from .identifiers import (
 )
 from .retry import is_message_fault
 from .rows import infer_type, partition_day
-from .subscription import ROLES, SOURCES, SQL_TYPES, TYPE_ALIASES, Field, Subscription
+from .subscription import SOURCES, SQL_TYPES, Field, Subscription, parse_spec
 
 __all__ = [
     "MAX_DECLARED_FIELDS",
@@ -57,9 +57,6 @@ an adversary could send a new one in every message, which must not grow a worker
 
 MAX_DECLARED_FIELDS: Final = 1500
 """PostgreSQL allows 1600 columns a table (dropped ones included); past this many fields, new ones go to extra."""
-
-_SPEC_KEYS: Final = frozenset({"subscription_id", "deployment_id", "asset_revision", "evolve", "fields"})
-_FIELD_KEYS: Final = frozenset({"name", "type", "role"})
 
 
 def partition_days(records: Iterable[ScoringRecord]) -> set[date]:
@@ -333,7 +330,7 @@ class Registry:
                     return True
         return False
 
-    def known_layout(self, subscription_id: str, layout: Layout) -> Subscription | None:
+    def covering(self, subscription_id: str, layout: Layout) -> Subscription | None:
         """The subscription when the cache knows it and has found it covers records of ``layout`` (no I/O, no
         record needed: the sink's compiled path). None until :meth:`lookup` has seen a record of that layout."""
         covered = self._covered.get(subscription_id)
@@ -524,59 +521,6 @@ async def create_partitions(conn: asyncpg.Connection, sub: Subscription, days: I
             f"subscription {sub.subscription_id!r}: {strangers[0]['relname']!r} is not a partition of "
             f"{sub.table!r}, so its rows for that day cannot be stored; rename that relation"
         )
-
-
-def _spec_error(where: str, message: str) -> SubscriptionError:
-    return SubscriptionError(f"subscription declaration: {where}: {message}")
-
-
-def _check_name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS or "\x00" in value:
-        raise _spec_error(where, f"expected a non-empty string of at most {MAX_NAME_CHARS} characters, no NUL")
-    return value
-
-
-def parse_spec(spec: Any) -> tuple[str, list[tuple[str, str, str]], dict[str, Any]]:
-    """Validate a declaration; returns (subscription_id, [(name, role, type)], {deployment_id, asset_revision,
-    evolve}). Raises SubscriptionError saying what is wrong and where."""
-    if not isinstance(spec, dict):
-        raise _spec_error("top level", "expected a JSON object")
-    unknown = set(spec) - _SPEC_KEYS
-    if unknown:
-        raise _spec_error("top level", f"unknown keys {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
-    subscription_id = _check_name(spec.get("subscription_id"), "subscription_id")
-    options: dict[str, Any] = {"deployment_id": None, "asset_revision": None, "evolve": True}
-    for option in ("deployment_id", "asset_revision"):
-        if spec.get(option) is not None:
-            options[option] = _check_name(spec[option], option)
-    if "evolve" in spec:
-        if not isinstance(spec["evolve"], bool):
-            raise _spec_error("evolve", "expected true or false")
-        options["evolve"] = spec["evolve"]
-    fields = spec.get("fields")
-    if not isinstance(fields, list) or not fields:
-        raise _spec_error("fields", "expected a non-empty list of {name, type, role} objects")
-    wanted: list[tuple[str, str, str]] = []
-    seen: set[tuple[str, str]] = set()
-    for i, f in enumerate(fields):
-        where = f"fields[{i}]"
-        if not isinstance(f, dict):
-            raise _spec_error(where, "expected an object with name, type and role")
-        if set(f) - _FIELD_KEYS:
-            raise _spec_error(where, f"unknown keys {sorted(set(f) - _FIELD_KEYS)}; allowed: name, type, role")
-        name = _check_name(f.get("name"), f"{where}.name")
-        type_name = f.get("type")
-        if not isinstance(type_name, str) or type_name.lower() not in TYPE_ALIASES:
-            raise _spec_error(f"{where}.type", f"unknown type {type_name!r}; use one of {sorted(TYPE_ALIASES)}")
-        role = f.get("role", "feature")
-        if role not in ROLES:
-            raise _spec_error(f"{where}.role", f"unknown role {role!r}; use one of {list(ROLES)}")
-        key = (Field(name, "", role, "").source, name)
-        if key in seen:
-            raise _spec_error(f"{where}.name", f"field {name!r} is declared twice in the {key[0]} block")
-        seen.add(key)
-        wanted.append((name, role, TYPE_ALIASES[type_name.lower()]))
-    return subscription_id, wanted, options
 
 
 async def declare(conn: asyncpg.Connection, schema: str, spec: dict[str, Any]) -> Subscription:

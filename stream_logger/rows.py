@@ -4,7 +4,7 @@
 row in :attr:`Subscription.columns` order, ready for ``COPY``. Per distinct field layout of incoming records a
 :class:`_Plan` (which value goes to which column, through which converter) is computed once and cached.
 
-Hostile values — the decisions (issue #3, section 3):
+Hostile values, and what happens to them:
 
 - A value that does not fit its column's type is **not coerced**: ``type_conflict`` (dead-lettered by the sink).
   An integer into a float column is fine; a float into a bigint column, a string into a number column, a
@@ -34,11 +34,11 @@ from typing import Any, Final
 import orjson
 
 from . import csvcopy, envelope
-from .contract import Layout, ScoringRecord
+from .contract import OPTIONAL_FIELDS, Layout, ScoringRecord
 from .errors import RecordError
 from .subscription import SOURCES, Source, Subscription
 
-__all__ = ["RowDecoder", "infer_type", "json_text", "partition_day", "row_decoder", "rows_for"]
+__all__ = ["STORED_AS_THEY_ARE", "RowDecoder", "infer_type", "json_text", "partition_day", "row_decoder", "rows_for"]
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -46,6 +46,10 @@ _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
 _PATH_PREFIX: Final = ("request.values", "request.meta.values", "response.values")
 _PLAN_CACHE_SIZE: Final = 256
+
+STORED_AS_THEY_ARE: Final = tuple(name for name in OPTIONAL_FIELDS if name not in ("sampling_rate", "tags"))
+"""The optional fields stored unchanged in the system columns of the same names (the sampling rate is stored as a
+float, the tags as JSON)."""
 
 
 class _Conflict(Exception):
@@ -183,7 +187,7 @@ class _ColumnConflict(Exception):
         self.conflict = conflict
 
 
-def _compile(getters: Sequence[tuple[int, int, str]]) -> Any:
+def _row_builder(getters: Sequence[tuple[int, int, str]]) -> Any:
     """A function ``(scoring_id, i, head, extra, tail, r0, r1, r2) -> row tuple`` for one field layout.
 
     Generated Python (only integers and fixed type tests are spliced in, never a name from a record), so the
@@ -237,15 +241,17 @@ class RowDecoder:
     """
 
     decode: Callable[[bytes], Any]  # raises envelope.DECLINE_ERRORS
-    pick: Any  # the COPY columns from a row's blocks joined (plus a trailing None), or None when they are in order
+    select_columns: (
+        Any  # the COPY columns from a row's blocks joined (plus a trailing None), or None when they are in order
+    )
     arrays: tuple[int, ...]  # where the float8[] columns are among a row's columns (for csvcopy.line)
 
-    def rows(self, scoring_id: str, head_tail: tuple[Any, ...], env: Any, csv: bool = False) -> list[Any] | None:
-        """Rows ``(scoring_id, i, *head_tail, *columns)`` of a decoded record (CSV lines of them when ``csv``), or
+    def rows(self, scoring_id: str, system_values: tuple[Any, ...], env: Any, csv: bool = False) -> list[Any] | None:
+        """Rows ``(scoring_id, i, *system_values, *columns)`` of a decoded record (CSV lines of them when ``csv``), or
         None to decline."""
         joined: list[tuple[Any, ...]] = env.request.values
         meta, response = env.request.meta, env.response
-        pick = self.pick
+        select_columns = self.select_columns
         if len(joined) == 1:  # the common case, without the general case's intermediate lists
             row = joined[0]
             for block in (meta, response):
@@ -253,10 +259,12 @@ class RowDecoder:
                     if len(block.values) != 1:
                         return None
                     row = row + block.values[0]
-            if pick is not None:
-                row = pick(row)
+            if select_columns is not None:
+                row = select_columns(row)
             return [
-                csvcopy.line(scoring_id, 0, head_tail, row, self.arrays) if csv else (scoring_id, 0, *head_tail, *row)
+                csvcopy.line(scoring_id, 0, system_values, row, self.arrays)
+                if csv
+                else (scoring_id, 0, *system_values, *row)
             ]
         for block in (meta, response):
             if block is not None:
@@ -264,11 +272,11 @@ class RowDecoder:
                 if len(rows) != len(joined):
                     return None
                 joined = [a + b for a, b in zip(joined, rows, strict=True)]
-        if pick is not None:
-            joined = [pick(row) for row in joined]
+        if select_columns is not None:
+            joined = [select_columns(row) for row in joined]
         if csv:
-            return [csvcopy.line(scoring_id, i, head_tail, row, self.arrays) for i, row in enumerate(joined)]
-        return [(scoring_id, i, *head_tail, *row) for i, row in enumerate(joined)]
+            return [csvcopy.line(scoring_id, i, system_values, row, self.arrays) for i, row in enumerate(joined)]
+        return [(scoring_id, i, *system_values, *row) for i, row in enumerate(joined)]
 
 
 def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], layout: Layout) -> RowDecoder | None:
@@ -288,21 +296,21 @@ def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], 
         row_types.append(row)
         width += len(names)
     indices = [offsets[block] + idx if idx >= 0 else width for block, idx, _ in getters]
-    pick: Any = None
+    select_columns: Any = None
     if indices == list(range(width)):
-        pick = None
+        select_columns = None
     elif len(indices) == 1:
-        pick = lambda row, k=indices[0]: ((*row, None)[k],)  # noqa: E731  (itemgetter returns a bare value)
+        select_columns = lambda row, k=indices[0]: ((*row, None)[k],)  # noqa: E731  (itemgetter returns a bare value)
     else:
         getter = operator.itemgetter(*indices)
-        pick = lambda row: getter((*row, None))  # noqa: E731
+        select_columns = lambda row: getter((*row, None))  # noqa: E731
     arrays = tuple(j for j, (_, _, t) in enumerate(getters) if t == "float8[]")
-    return RowDecoder(envelope.shaped_decoder(subscription_id, layout, row_types).decode, pick, arrays)
+    return RowDecoder(envelope.shaped_decoder(subscription_id, layout, row_types).decode, select_columns, arrays)
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    build: Any  # the compiled row builder, see _compile
+    build: Any  # the compiled row builder, see _row_builder
     # (block, field name) per declared field, in column order: for error paths.
     names: tuple[tuple[int, str], ...]
     # (block index, index in the row, block name, field name) per undeclared field: goes to ``extra``.
@@ -341,7 +349,7 @@ def _plan(sub: Subscription, key: Layout) -> _Plan:
                 continue
             extras.append((block, i, SOURCES[block], name))
     decoder = None if extras else _row_decoder(sub.subscription_id, getters, key)
-    plan = _Plan(_compile(getters), tuple(column_fields), tuple(extras), decoder)
+    plan = _Plan(_row_builder(getters), tuple(column_fields), tuple(extras), decoder)
     if len(sub.plans) >= _PLAN_CACHE_SIZE:
         sub.plans.clear()
     sub.plans[key] = plan
@@ -362,7 +370,7 @@ def rows_for(sub: Subscription, record: ScoringRecord, source: Source, ingested_
     plan = _plan(sub, record.layout)
     if "\x00" in record.scoring_id:
         raise RecordError("unstorable_value", "scoring_id", "a NUL character cannot be stored in text")
-    head = _head_columns(
+    head = _system_values(
         record.scoring_timestamp,
         record.deployment_id,
         record.asset_revision,
@@ -438,7 +446,7 @@ def partition_day(scoring_timestamp: datetime) -> date:
     return utc.date()
 
 
-def _head_columns(
+def _system_values(
     scoring_timestamp: datetime,
     deployment_id: str,
     asset_revision: str | None,

@@ -236,7 +236,7 @@ class Sink:
         ingested_at = datetime.now(UTC)
         bounds = self._window.at(ingested_at)
         max_bytes = self._max_record_bytes
-        mapper = fast_rows.Mapper(self._known_layout, bounds=bounds, csv=self._csv)
+        mapper = fast_rows.Mapper(self._covering, bounds=bounds, csv=self._csv)
         faults = _InternalErrors()
         last: TableRows | None = None  # the table of the latest compiled message: most often the next one's too
         for i, msg in enumerate(messages):
@@ -277,11 +277,11 @@ class Sink:
         faults.report()
         return PreparedBatch(ranges, list(tables.values()), dead, len(messages), value_bytes, generation, skipped)
 
-    def _known_layout(self, subscription_id: str, layout: Layout) -> Subscription | None:
+    def _covering(self, subscription_id: str, layout: Layout) -> Subscription | None:
         """For the compiled path: the subscription, if wanted and already covering ``layout``."""
         if self._only is not None and subscription_id not in self._only:
             return None  # the reference path counts it as skipped
-        return self._registry.known_layout(subscription_id, layout)
+        return self._registry.covering(subscription_id, layout)
 
     @staticmethod
     def _map(

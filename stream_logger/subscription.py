@@ -1,7 +1,8 @@
 """A subscription: a monitored deployment, its payload table, and which field of a record goes to which column.
 
-The registry (:mod:`stream_logger.registry`) loads and declares subscriptions in the datamart; :mod:`stream_logger.rows`
-turns a record into the rows of a subscription's table. No I/O here.
+:func:`parse_spec` reads a declaration (``subscription.json``). The registry (:mod:`stream_logger.registry`) loads
+and declares subscriptions in the datamart; :mod:`stream_logger.rows` turns a record into the rows of a
+subscription's table. No I/O here.
 """
 
 from __future__ import annotations
@@ -9,10 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .contract import Layout
+from .contract import MAX_NAME_CHARS, Layout
+from .errors import SubscriptionError
 from .identifiers import SYSTEM_COLUMNS
 
-__all__ = ["ROLES", "SOURCES", "SQL_TYPES", "TYPE_ALIASES", "Field", "Source", "Subscription", "role_source"]
+__all__ = [
+    "ROLES",
+    "SOURCES",
+    "SQL_TYPES",
+    "TYPE_ALIASES",
+    "Field",
+    "Source",
+    "Subscription",
+    "parse_spec",
+    "role_source",
+]
 
 SQL_TYPES: Final = {
     "bigint": "bigint",
@@ -111,3 +123,60 @@ class Subscription:
             if f.name == name and f.source == source:
                 return f
         return None
+
+
+_SPEC_KEYS: Final = frozenset({"subscription_id", "deployment_id", "asset_revision", "evolve", "fields"})
+_FIELD_KEYS: Final = frozenset({"name", "type", "role"})
+
+
+def _spec_error(where: str, message: str) -> SubscriptionError:
+    return SubscriptionError(f"subscription declaration: {where}: {message}")
+
+
+def _check_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS or "\x00" in value:
+        raise _spec_error(where, f"expected a non-empty string of at most {MAX_NAME_CHARS} characters, no NUL")
+    return value
+
+
+def parse_spec(spec: Any) -> tuple[str, list[tuple[str, str, str]], dict[str, Any]]:
+    """Validate a declaration; returns (subscription_id, [(name, role, type)], {deployment_id, asset_revision,
+    evolve}). Raises SubscriptionError saying what is wrong and where."""
+    if not isinstance(spec, dict):
+        raise _spec_error("top level", "expected a JSON object")
+    unknown = set(spec) - _SPEC_KEYS
+    if unknown:
+        raise _spec_error("top level", f"unknown keys {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
+    subscription_id = _check_name(spec.get("subscription_id"), "subscription_id")
+    options: dict[str, Any] = {"deployment_id": None, "asset_revision": None, "evolve": True}
+    for option in ("deployment_id", "asset_revision"):
+        if spec.get(option) is not None:
+            options[option] = _check_name(spec[option], option)
+    if "evolve" in spec:
+        if not isinstance(spec["evolve"], bool):
+            raise _spec_error("evolve", "expected true or false")
+        options["evolve"] = spec["evolve"]
+    fields = spec.get("fields")
+    if not isinstance(fields, list) or not fields:
+        raise _spec_error("fields", "expected a non-empty list of {name, type, role} objects")
+    wanted: list[tuple[str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for i, f in enumerate(fields):
+        where = f"fields[{i}]"
+        if not isinstance(f, dict):
+            raise _spec_error(where, "expected an object with name, type and role")
+        if set(f) - _FIELD_KEYS:
+            raise _spec_error(where, f"unknown keys {sorted(set(f) - _FIELD_KEYS)}; allowed: name, type, role")
+        name = _check_name(f.get("name"), f"{where}.name")
+        type_name = f.get("type")
+        if not isinstance(type_name, str) or type_name.lower() not in TYPE_ALIASES:
+            raise _spec_error(f"{where}.type", f"unknown type {type_name!r}; use one of {sorted(TYPE_ALIASES)}")
+        role = f.get("role", "feature")
+        if role not in ROLES:
+            raise _spec_error(f"{where}.role", f"unknown role {role!r}; use one of {list(ROLES)}")
+        key = (Field(name, "", role, "").source, name)
+        if key in seen:
+            raise _spec_error(f"{where}.name", f"field {name!r} is declared twice in the {key[0]} block")
+        seen.add(key)
+        wanted.append((name, role, TYPE_ALIASES[type_name.lower()]))
+    return subscription_id, wanted, options

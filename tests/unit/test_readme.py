@@ -234,3 +234,13 @@ def test_the_readme_names_the_make_targets_that_exist() -> None:
     for target in re.findall(r"`make ([a-z-]+)`", TEXT):
         assert re.search(rf"^{target}:", makefile, re.M), target
     assert Path(ROOT / ".ci/run").read_text().rstrip().endswith("make test")
+
+
+def test_the_code_map_names_every_module() -> None:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code_map = text.split("## Code map", 1)[1].split("\n## ", 1)[0]
+    package = Path(__file__).resolve().parents[2] / "stream_logger"
+    modules = {p.name for p in package.glob("*.py") if not p.name.startswith("_")}
+    modules |= {f"{p.name}/" for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    missing = sorted(name for name in modules if f"`{name}`" not in code_map)
+    assert not missing, f"modules the README's code map does not name: {missing}"
