@@ -127,7 +127,7 @@ def _derived_envelope(name: str, types: dict[str, Any]) -> Any:
 
 
 CallEnvelope: Final[Any] = _derived_envelope(
-    "CallEnvelope", {"scoring_timestamp": datetime, "request": dict[str, Any], "response": dict[str, Any] | None}
+    "CallEnvelope", {"scoring_timestamp": datetime, "request": Any, "response": Any}
 )
 """:class:`Envelope` for the Python objects of a ``log()`` call (``msgspec.convert``): the same checks, on the
 objects the emitter is about to write, but for the blocks, which the emitter checks itself (it wrote them)."""

@@ -354,6 +354,8 @@ def _vouched(obj: dict[str, Any], value: bytes, blocks: list[Block | None]) -> b
 def _ids_of(env: Any) -> str:
     """The ids and tag names of an envelope, as one string (none may hold a NUL character)."""
     ids: str = env.scoring_id + env.subscription_id + env.deployment_id
+    if env.asset_revision is env.user_id is env.request_id is env.trace_id is env.tags is None:
+        return ids
     for name in (env.asset_revision, env.user_id, env.request_id, env.trace_id):
         if name is not None:
             ids += name
