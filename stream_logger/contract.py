@@ -26,6 +26,7 @@ __all__ = [
     "MAX_SCORING_ID_CHARS",
     "MAX_TAGS",
     "MAX_VALUE_DEPTH",
+    "NULLABLE_FIELDS",
     "OPTIONAL_FIELDS",
     "RECORD_KEYS",
     "SUBSCRIPTION_ID_PATTERN",
@@ -187,6 +188,12 @@ OPTIONAL_FIELDS: Final = tuple(
 """The optional fields of a record besides its blocks, in declaration order: ``asset_revision`` to ``tags``. Written
 only when set (and ``sampling_rate`` when not 1.0, ``tags`` when not empty); stored in the payload table's system
 columns of the same names, in the same order."""
+
+NULLABLE_FIELDS: Final = tuple(
+    f.name for f in dataclasses.fields(ScoringRecord) if f.name in OPTIONAL_FIELDS and f.default is None
+)
+"""The optional fields whose absence is None: all but ``sampling_rate`` and ``tags``, which have defaults and come
+after them (``tests/unit/test_contract.py``). They are stored as they are, in the system columns of their names."""
 
 RECORD_KEYS: Final = frozenset(f.name for f in dataclasses.fields(ScoringRecord) if f.name != "request_meta")
 """The keys a v1 record's JSON object may hold (the meta block is inside ``request``)."""

@@ -13,6 +13,7 @@ and builds the same record when both accept (``tests/unit/test_fast_rows.py``). 
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -28,6 +29,7 @@ from .contract import (
     MAX_ROWS,
     MAX_SCORING_ID_CHARS,
     MAX_TAGS,
+    NULLABLE_FIELDS,
     TIMESTAMP_PATTERN,
     Layout,
     ScoringRecord,
@@ -396,7 +398,8 @@ def decode_fast(value: bytes) -> ScoringRecord | None:
     request, meta, response = blocks
     assert request is not None
     deployment_id, sampling_rate, tags = with_defaults(env)
-    return ScoringRecord(
+    # In the record's declaration order (tests/unit/test_contract.py checks it).
+    fields: Any = (
         env.scoring_id,
         scoring_timestamp,
         env.subscription_id,
@@ -404,14 +407,11 @@ def decode_fast(value: bytes) -> ScoringRecord | None:
         response,
         meta,
         deployment_id,
-        env.asset_revision,
-        env.response_time_ms,
-        env.status_code,
-        env.error,
-        env.user_id,
-        env.request_id,
-        env.trace_id,
+        *_nullable_fields(env),
         sampling_rate,
         tags,
-        1,
     )
+    return ScoringRecord(*fields)
+
+
+_nullable_fields: Final = operator.attrgetter(*NULLABLE_FIELDS)

@@ -19,9 +19,9 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from . import csvcopy, envelope
-from .contract import Layout
+from .contract import NULLABLE_FIELDS, Layout
 from .errors import RecordError
-from .rows import STORED_AS_THEY_ARE, RowDecoder, json_text, row_decoder
+from .rows import RowDecoder, json_text, row_decoder
 from .subscription import Subscription
 from .window import ANY_TIME, WindowBounds
 
@@ -31,10 +31,8 @@ Known = Callable[[str, Layout], Subscription | None]
 """``(subscription_id, layout) -> Subscription`` when that subscription has a column for every field of the
 layout (``Registry.covering``), else None."""
 
-_RECENT_MAX = 4
-_stored_as_they_are: Final = operator.attrgetter(
-    *STORED_AS_THEY_ARE
-)  # decoders tried before looking a message's layout up
+_RECENT_MAX = 4  # decoders tried before looking a message's layout up
+_nullable_fields: Final = operator.attrgetter(*NULLABLE_FIELDS)
 
 
 @dataclass(slots=True)
@@ -130,7 +128,7 @@ def _mapped(
     system_values = (
         timestamp,
         deployment_id,
-        *_stored_as_they_are(env),
+        *_nullable_fields(env),
         sampling_rate,
         json_text(tags) if tags else None,
         None,  # extra: a layout with undeclared fields has no compiled decoder

@@ -34,11 +34,11 @@ from typing import Any, Final
 import orjson
 
 from . import csvcopy, envelope
-from .contract import OPTIONAL_FIELDS, Layout, ScoringRecord
+from .contract import Layout, ScoringRecord
 from .errors import RecordError
 from .subscription import SOURCES, Source, Subscription
 
-__all__ = ["STORED_AS_THEY_ARE", "RowDecoder", "infer_type", "json_text", "partition_day", "row_decoder", "rows_for"]
+__all__ = ["RowDecoder", "infer_type", "json_text", "partition_day", "row_decoder", "rows_for"]
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -46,10 +46,6 @@ _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
 _PATH_PREFIX: Final = ("request.values", "request.meta.values", "response.values")
 _PLAN_CACHE_SIZE: Final = 256
-
-STORED_AS_THEY_ARE: Final = tuple(name for name in OPTIONAL_FIELDS if name not in ("sampling_rate", "tags"))
-"""The optional fields stored unchanged in the system columns of the same names (the sampling rate is stored as a
-float, the tags as JSON)."""
 
 
 class _Conflict(Exception):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgspec
 
-from stream_logger.contract import OPTIONAL_FIELDS, RECORD_KEYS, ScoringCall
+from stream_logger.contract import NULLABLE_FIELDS, OPTIONAL_FIELDS, RECORD_KEYS, ScoringCall, ScoringRecord
 from stream_logger.envelope import CallEnvelope, Envelope
 from stream_logger.identifiers import SYSTEM_COLUMNS
-from stream_logger.rows import STORED_AS_THEY_ARE
 
 
 def test_the_fast_path_declares_every_key_of_a_record() -> None:
@@ -24,6 +25,12 @@ def test_log_takes_every_field_a_record_has_besides_its_version() -> None:
 def test_every_optional_field_has_a_system_column_in_the_same_order() -> None:
     stored = [column for column in SYSTEM_COLUMNS if column in OPTIONAL_FIELDS]
     assert stored == list(OPTIONAL_FIELDS)
-    assert set(STORED_AS_THEY_ARE) | {"sampling_rate", "tags"} == set(OPTIONAL_FIELDS)
+    assert (*NULLABLE_FIELDS, "sampling_rate", "tags") == OPTIONAL_FIELDS  # records are built in this order
     start = SYSTEM_COLUMNS.index("deployment_id") + 1
     assert SYSTEM_COLUMNS[start : start + len(OPTIONAL_FIELDS)] == OPTIONAL_FIELDS
+
+
+def test_a_record_declares_its_fields_in_the_order_its_builders_pass_them() -> None:
+    names = [f.name for f in dataclasses.fields(ScoringRecord)]
+    start = names.index("deployment_id") + 1
+    assert names[start:] == [*OPTIONAL_FIELDS, "schema_version"]
