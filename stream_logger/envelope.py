@@ -273,8 +273,9 @@ class KnownNames:
         self._last: list[list[str] | None] = [None, None, None]
         self._chars = 0
 
-    def of_json(self, text: bytes) -> tuple[str, ...] | None:
+    def of_json(self, raw: msgspec.Raw | bytes) -> tuple[str, ...] | None:
         """The names in the JSON text of a block's ``fields`` when they are valid, else None."""
+        text = bytes(raw)
         names = self._by_text.get(text)
         if names is None:
             try:
@@ -322,9 +323,8 @@ MAX_KNOWN_TEXTS: Final = 4096
 KNOWN_NAMES: Final = KnownNames()
 
 
-def field_names(raw: msgspec.Raw) -> tuple[str, ...] | None:
-    """The field names in ``raw`` (a block's ``fields``) when they are valid, else None."""
-    return KNOWN_NAMES.of_json(bytes(raw))
+field_names: Final = KNOWN_NAMES.of_json
+"""The field names in a block's ``fields`` (JSON text) when they are valid, else None."""
 
 
 def plain_names(names: Any) -> bool:
