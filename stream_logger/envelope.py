@@ -220,7 +220,9 @@ def vouches_for(env: Any) -> bool:
     """The rules an envelope's types cannot say: a record without a response logs a failed call, and the
     subscription id is plain printable ASCII (the reference normalises any other, or refuses it)."""
     subscription_id = env.subscription_id
-    return logs_a_call(env) and subscription_id.isascii() and subscription_id.isprintable()
+    return (
+        (env.response is not None or logs_a_call(env)) and subscription_id.isascii() and subscription_id.isprintable()
+    )
 
 
 def envelope(value: bytes) -> Envelope | None:
