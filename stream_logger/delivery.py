@@ -170,6 +170,12 @@ class Delivery:
         with self._lock:
             self._counts.invalid += 1
 
+    def count_naive_timestamp(self) -> int:
+        """Count a record whose timestamp was taken as UTC; returns how many so far."""
+        with self._lock:
+            self._counts.naive_timestamps += 1
+            return self._counts.naive_timestamps
+
     def drop(self, reason: str) -> None:
         """Count a record dropped for ``reason`` (with the rate-limited warning)."""
         with self._lock:

@@ -42,6 +42,8 @@ class EmitterStats:
     spool_records: int
     spool_bytes: int
     torn: int
+    naive_timestamps: int = 0
+    """Records logged with a ``scoring_timestamp`` without a timezone, taken as UTC (they are sent as any other)."""
 
 
 class DeliveryCounts:
@@ -56,6 +58,7 @@ class DeliveryCounts:
         self.dropped = 0
         self.spilled = 0
         self.invalid = 0
+        self.naive_timestamps = 0
         self._last_drop_warning = 0.0
         self._drops_unreported = 0
 
@@ -97,6 +100,7 @@ class DeliveryCounts:
             spool_records=spool_records,
             spool_bytes=spool_bytes,
             torn=torn,
+            naive_timestamps=self.naive_timestamps,
         )
 
 

@@ -217,9 +217,11 @@ class EmitterBase:
         """Queue one scoring call for delivery and return its ``scoring_id`` (a ``str``; generated when not given).
 
         Returns at once. ``request``/``response``/``meta``: ``{"fields", "values"}`` (values may be a numpy
-        array), a pandas DataFrame or a list of dicts; ``response`` is ``None`` for a failed call. A missing
-        timestamp is now (UTC). A block with more rows, values a row or bytes than a record holds is refused from
-        its shape, before it is converted. Broker trouble never raises here.
+        array), a pandas DataFrame, a list of dicts, or a WML v4 or Open Inference Protocol (KServe v2) body;
+        ``response`` is ``None`` for a failed call. A missing timestamp is now (UTC); one without a timezone
+        (``datetime.utcnow()``) is taken as UTC, counted in ``stats().naive_timestamps`` and warned about once. A
+        block with more rows, values a row or bytes than a record holds is refused from its shape, before it is
+        converted. Broker trouble never raises here.
 
         An invalid record (a ``scoring_id`` that is not a ``str`` too) is not queued: with ``strict`` it raises
         :class:`~stream_logger.errors.RecordError`; else it is counted in ``stats().invalid``, logged with its
@@ -227,13 +229,24 @@ class EmitterBase:
         a ``str``.
         """
         try:
-            scoring_id, value = encode_call(call, self.validate)
+            scoring_id, value, naive_timestamp = encode_call(call, self.validate)
         except RecordError as exc:
             return self._invalid(exc, call.get("scoring_id"))
         except Exception as exc:  # a value orjson cannot encode, a date out of range, an object that raises when read
             return self._invalid(RecordError("invalid_record", "", describe(exc)), call.get("scoring_id"), exc)
+        if naive_timestamp:
+            self._naive_timestamp()
         self._submit(scoring_id, value)
         return scoring_id
+
+    def _naive_timestamp(self) -> None:
+        """Count a ``scoring_timestamp`` given without an offset (taken as UTC), and say so the first time."""
+        if self._delivery.count_naive_timestamp() == 1:
+            log.warning(
+                "topic %s: a scoring_timestamp without a timezone was taken as UTC (datetime.utcnow()? give "
+                "datetime.now(UTC)); such timestamps are counted in stats().naive_timestamps, not warned again",
+                self.topic,
+            )
 
     def log_encoded(self, scoring_id: str, value: bytes) -> None:
         """Queue a record already encoded (and validated) by the caller, e.g. read from a file of v1 records."""

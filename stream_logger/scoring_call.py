@@ -3,7 +3,8 @@
 Accepted for ``request``, ``response`` and ``meta``: a :class:`~stream_logger.contract.Table`, a ``{"fields",
 "values"}`` mapping (``values`` may be a numpy 2-D array), a pandas DataFrame (pandas is never imported here: a
 frame is recognised by its ``columns``), or a list of rows as dicts. A ``request`` mapping may carry its ``meta``
-block inside, as OpenScale's does.
+block inside, as OpenScale's does. A WML v4 or an Open Inference Protocol (KServe v2) body is read too
+(:mod:`stream_logger.serving_shapes`).
 
 A call's keywords are declared once, as :class:`~stream_logger.contract.ScoringCall`. :func:`encode_call` goes from
 them to the bytes without building a :class:`ScoringRecord` (:func:`build_record` builds one, for other callers).
@@ -17,7 +18,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence, Sized
 from datetime import UTC, datetime, timezone
-from typing import Any, Final, Unpack
+from typing import Any, Final, NamedTuple, Unpack
 from zoneinfo import ZoneInfo
 
 from .contract import (
@@ -34,8 +35,9 @@ from .encoding import Block, dumps, record_object
 from .envelope import KNOWN_NAMES, call_envelope, plain_names
 from .errors import RecordError
 from .records import decode, may_nest_too_deep
+from .serving_shapes import block_of
 
-__all__ = ["as_table", "build_record", "encode_call", "new_scoring_id", "now_utc"]
+__all__ = ["Encoded", "as_table", "build_record", "encode_call", "new_scoring_id", "now_utc"]
 
 
 def new_scoring_id() -> str:
@@ -125,7 +127,14 @@ def as_table(value: Any, path: str) -> Table | None:
         return Table(fields=plain[0], values=plain[1])
     if isinstance(value, Mapping):
         if "fields" not in value or "values" not in value:
-            raise RecordError("invalid_record", path, 'a mapping needs "fields" and "values"')
+            served = block_of(value, path)
+            if served is None:
+                raise RecordError(
+                    "invalid_record",
+                    path,
+                    'a mapping needs "fields" and "values" (or a WML v4 or Open Inference Protocol body)',
+                )
+            value = {"fields": served[0], "values": served[1]}
         fields = value["fields"]
         if isinstance(fields, Sized) and len(fields) > MAX_FIELDS:  # before converting an array of names
             raise RecordError(
@@ -167,6 +176,7 @@ def _not_a_str(path: str, value: object) -> RecordError:
 
 
 def _timestamp(value: datetime | str | None) -> datetime:
+    """A call's ``scoring_timestamp`` as a datetime (naive when it was given without an offset)."""
     if value is None:
         return now_utc()
     if isinstance(value, str):
@@ -176,14 +186,12 @@ def _timestamp(value: datetime | str | None) -> datetime:
             raise RecordError("invalid_record", "scoring_timestamp", "not an ISO 8601 timestamp") from None
     if not isinstance(value, datetime):
         raise RecordError("invalid_record", "scoring_timestamp", "must be a datetime or an ISO 8601 string")
-    if value.tzinfo is None:
-        raise RecordError("invalid_record", "scoring_timestamp", "must carry a timezone (use UTC)")
     return value
 
 
 def build_record(**call: Unpack[ScoringCall]) -> ScoringRecord:
     """A :class:`ScoringRecord` from a ``log()`` call's keywords (not validated: ``records.from_obj`` does that)."""
-    scoring_id, _, timestamp, subscription_id, deployment_id, request, meta, response, optional = _parts(call)
+    scoring_id, _, timestamp, subscription_id, deployment_id, request, meta, response, optional, _ = _parts(call)
     values = {"sampling_rate": 1.0, **optional}
     values["tags"] = dict(values.get("tags") or {})
     return ScoringRecord(
@@ -198,7 +206,16 @@ def build_record(**call: Unpack[ScoringCall]) -> ScoringRecord:
     )
 
 
-def encode_call(call: ScoringCall, validate: bool) -> tuple[str, bytes]:
+class Encoded(NamedTuple):
+    """One ``log()`` call, encoded."""
+
+    scoring_id: str
+    value: bytes
+    naive_timestamp: bool
+    """The call's ``scoring_timestamp`` had no offset, and was taken as UTC."""
+
+
+def encode_call(call: ScoringCall, validate: bool) -> Encoded:
     """The scoring id and v1 bytes of one ``log()`` call: the bytes of ``encode(build_record(**call))``, without
     building the record.
 
@@ -206,7 +223,9 @@ def encode_call(call: ScoringCall, validate: bool) -> tuple[str, bytes]:
     (:mod:`stream_logger.envelope`) checks the objects just written, and :func:`records.decode` decides every call
     it declines, raising :class:`RecordError` with the reason. The scoring id returned is then always a ``str``.
     """
-    scoring_id, generated, timestamp, subscription_id, deployment_id, request, meta, response, optional = _parts(call)
+    scoring_id, generated, timestamp, subscription_id, deployment_id, request, meta, response, optional, naive = _parts(
+        call
+    )
     blocks = [request, meta, response]
     vouchable = validate and (generated or type(scoring_id) is str) and _known_names(blocks)
     assert blocks[0] is not None
@@ -215,17 +234,17 @@ def encode_call(call: ScoringCall, validate: bool) -> tuple[str, bytes]:
     )
     value = dumps(obj)
     if not validate or (vouchable and _vouched(obj, value, blocks)):
-        return scoring_id, value
-    return decode(value).scoring_id, value  # accepts, or raises RecordError with the reason
+        return Encoded(scoring_id, value, naive)
+    return Encoded(decode(value).scoring_id, value, naive)  # decode accepts, or raises RecordError with the reason
 
 
-_Parts = tuple[Any, bool, datetime, Any, Any, Block, Block | None, Block | None, dict[str, Any]]
+_Parts = tuple[Any, bool, datetime, Any, Any, Block, Block | None, Block | None, dict[str, Any], bool]
 
 
 def _parts(call: ScoringCall) -> _Parts:
     """What a call's keywords mean: the scoring id (and whether it was generated), the timestamp, the ids, each
-    block's names and rows, and the ``OPTIONAL_FIELDS`` that are set, in their order. Raises :class:`RecordError`
-    for what cannot be written at all."""
+    block's names and rows, the ``OPTIONAL_FIELDS`` that are set (in their order), and whether the timestamp was
+    naive (it is then taken as UTC). Raises :class:`RecordError` for what cannot be written at all."""
     request, meta = call.get("request"), call.get("meta")
     if meta is None and (type(request) is dict or isinstance(request, Mapping)):
         meta = request.get("meta")
@@ -239,10 +258,14 @@ def _parts(call: ScoringCall) -> _Parts:
     elif not isinstance(scoring_id, str):
         raise _not_a_str("scoring_id", scoring_id)
     timestamp = call.get("scoring_timestamp")
+    naive = False
     if timestamp is None:
         timestamp = now_utc()
     elif type(timestamp) is not datetime or timestamp.tzinfo is None:
         timestamp = _timestamp(timestamp)
+        if timestamp.tzinfo is None or timestamp.utcoffset() is None:  # datetime.utcnow(), in ported code
+            timestamp = timestamp.replace(tzinfo=UTC)
+            naive = True
     response = call.get("response")
     response_block = None if response is None else _block(response, "response")
     meta_block = None if meta is None else _block(meta, "request.meta")
@@ -265,6 +288,7 @@ def _parts(call: ScoringCall) -> _Parts:
         meta_block,
         response_block,
         optional,
+        naive,
     )
 
 

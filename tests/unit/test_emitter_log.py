@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from stream_logger.errors import ConfigError, LifecycleError
 from stream_logger.producer import RECORD_OVERHEAD_BYTES, producer_settings
 from stream_logger.records import decode
 from stream_logger.samples import german_credit_record
-from stream_logger.scoring_call import as_table, build_record, new_scoring_id
+from stream_logger.scoring_call import as_table, build_record, encode_call, new_scoring_id
 from stream_logger.spool import Spool
 from tests.support import Frame
 
@@ -319,3 +319,28 @@ def test_a_str_subclass_scoring_id_is_queued(validate: bool, tmp_path: Path) -> 
     scoring_id = em.log(request=REQUEST, response=RESPONSE, subscription_id="s", scoring_id=np.str_("abc"))
     assert isinstance(scoring_id, str) and scoring_id == "abc"
     assert em.stats().queued == 1
+
+
+def test_a_naive_timestamp_is_taken_as_utc_counted_and_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    em = Emitter("t", "127.0.0.1:1", spool_dir=tmp_path, overflow="drop", strict=True)
+    call = {k: v for k, v in german_credit_record(1).items() if k in ("request", "response", "subscription_id")}
+    with caplog.at_level(logging.WARNING, "stream_logger.emitter"):
+        for naive in (datetime(2025, 3, 4, 5, 6, 7), "2025-03-04T05:06:07", datetime.now(UTC).replace(tzinfo=None)):
+            assert em.log(**call, scoring_timestamp=naive)
+        em.log(**call, scoring_timestamp=datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC))
+    assert em.stats().naive_timestamps == 3
+    assert em.stats().invalid == 0
+    assert caplog.text.count("without a timezone was taken as UTC") == 1
+    assert caplog.text.count("stats().naive_timestamps") == 1
+
+
+def test_a_naive_timestamp_is_written_as_the_same_wall_clock_in_utc() -> None:
+    call: Any = {k: v for k, v in german_credit_record(1).items() if k in ("request", "response", "subscription_id")}
+    naive_call: Any = {**call, "scoring_timestamp": datetime(2025, 3, 4, 5, 6, 7)}
+    _, value, naive = encode_call(naive_call, True)
+    assert naive
+    assert decode(value).scoring_timestamp == datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+    utc_call: Any = {**call, "scoring_timestamp": datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)}
+    assert not encode_call(utc_call, True).naive_timestamp

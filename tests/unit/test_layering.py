@@ -37,6 +37,7 @@ EMITTER_SIDE = [
     "stream_logger.producer",
     "stream_logger.records",
     "stream_logger.scoring_call",
+    "stream_logger.serving_shapes",
     "stream_logger.shared_spool",
     "stream_logger.spool",
     "stream_logger.spool_replay",

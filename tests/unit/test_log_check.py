@@ -327,8 +327,9 @@ def before(call: dict[str, Any]) -> Outcome:
 
 
 def encode_call(call: dict[str, Any], validate: bool) -> tuple[str, bytes]:
-    fused: Callable[[Any, bool], tuple[str, bytes]] = scoring_call.encode_call
-    return fused(call, validate)
+    fused: Callable[[Any, bool], scoring_call.Encoded] = scoring_call.encode_call
+    scoring_id, value, _ = fused(call, validate)
+    return scoring_id, value
 
 
 @contextmanager
