@@ -7,8 +7,9 @@ row in :attr:`Subscription.columns` order, ready for ``COPY``. Per distinct fiel
 Hostile values, and what happens to them:
 
 - A value that does not fit its column's type is **not coerced**: ``type_conflict`` (dead-lettered by the sink).
-  An integer into a float column is fine; a float into a bigint column, a string into a number column, a
-  boolean into an integer column are conflicts. Integers outside bigint's range (-2**63 .. 2**63-1) are
+  Only what loses nothing is converted: an integer into a float column, and a whole float (``33.0``, as a numpy
+  float matrix holds an integer column) into a bigint column. A fractional float into a bigint column, a string
+  into a number column, a boolean into an integer column are conflicts. Integers outside bigint's range (-2**63 .. 2**63-1) are
   conflicts too (numbers PostgreSQL cannot hold never reach the COPY).
 - Text containing a NUL character (PostgreSQL text cannot hold one), and JSON containing ``\\u0000`` (jsonb
   refuses it), raise ``unstorable_value`` here, before the COPY, so the record is dead-lettered alone and its
@@ -42,6 +43,7 @@ __all__ = ["RowDecoder", "infer_type", "json_text", "partition_day", "row_decode
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
+_INT64_LIMIT: Final = 2.0**63
 _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
 _PATH_PREFIX: Final = ("request.values", "request.meta.values", "response.values")
@@ -81,6 +83,8 @@ def _to_bigint(v: Any) -> Any:
         return v
     if type(v) is int:
         raise _Conflict(f"integer {_show(v)} is outside the bigint range")
+    if type(v) is float and v.is_integer() and _INT64_MIN <= v < _INT64_LIMIT:  # 33.0 from a float matrix: 33
+        return int(v)
     raise _Conflict(f"expected an integer (bigint column), got {_kind(v)} {_show(v)}")
 
 

@@ -59,13 +59,16 @@ def _record_all_text(record: Any) -> Any:
     return record
 
 
-def test_types_are_checked_not_coerced() -> None:
+def test_types_are_checked_and_only_converted_when_nothing_is_lost() -> None:
     sub = _sub(("i", "feature", "bigint"), ("f", "feature", "float8"), ("b", "feature", "boolean"))
     ok = simple_record("r", ["i", "f", "b"], [[1, 2, True], [None, 2.5, None]])
     rows = [_as_dict(sub, r) for r in rows_for(sub, ok, SOURCE, NOW)]
     assert (rows[0]["i"], rows[0]["f"], rows[0]["b"]) == (1, 2.0, True)
     assert isinstance(rows[0]["f"], float)  # an int into a float column is fine, sent as float
     assert (rows[1]["i"], rows[1]["f"], rows[1]["b"]) == (None, 2.5, None)
+    # a whole float into a bigint column (a numpy float matrix's integer column) is the integer it holds
+    whole = rows_for(sub, simple_record("r", ["i", "f", "b"], [[33.0, 1.0, True], [-0.0, 1.0, True]]), SOURCE, NOW)
+    assert [(_as_dict(sub, r)["i"], type(_as_dict(sub, r)["i"])) for r in whole] == [(33, int), (0, int)]
     cases: list[tuple[list[list[Any]], str]] = [
         ([[1, 2.0, True], [1.5, 2.0, True]], "request.values[1][i]"),
         ([["1", 2.0, True]], "request.values[0][i]"),
@@ -73,6 +76,8 @@ def test_types_are_checked_not_coerced() -> None:
         ([[1, "2", True]], "request.values[0][f]"),
         ([[1, 2.0, 1]], "request.values[0][b]"),
         ([[2**63, 2.0, True]], "request.values[0][i]"),
+        ([[2.0**63, 2.0, True]], "request.values[0][i]"),
+        ([[1e300, 2.0, True]], "request.values[0][i]"),
         ([[-(2**63) - 1, 2.0, True]], "request.values[0][i]"),
     ]
     for values, path in cases:
