@@ -9,8 +9,8 @@ Hostile values, and what happens to them:
 - A value that does not fit its column's type is **not coerced**: ``type_conflict`` (dead-lettered by the sink).
   Only what loses nothing is converted: an integer into a float column, and a whole float (``33.0``, as a numpy
   float matrix holds an integer column) into a bigint column. A fractional float into a bigint column, a string
-  into a number column, a boolean into an integer column are conflicts. Integers outside bigint's range (-2**63 .. 2**63-1) are
-  conflicts too (numbers PostgreSQL cannot hold never reach the COPY).
+  into a number column, a boolean into an integer column are conflicts. Integers outside bigint's range
+  (-2**63 .. 2**63-1) are conflicts too (numbers PostgreSQL cannot hold never reach the COPY).
 - Text containing a NUL character (PostgreSQL text cannot hold one), and JSON containing ``\\u0000`` (jsonb
   refuses it), raise ``unstorable_value`` here, before the COPY, so the record is dead-lettered alone and its
   neighbours are written. Anything PostgreSQL still refuses (e.g. a lone surrogate in a string built in Python,

@@ -16,7 +16,7 @@ ROWS = [[33, "female", 1200.0], [41, "male", 5400.5]]
 PLAIN = {"fields": FIELDS, "values": ROWS}
 
 
-def _tensor(name: str, shape: list[int], datatype: str, data: list[Any]) -> dict[str, Any]:
+def _tensor(name: str, shape: list[Any], datatype: str, data: Any) -> dict[str, Any]:
     return {"name": name, "shape": shape, "datatype": datatype, "data": data}
 
 
