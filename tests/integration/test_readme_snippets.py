@@ -70,12 +70,15 @@ class Walkthrough:
         assert run.returncode == 0, f"README snippet {name} failed:\n{script}\n--- stdout\n{run.stdout}\n{run.stderr}"
         return run.stdout + run.stderr
 
-    async def python(self, name: str) -> None:
+    async def python(self, name: str, *, logs: bool = True) -> dict[str, Any]:
+        """Run a Python snippet (one that ``logs`` must name the topic); returns the names it defined."""
         code = self.code(name)
-        assert self.names["topic"] in code, f"{name}: the snippet should log to the topic 'scoring'"
+        if logs:
+            assert self.names["topic"] in code, f"{name}: the snippet should log to the topic 'scoring'"
         namespace: dict[str, Any] = {"__name__": f"readme_{name.replace('-', '_')}"}
         # The snippet may call asyncio.run(): give it a thread of its own, as a script would have.
         await asyncio.to_thread(exec, compile(code, f"README.md:{SNIPPETS[name].line}", "exec"), namespace)
+        return namespace
 
     async def sql(self, conn: asyncpg.Connection, name: str) -> list[list[asyncpg.Record]]:
         code = self.code(name)
@@ -152,6 +155,11 @@ async def test_the_readme_walkthrough(
             f"SELECT age FROM {quote_ident(schema)}.payload_german_credit WHERE scoring_id = 'bad-age'"
         )
         assert age == 30
+
+        # A notebook reads the datamart back: the rows under their fields' names, and the dead letter.
+        read = await walk.python("read-back", logs=False)
+        assert len(read["payload"]) == 7 and set(read["payload"]["Sex"]) == {"female", "male"}
+        assert list(read["dead"]["error_code"]) == ["type_conflict"]
 
         # Deploying: rewinding the group on purpose fills in a row deleted by hand, doubles nothing (the dead
         # letter is not recorded twice), and the group's Kafka offsets follow the datamart's.

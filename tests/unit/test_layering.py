@@ -52,6 +52,7 @@ INGEST_SIDE = [
     "stream_logger.kafka_clients",
     "stream_logger.metrics",
     "stream_logger.partitions",
+    "stream_logger.readback",
     "stream_logger.registry",
     "stream_logger.replay",
     "stream_logger.retry",

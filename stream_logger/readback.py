@@ -1,0 +1,190 @@
+"""Reading the datamart back, for notebooks: a subscription's payload rows and the dead letters, as plain rows or
+pandas DataFrames, within time bounds and a limit.
+
+Payload columns are named as the record's fields (``LoanAmount``, not the column ``loan_amount``), as OpenScale's
+``get_table_content`` shows them; a name used in two blocks keeps the second as ``<block>.<name>`` (``meta.id``).
+The system columns keep their names (``scoring_id``, ``scoring_timestamp``, ...). Rows come newest first.
+
+:class:`Datamart` is the synchronous face a notebook wants: it works with or without a running event loop (Jupyter
+runs one), each call on a connection of its own. pandas is optional (``pip install 'stream-logger[pandas]'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Coroutine, Sequence
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import asyncpg
+
+from .config import Settings, redact_dsn
+from .errors import DatabaseUnavailable, StreamLoggerError, SubscriptionError
+from .identifiers import SYSTEM_COLUMNS, quote_ident, validate_schema_name
+from .registry import list_subscriptions
+from .subscription import Subscription
+
+__all__ = ["Datamart", "dead_letter_rows", "payload_rows", "to_frame"]
+
+_T = TypeVar("_T")
+Format = Literal["pandas", "records"]
+
+_DEAD_LETTER_COLUMNS = ("topic", "partition", "offset", "error_code", "detail", "subscription_id", "failed_at", "value")
+
+
+async def payload_rows(
+    conn: asyncpg.Connection,
+    schema: str,
+    subscription_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = 1000,
+) -> list[dict[str, Any]]:
+    """The subscription's payload rows with ``since <= scoring_timestamp < until``, newest first, at most ``limit``
+    (None: all). Raises :class:`SubscriptionError` for an unknown subscription."""
+    sub = await _subscription(conn, schema, subscription_id)
+    names = _field_names(sub)
+    columns = [*SYSTEM_COLUMNS, *(f.column for f in sub.fields)]
+    labels = [*SYSTEM_COLUMNS, *names]
+    where, args = _time_bounds("scoring_timestamp", since, until)
+    query = (
+        f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {quote_ident(schema)}.{quote_ident(sub.table)}"
+        f"{where} ORDER BY scoring_timestamp DESC, scoring_id, row_index{_limit(limit, args)}"
+    )
+    return [dict(zip(labels, row.values(), strict=True)) for row in await conn.fetch(query, *args)]
+
+
+async def dead_letter_rows(
+    conn: asyncpg.Connection,
+    schema: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = 1000,
+) -> list[dict[str, Any]]:
+    """The dead letters with ``since <= failed_at < until``, newest first, at most ``limit`` (None: all)."""
+    validate_schema_name(schema)
+    where, args = _time_bounds("failed_at", since, until)
+    query = (
+        f"SELECT {', '.join(quote_ident(c) for c in _DEAD_LETTER_COLUMNS)} FROM {quote_ident(schema)}.dead_letters"
+        f'{where} ORDER BY failed_at DESC, topic, "partition", "offset"{_limit(limit, args)}'
+    )
+    return [dict(row) for row in await conn.fetch(query, *args)]
+
+
+def to_frame(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> Any:
+    """Rows as a pandas DataFrame (pandas is imported here, and only here)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise StreamLoggerError(
+            "reading the datamart as DataFrames needs pandas: pip install 'stream-logger[pandas]' "
+            '(or pass format="records")'
+        ) from None
+    return pd.DataFrame.from_records(list(rows), columns=list(columns) if columns is not None and not rows else None)
+
+
+class Datamart:
+    """A datamart to read from a notebook or a script, without ``await``.
+
+    ``dsn`` defaults to the settings' (``STREAM_LOGGER_DSN``, else the dev stack's).
+    """
+
+    def __init__(self, schema: str, dsn: str | None = None) -> None:
+        validate_schema_name(schema)
+        self.schema = schema
+        self.dsn = dsn or Settings.from_env().dsn
+
+    def payload(
+        self,
+        subscription_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 1000,
+        format: Format = "pandas",
+    ) -> Any:
+        """The payload rows of ``subscription_id`` (see :func:`payload_rows`), as a DataFrame or a list of dicts."""
+        rows = self._run(
+            lambda conn: payload_rows(conn, self.schema, subscription_id, since=since, until=until, limit=limit)
+        )
+        return rows if format == "records" else to_frame(rows)
+
+    def dead_letters(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 1000,
+        format: Format = "pandas",
+    ) -> Any:
+        """The dead letters (see :func:`dead_letter_rows`), as a DataFrame or a list of dicts."""
+        rows = self._run(lambda conn: dead_letter_rows(conn, self.schema, since=since, until=until, limit=limit))
+        return rows if format == "records" else to_frame(rows, _DEAD_LETTER_COLUMNS)
+
+    def _run(self, read: Any) -> list[dict[str, Any]]:
+        """``read(conn)`` on a connection of its own, from synchronous code, even inside a running event loop."""
+
+        async def run() -> list[dict[str, Any]]:
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=10)
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: {exc}") from None
+            try:
+                result: list[dict[str, Any]] = await read(conn)
+                return result
+            finally:
+                await conn.close()
+
+        return _run_sync(run())
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` to its end from synchronous code: here, or in a thread of its own when this thread already
+    runs an event loop (Jupyter's), which ``asyncio.run`` refuses."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _subscription(conn: asyncpg.Connection, schema: str, subscription_id: str) -> Subscription:
+    for sub in await list_subscriptions(conn, schema):
+        if sub.subscription_id == subscription_id:
+            return sub
+    raise SubscriptionError(f"datamart {schema!r} has no subscription {subscription_id!r}")
+
+
+def _field_names(sub: Subscription) -> list[str]:
+    """Each declared field's name, ``<block>.<name>`` for a name already taken (by a system column or a field)."""
+    taken = set(SYSTEM_COLUMNS)
+    names = []
+    for f in sub.fields:
+        name = f.name if f.name not in taken else f"{f.source}.{f.name}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _time_bounds(column: str, since: datetime | None, until: datetime | None) -> tuple[str, list[Any]]:
+    clauses, args = [], []
+    for value, operator in ((since, ">="), (until, "<")):
+        if value is not None:
+            if value.tzinfo is None:
+                raise StreamLoggerError(f"{column} bounds need a timezone: {value.isoformat()} has none")
+            args.append(value)
+            clauses.append(f"{column} {operator} ${len(args)}")
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _limit(limit: int | None, args: list[Any]) -> str:
+    if limit is None:
+        return ""
+    if type(limit) is not int or limit < 0:
+        raise StreamLoggerError(f"limit must be an integer >= 0 or None, not {limit!r}")
+    args.append(limit)
+    return f" LIMIT ${len(args)}"
