@@ -26,7 +26,8 @@ from typing import Any, Final
 
 import asyncpg
 
-from .errors import DatamartError, DatamartNotFound
+from .config import redact_dsn
+from .errors import DatabaseUnavailable, DatamartError, DatamartNotFound, FatalError
 from .identifiers import quote_ident, validate_schema_name
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Migration",
     "advisory_key",
     "chunk_length",
+    "connect",
     "contents",
     "drop",
     "info",
@@ -57,6 +59,22 @@ PostgreSQL 15, so 200 relations take about 360 of the 6,400 the default lock tab
 connections), shared by every session of the server."""
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@contextlib.asynccontextmanager
+async def connect(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """An open connection to the datamart's database, closed afterwards; a failure to connect is a
+    :class:`FatalError` (credentials refused) or :class:`DatabaseUnavailable`, with the DSN's password hidden."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        raise FatalError(f"PostgreSQL at {redact_dsn(dsn)} refused the credentials: {exc}") from exc
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {redact_dsn(dsn)}: {exc}") from exc
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @dataclass(frozen=True, slots=True)

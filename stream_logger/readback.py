@@ -11,19 +11,19 @@ runs one), each call on a connection of its own. pandas is optional (``pip insta
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import asyncpg
 
-from .config import Settings, redact_dsn
-from .errors import DatabaseUnavailable, StreamLoggerError, SubscriptionError
+from .config import Settings
+from .datamart import connect
+from .errors import StreamLoggerError, SubscriptionError
 from .identifiers import SYSTEM_COLUMNS, quote_ident, validate_schema_name
 from .registry import list_subscriptions
 from .subscription import Subscription
+from .sync import run_sync
 
 __all__ = ["Datamart", "dead_letter_rows", "payload_rows", "to_frame"]
 
@@ -128,28 +128,11 @@ class Datamart:
         """``read(conn)`` on a connection of its own, from synchronous code, even inside a running event loop."""
 
         async def run() -> list[dict[str, Any]]:
-            try:
-                conn = await asyncpg.connect(self.dsn, timeout=10)
-            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-                raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: {exc}") from None
-            try:
+            async with connect(self.dsn) as conn:
                 result: list[dict[str, Any]] = await read(conn)
                 return result
-            finally:
-                await conn.close()
 
-        return _run_sync(run())
-
-
-def _run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``coroutine`` to its end from synchronous code: here, or in a thread of its own when this thread already
-    runs an event loop (Jupyter's), which ``asyncio.run`` refuses."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        return run_sync(run())
 
 
 async def _subscription(conn: asyncpg.Connection, schema: str, subscription_id: str) -> Subscription:

@@ -11,7 +11,6 @@ from typing import Any, Final
 
 from .. import datamart
 from ..retry import pg_errors
-from ._db import connect
 from ._options import add_connection_options, settings_from
 
 __all__ = ["format_info", "register"]
@@ -66,7 +65,7 @@ def register(subparsers: Any) -> None:
 
 def _setup(args: argparse.Namespace) -> int:
     async def run() -> int:
-        async with connect(settings_from(args)) as conn:
+        async with datamart.connect(settings_from(args).dsn) as conn:
             return await datamart.setup(conn, args.schema, drop_existing=args.drop_existing)
 
     version = asyncio.run(run())
@@ -76,7 +75,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     async def run() -> dict[str, Any]:
-        async with connect(settings_from(args)) as conn:
+        async with datamart.connect(settings_from(args).dsn) as conn:
             return await datamart.info(conn, args.schema)
 
     summary = asyncio.run(run())
@@ -99,7 +98,7 @@ class _DropProgress:
 
 def _drop(args: argparse.Namespace) -> int:
     async def run() -> int:
-        async with connect(settings_from(args)) as conn:
+        async with datamart.connect(settings_from(args).dsn) as conn:
             with pg_errors(f"dropping datamart {args.schema!r}"):
                 found = await datamart.contents(conn, args.schema)
                 if found is not None and not args.yes:

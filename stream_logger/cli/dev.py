@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..config import Settings
 from ..devstack import DevStack, StackStatus, services_answer
-from ..devstack.process import port_accepts, run_sync
+from ..devstack.process import port_accepts
+from ..sync import run_sync
 
 __all__ = ["register"]
 

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import registry
-from ..datamart import require_datamart
+from ..datamart import connect, require_datamart
 from ..errors import SubscriptionError
 from ..subscription import Subscription
-from ._db import connect
 from ._options import add_connection_options, settings_from
 
 __all__ = ["register"]
@@ -55,7 +54,7 @@ def _add(args: argparse.Namespace) -> int:
     spec = _read_spec(args.file)
 
     async def run() -> Subscription:
-        async with connect(settings_from(args)) as conn:
+        async with connect(settings_from(args).dsn) as conn:
             await require_datamart(conn, args.schema)
             return await registry.declare(conn, args.schema, spec)
 
@@ -66,7 +65,7 @@ def _add(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     async def run() -> list[Subscription]:
-        async with connect(settings_from(args)) as conn:
+        async with connect(settings_from(args).dsn) as conn:
             await require_datamart(conn, args.schema)
             return await registry.list_subscriptions(conn, args.schema)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from string import Template
 
 from ..errors import DevStackError
+from ..sync import run_sync
 from . import process
 from .status import ServiceStatus
 from .tls import SCRAM_MECHANISM, SecureListener
@@ -338,7 +339,7 @@ class KafkaService:
                 raise DevStackError(
                     f"Kafka exited during start-up; the end of {self.log_file}:\n{process.tail(self.log_file)}"
                 )
-            return process.port_accepts(self.port) and process.run_sync(_metadata_answers(self.address))
+            return process.port_accepts(self.port) and run_sync(_metadata_answers(self.address))
 
         if not process.wait_until(ready, timeout_s, 0.5):
             raise DevStackError(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..config import redact_dsn
 from ..errors import DevStackError
+from ..sync import run_sync
 from . import process
 from .status import ServiceStatus
 
@@ -235,7 +236,7 @@ class PostgresService:
             raise DevStackError(
                 f"PostgreSQL did not stay up; the end of {self.log_file}:\n{process.tail(self.log_file)}"
             )
-        process.run_sync(self._ensure_role_and_database())
+        run_sync(self._ensure_role_and_database())
         return pid
 
     async def _ensure_role_and_database(self) -> None:
@@ -261,7 +262,7 @@ class PostgresService:
                 raise DevStackError(
                     f"PostgreSQL exited during start-up; the end of {self.log_file}:\n{process.tail(self.log_file)}"
                 )
-            return process.run_sync(_connects(self.dsn))
+            return run_sync(_connects(self.dsn))
 
         if not process.wait_until(ready, timeout_s, 0.25):
             raise DevStackError(

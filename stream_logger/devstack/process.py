@@ -5,8 +5,6 @@ Nothing here knows about Kafka or PostgreSQL; the two service modules build on t
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import errno
 import os
@@ -14,9 +12,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..errors import DevStackError
 
@@ -32,7 +30,6 @@ __all__ = [
     "process_cmdline",
     "read_pid",
     "rss_bytes",
-    "run_sync",
     "spawn_detached",
     "stop_process",
     "tail",
@@ -45,16 +42,6 @@ database's contents) are its user's alone."""
 
 
 T = TypeVar("T")
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code, even when called from inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def read_pid(pid_file: Path) -> int | None:

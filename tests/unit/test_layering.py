@@ -41,6 +41,7 @@ EMITTER_SIDE = [
     "stream_logger.shared_spool",
     "stream_logger.spool",
     "stream_logger.spool_replay",
+    "stream_logger.sync",
     "stream_logger.threaded",
 ]
 INGEST_SIDE = [
