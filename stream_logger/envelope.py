@@ -53,6 +53,7 @@ __all__ = [
     "envelope_layout",
     "field_names",
     "logs_a_call",
+    "nullable_values",
     "numbers_read_exactly",
     "plain_names",
     "rows_of",
@@ -409,11 +410,12 @@ def decode_fast(value: bytes) -> ScoringRecord | None:
         response,
         meta,
         deployment_id,
-        *_nullable_fields(env),
+        *nullable_values(env),
         sampling_rate,
         tags,
     )
     return ScoringRecord(*fields)
 
 
-_nullable_fields: Final = operator.attrgetter(*NULLABLE_FIELDS)
+nullable_values: Final = operator.attrgetter(*NULLABLE_FIELDS)
+"""An envelope's (or a record's) :data:`~stream_logger.contract.NULLABLE_FIELDS`, in their order."""

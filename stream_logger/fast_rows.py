@@ -12,14 +12,13 @@ precise error; ``tests/unit/test_fast_rows.py`` checks that the two paths agree.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any
 
 from . import csvcopy, envelope
-from .contract import NULLABLE_FIELDS, Layout
+from .contract import Layout
 from .errors import RecordError
 from .rows import RowDecoder, json_text, row_decoder
 from .subscription import Subscription
@@ -32,7 +31,6 @@ Known = Callable[[str, Layout], Subscription | None]
 layout (``Registry.covering``), else None."""
 
 _RECENT_MAX = 4  # decoders tried before looking a message's layout up
-_nullable_fields: Final = operator.attrgetter(*NULLABLE_FIELDS)
 
 
 @dataclass(slots=True)
@@ -128,7 +126,7 @@ def _mapped(
     system_values = (
         timestamp,
         deployment_id,
-        *_nullable_fields(env),
+        *envelope.nullable_values(env),
         sampling_rate,
         json_text(tags) if tags else None,
         None,  # extra: a layout with undeclared fields has no compiled decoder
