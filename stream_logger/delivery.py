@@ -146,6 +146,7 @@ class Delivery:
         self._memory_producer: Producer | None = None
         self._thread: threading.Thread | None = None
         self._thread_stop = threading.Event()
+        self._wake = threading.Event()  # ends the thread's back-off wait early (stop() sets it)
         self._replay: SpoolReplay | None = None
         if self._spool is not None:
             self._replay = SpoolReplay(
@@ -366,8 +367,13 @@ class Delivery:
         assert self._thread is not None
         try:
             self._close_deadline = time.monotonic() + self.config.close_timeout_s
+            with self._lock:  # the last failed probe may be seconds old: the broker may be back, so probe it now
+                if self._state.broker is Broker.UNREACHABLE:
+                    self._state.broker = Broker.SUSPENDED
+            self._wake.set()
             self.flush(self.config.close_timeout_s)  # the thread goes on replaying the spool meanwhile
             self._thread_stop.set()
+            self._wake.set()
             self._thread.join()
         finally:
             self._lifecycle.stopped()
@@ -425,16 +431,21 @@ class Delivery:
                     if self._resume():
                         backoff_s = 0.2
                     else:
-                        self._thread_stop.wait(backoff_s * random.uniform(0.5, 1.5))
+                        self._wait(backoff_s * random.uniform(0.5, 1.5))
                         backoff_s = min(backoff_s * 2, 5.0)
                 error_wait_s = 1.0
             except Exception:  # a failing disk, say: this thread alone serves librdkafka and the spool, so it goes on
                 log.exception(
                     "topic %s: the emitter's thread hit an error; going on in %.0f s", self.config.topic, error_wait_s
                 )
-                self._thread_stop.wait(error_wait_s)
+                self._wait(error_wait_s)
                 error_wait_s = min(error_wait_s * 2, 60.0)
         self._shut_down()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep on the delivery's thread, ending early when stop() wakes it."""
+        if self._wake.wait(seconds):
+            self._wake.clear()
 
     def _adopt_orphans(self, spool: SharedSpool) -> None:
         """Take over the spool slots of processes that are gone; their records are then replayed from here."""

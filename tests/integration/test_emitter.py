@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,13 @@ from confluent_kafka import KafkaError
 
 from stream_logger import Emitter, EmitterStats, PayloadRecord, ThreadedEmitter
 from stream_logger.config import Settings
+from stream_logger.devstack import DevStack
 from stream_logger.encoding import encode
 from stream_logger.records import decode
 from stream_logger.samples import german_credit_record
 from stream_logger.scoring_call import build_record
-from tests.support import scoring_call
-
-from ._kafka import consume_all
+from stream_logger.topics import create_topic
+from tests.support import consume_all, scoring_call, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -311,6 +312,29 @@ def test_closing_delivers_what_a_burst_spilled_when_the_broker_is_up(
     assert final.spool_records == 0 and final.dropped == 0 and final.acknowledged >= 1000
     got = asyncio.run(consume_all(settings, topic, 1000))
     assert {k.decode() for k, _ in got} == set(ids)
+
+
+def test_stopping_soon_after_the_broker_returns_delivers_the_spool(
+    settings: Settings, private_broker: DevStack, tmp_path: Path
+) -> None:
+    """The broker comes back while the emitter waits out its back-off after failed probes: a graceful stop then
+    probes again at once and delivers the spool, rather than trusting the last probe and leaving it behind."""
+    private = Settings(private_broker.bootstrap_servers, settings.dsn)
+    topic = unique_name("t")
+    asyncio.run(create_topic(private.bootstrap_servers, topic, partitions=1))
+    private_broker.kafka.stop()
+    em = ThreadedEmitter(topic, private.bootstrap_servers, spool_dir=tmp_path, close_timeout_s=60)
+    ids = [em.log(**_call(i)) for i in range(50)]
+    deadline = time.monotonic() + 30
+    while em.stats().spool_records < 50:
+        assert time.monotonic() < deadline, em.stats()
+        time.sleep(0.05)
+    time.sleep(12)  # five failed probes: the back-off between probes grows to seconds
+    private_broker.kafka.wait_ready(private_broker.kafka.start())
+    em.close()
+    assert em.stats().spool_records == 0
+    got = asyncio.run(consume_all(private, topic, 50))
+    assert sorted(k.decode() for k, _ in got) == sorted(ids)
 
 
 def test_emit_names_the_bad_lines(settings: Settings, topic: str, tmp_path: Path) -> None:
