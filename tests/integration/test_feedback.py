@@ -19,6 +19,7 @@ import pytest
 from stream_logger import Emitter
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
+from stream_logger.readback import Datamart
 from stream_logger.replay import plan_replay
 from stream_logger.samples import german_credit_record
 from stream_logger.worker import Worker
@@ -115,6 +116,15 @@ async def test_labels_by_reference_before_and_after_their_payload_rows(
     )
     assert agree == expected
 
+    # Read back from a notebook: named as the record's fields, the label as its target.
+    datamart = Datamart(schema, settings.dsn)
+    frame = datamart.labelled(SUB)
+    assert len(frame) == 5 and {"LoanAmount", "prediction", "label", "labelled_at"} <= set(frame.columns)
+    keys = zip(frame["scoring_id"], frame["row_index"], strict=True)
+    assert dict(zip(keys, frame["label"], strict=True)) == await _labelled(pg, schema)
+    labels = datamart.feedback(SUB, since=T0 + timedelta(days=1), format="records")
+    assert [(r["scoring_id"], r["label"]) for r in labels] == [("call-0", "No Risk")]
+
 
 async def test_standalone_rows_duplicates_and_bad_feedback(
     settings: Settings, topic: str, datamart_schema: str, pg: asyncpg.Connection, tmp_path: Path
@@ -165,6 +175,8 @@ async def test_standalone_rows_duplicates_and_bad_feedback(
         row = gc["request"]["values"][r["feedback_row"]]
         assert (r["risk"], r["loan_amount"], r["sex"], r["prediction"]) == ("Risk", row[amount], row[sex], "No Risk")
         assert orjson.loads(r["extra"]) == {"Comment": "checked by hand"}
+    read = Datamart(schema, settings.dsn).feedback(SUB, limit=None)
+    assert len(read) == 4 and set(read["Risk"]) == {"Risk"} and "LoanAmount" in read.columns
     letters = {
         r["key"].decode(): r["error_code"]
         for r in await pg.fetch(f"SELECT key, error_code FROM {quote_ident(schema)}.dead_letters")

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from stream_logger import contract, registry, sink
+from stream_logger import contract, feedback, registry, sink
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
 from tests.support import DAY, config, dead_letters, produce_in_order, run_until_caught_up, sub_record, tables_of
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 async def test_a_bug_while_decoding_one_message_dead_letters_it_and_its_neighbours_land(
     settings: Settings, topic: str, datamart_schema: str, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_decode = sink.decode_message
+    real_decode = feedback.decode_message
 
     def buggy_decode(value: bytes | None, max_bytes: int = contract.DEFAULT_MAX_RECORD_BYTES) -> Any:
         if value and b"s-13" in value:
