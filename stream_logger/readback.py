@@ -48,12 +48,7 @@ async def payload_rows(
     sub = await _subscription(conn, schema, subscription_id)
     columns = [*SYSTEM_COLUMNS, *(f.column for f in sub.fields)]
     labels = [*SYSTEM_COLUMNS, *_field_names(sub.fields, SYSTEM_COLUMNS)]
-    where, args = _time_bounds("scoring_timestamp", since, until)
-    query = (
-        f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {quote_ident(schema)}.{quote_ident(sub.table)}"
-        f"{where} ORDER BY scoring_timestamp DESC, scoring_id, row_index{_limit(limit, args)}"
-    )
-    return [dict(zip(labels, row.values(), strict=True)) for row in await conn.fetch(query, *args)]
+    return await _select(conn, schema, sub.table, columns, labels, _PAYLOAD_ORDER, since, until, limit)
 
 
 async def feedback_rows(
@@ -71,15 +66,9 @@ async def feedback_rows(
     sub = await _subscription(conn, schema, subscription_id)
     if sub.target is None or not await feedback_table_exists(conn, sub):
         return []
-    columns = feedback_columns(sub)
     labels = [*FEEDBACK_SYSTEM_COLUMNS, *_field_names([sub.target, *sub.fields], FEEDBACK_SYSTEM_COLUMNS)]
-    where, args = _time_bounds("labelled_at", since, until)
     table, _ = feedback_names_for(sub.table)
-    query = (
-        f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {quote_ident(schema)}.{quote_ident(table)}"
-        f"{where} ORDER BY labelled_at DESC, feedback_id, feedback_row{_limit(limit, args)}"
-    )
-    return [dict(zip(labels, row.values(), strict=True)) for row in await conn.fetch(query, *args)]
+    return await _select(conn, schema, table, feedback_columns(sub), labels, _FEEDBACK_ORDER, since, until, limit)
 
 
 async def labelled_rows(
@@ -98,16 +87,34 @@ async def labelled_rows(
     if sub.target is None or not await feedback_table_exists(conn, sub):
         return []
     columns = [*SYSTEM_COLUMNS, *(f.column for f in sub.fields), sub.target.column, "labelled_at"]
-    labels = [
-        *SYSTEM_COLUMNS,
-        *_field_names([*sub.fields, sub.target], (*SYSTEM_COLUMNS, "labelled_at")),
-        "labelled_at",
-    ]
-    where, args = _time_bounds("scoring_timestamp", since, until)
+    names = _field_names([*sub.fields, sub.target], (*SYSTEM_COLUMNS, "labelled_at"))
     _, view = feedback_names_for(sub.table)
+    labels = [*SYSTEM_COLUMNS, *names, "labelled_at"]
+    return await _select(conn, schema, view, columns, labels, _PAYLOAD_ORDER, since, until, limit)
+
+
+_PAYLOAD_ORDER = ("scoring_timestamp", "scoring_id, row_index")
+_FEEDBACK_ORDER = ("labelled_at", "feedback_id, feedback_row")
+
+
+async def _select(
+    conn: asyncpg.Connection,
+    schema: str,
+    relation: str,
+    columns: Sequence[str],
+    labels: Sequence[str],
+    order: tuple[str, str],
+    since: datetime | None,
+    until: datetime | None,
+    limit: int | None,
+) -> list[dict[str, Any]]:
+    """``columns`` of ``relation`` as dicts keyed by ``labels``, with ``since <= time < until`` on ``order``'s time
+    column, newest first (ties in ``order``'s other columns), at most ``limit``."""
+    time_column, ties = order
+    where, args = _time_bounds(time_column, since, until)
     query = (
-        f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {quote_ident(schema)}.{quote_ident(view)}"
-        f"{where} ORDER BY scoring_timestamp DESC, scoring_id, row_index{_limit(limit, args)}"
+        f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {quote_ident(schema)}.{quote_ident(relation)}"
+        f"{where} ORDER BY {time_column} DESC, {ties}{_limit(limit, args)}"
     )
     return [dict(zip(labels, row.values(), strict=True)) for row in await conn.fetch(query, *args)]
 
@@ -163,10 +170,7 @@ class Datamart:
         format: Format = "pandas",
     ) -> Any:
         """The payload rows of ``subscription_id`` (see :func:`payload_rows`), as a DataFrame or a list of dicts."""
-        rows = self._run(
-            lambda conn: payload_rows(conn, self.schema, subscription_id, since=since, until=until, limit=limit)
-        )
-        return rows if format == "records" else to_frame(rows)
+        return self._subscription_rows(payload_rows, subscription_id, since, until, limit, format)
 
     def feedback(
         self,
@@ -178,10 +182,7 @@ class Datamart:
         format: Format = "pandas",
     ) -> Any:
         """The labels of ``subscription_id`` (see :func:`feedback_rows`), as a DataFrame or a list of dicts."""
-        rows = self._run(
-            lambda conn: feedback_rows(conn, self.schema, subscription_id, since=since, until=until, limit=limit)
-        )
-        return rows if format == "records" else to_frame(rows)
+        return self._subscription_rows(feedback_rows, subscription_id, since, until, limit, format)
 
     def labelled(
         self,
@@ -194,9 +195,18 @@ class Datamart:
     ) -> Any:
         """The labelled payload rows of ``subscription_id`` (see :func:`labelled_rows`), as a DataFrame or a list
         of dicts."""
-        rows = self._run(
-            lambda conn: labelled_rows(conn, self.schema, subscription_id, since=since, until=until, limit=limit)
-        )
+        return self._subscription_rows(labelled_rows, subscription_id, since, until, limit, format)
+
+    def _subscription_rows(
+        self,
+        reader: Any,
+        subscription_id: str,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int | None,
+        format: Format,
+    ) -> Any:
+        rows = self._run(lambda conn: reader(conn, self.schema, subscription_id, since=since, until=until, limit=limit))
         return rows if format == "records" else to_frame(rows)
 
     def dead_letters(

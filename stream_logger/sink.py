@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -57,6 +57,7 @@ __all__ = ["DeadLetter", "Message", "PreparedBatch", "Sink", "TableRows", "Write
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 _YIELD_EVERY = 32  # records decoded between yields to the event loop: each step of a write waits for one
 
 
@@ -353,17 +354,17 @@ class Sink:
         _table(tables, sub, False, feedback=True).add(msg, rows, rec.labelled_at.date())
 
     async def _prepare_feedback(self, recs: list[FeedbackRecord]) -> dict[str, Subscription | RecordError]:
-        async for attempt in retrying("preparing feedback tables", on_retry=self._on_retry):
-            with attempt, pg_errors("preparing feedback tables"):
-                async with self._pool.acquire() as conn:
-                    return await self._feedback.prepare(conn, recs)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._on_a_connection("preparing feedback tables", lambda conn: self._feedback.prepare(conn, recs))
 
     async def _prepare_subscriptions(self, recs: list[ScoringRecord]) -> dict[str, Subscription | RecordError]:
-        async for attempt in retrying("registering subscriptions", on_retry=self._on_retry):
-            with attempt, pg_errors("registering subscriptions"):
+        return await self._on_a_connection("registering subscriptions", lambda conn: self._registry.prepare(conn, recs))
+
+    async def _on_a_connection(self, what: str, work: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
+        """``work(conn)`` on a connection of the pool, retried while PostgreSQL is unavailable."""
+        async for attempt in retrying(what, on_retry=self._on_retry):
+            with attempt, pg_errors(what):
                 async with self._pool.acquire() as conn:
-                    return await self._registry.prepare(conn, recs)
+                    return await work(conn)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- stage 2: one transaction ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -78,6 +79,23 @@ def nested(depth: int) -> Any:
     for _ in range(depth):
         value = [value]
     return value
+
+
+def depth_of(value: Any) -> int:
+    """How many levels of arrays and objects ``value`` nests (0 for a scalar): the contract's rule, restated."""
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    return 0
+
+
+def subscription_id_fits(subscription_id: str) -> bool:
+    """The cross-field rule on a subscription id the schemas cannot express, restated: no tag character, and at
+    most :data:`MAX_NAME_CHARS` characters in NFKC form."""
+    return not any(0xE0000 <= ord(ch) <= 0xE0FFF for ch in subscription_id) and (
+        len(unicodedata.normalize("NFKC", subscription_id)) <= MAX_NAME_CHARS
+    )
 
 
 # The German-credit samples BAD is made from: one row, and five rows with meta.

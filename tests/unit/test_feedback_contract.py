@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +33,16 @@ from stream_logger.errors import RecordError
 from stream_logger.feedback import decode_message, feedback_object, message_of, read_feedback
 from stream_logger.feedback_call import build_feedback, encode_feedback_call
 from stream_logger.samples import german_credit_record
-from tests.support import JSON_VALUES, SHORT_TEXT, nested, parent_of, paths_in, timestamps
+from tests.support import (
+    JSON_VALUES,
+    SHORT_TEXT,
+    depth_of,
+    nested,
+    parent_of,
+    paths_in,
+    subscription_id_fits,
+    timestamps,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA: dict[str, Any] = json.loads((ROOT / "schemas" / "feedback_record.v1.json").read_text(encoding="utf-8"))
@@ -88,14 +96,6 @@ BAD = {  # name -> (record, path of the error); the ones marked cross-field pass
 CROSS_FIELD_ONLY = {"short row", "label_field not a field", "too deep"}
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    return 0
-
-
 def cross_field_ok(doc: dict[str, Any]) -> bool:
     data = doc.get("data")
     if data is not None:
@@ -103,10 +103,9 @@ def cross_field_ok(doc: dict[str, Any]) -> bool:
             return False
         if doc.get("label_field") is not None and doc["label_field"] not in data["fields"]:
             return False
-        if any(_depth(v) > MAX_VALUE_DEPTH for row in data["values"] for v in row):
+        if any(depth_of(v) > MAX_VALUE_DEPTH for row in data["values"] for v in row):
             return False
-    sub = doc["subscription_id"]
-    return not any(0xE0000 <= ord(ch) <= 0xE0FFF for ch in sub) and len(unicodedata.normalize("NFKC", sub)) <= 256
+    return subscription_id_fits(doc["subscription_id"])
 
 
 def python_accepts(doc: Any) -> bool:
