@@ -26,6 +26,7 @@ __all__ = [
     "FEEDBACK_KEYS",
     "FEEDBACK_KIND",
     "INVISIBLE_CHARACTERS",
+    "MAX_CALL_ROWS",
     "MAX_FIELDS",
     "MAX_NAME_CHARS",
     "MAX_ROWS",
@@ -55,6 +56,9 @@ MAX_FIELDS: Final = 1000
 columns a table)."""
 MAX_ROWS: Final = 10_000
 """At most this many scored rows in one record."""
+MAX_CALL_ROWS: Final = 1_000_000
+"""At most this many rows in one scoring call: ``log()`` sends a call of more than :data:`MAX_ROWS` rows as several
+records of one ``scoring_id``, each naming the index of its ``first_row``."""
 MAX_NAME_CHARS: Final = 256
 """Longest field name, subscription id or deployment id accepted (also asset revision, user, request and trace
 ids, and tag names)."""
@@ -135,6 +139,9 @@ class ScoringRecord:
     trace_id: str | None = None
     sampling_rate: float = 1.0
     tags: dict[str, str] = field(default_factory=dict)
+    first_row: int = 0
+    """The ``row_index`` of its first row: 0, but for the further records of a call split because it scored more
+    than :data:`MAX_ROWS` rows (``log()`` does that)."""
     schema_version: int = 1
 
     @property
@@ -189,9 +196,10 @@ _ALWAYS_WRITTEN: Final = frozenset(
     {"schema_version", "scoring_id", "scoring_timestamp", "subscription_id", "deployment_id"}
 )
 _BLOCKS: Final = frozenset({"request", "request_meta", "response"})
+_PLACE: Final = frozenset({"first_row"})  # where the record's rows go among its call's: not a column of its own
 
 OPTIONAL_FIELDS: Final = tuple(
-    f.name for f in dataclasses.fields(ScoringRecord) if f.name not in _ALWAYS_WRITTEN | _BLOCKS
+    f.name for f in dataclasses.fields(ScoringRecord) if f.name not in _ALWAYS_WRITTEN | _BLOCKS | _PLACE
 )
 """The optional fields of a record besides its blocks, in declaration order: ``asset_revision`` to ``tags``. Written
 only when set (and ``sampling_rate`` when not 1.0, ``tags`` when not empty); stored in the payload table's system

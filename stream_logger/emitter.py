@@ -221,8 +221,10 @@ class EmitterBase:
         array), a pandas DataFrame, a list of dicts, or a WML v4 or Open Inference Protocol (KServe v2) body;
         ``response`` is ``None`` for a failed call. A missing timestamp is now (UTC); one without a timezone
         (``datetime.utcnow()``) is taken as UTC, counted in ``stats().naive_timestamps`` and warned about once. A
-        block with more rows, values a row or bytes than a record holds is refused from its shape, before it is
-        converted. Broker trouble never raises here.
+        call of more than 10,000 rows (``contract.MAX_ROWS``) is sent as several records of its ``scoring_id``, each
+        naming the ``first_row`` of its rows; a block with more values a row or bytes than a record holds, or more
+        rows than a call may have (``MAX_CALL_ROWS``, 1,000,000), is refused from its shape, before it is converted.
+        Broker trouble never raises here.
 
         An invalid record (a ``scoring_id`` that is not a ``str`` too) is not queued: with ``strict`` it raises
         :class:`~stream_logger.errors.RecordError`; else it is counted in ``stats().invalid``, logged with its
@@ -230,15 +232,17 @@ class EmitterBase:
         a ``str``.
         """
         try:
-            scoring_id, value, naive_timestamp = encode_call(call, self.validate)
+            encoded = encode_call(call, self.validate)
         except RecordError as exc:
             return self._invalid(exc, call.get("scoring_id"))
         except Exception as exc:  # a value orjson cannot encode, a date out of range, an object that raises when read
             return self._invalid(RecordError("invalid_record", "", describe(exc)), call.get("scoring_id"), exc)
-        if naive_timestamp:
+        if encoded.naive_timestamp:
             self._naive_timestamp()
-        self._submit(scoring_id, value)
-        return scoring_id
+        self._submit(encoded.scoring_id, encoded.value)
+        for value in encoded.more:  # a call of more rows than a record holds: its further records, same key
+            self._submit(encoded.scoring_id, value)
+        return encoded.scoring_id
 
     def _naive_timestamp(self) -> None:
         """Count a ``scoring_timestamp`` given without an offset (taken as UTC), and say so the first time."""
@@ -261,17 +265,17 @@ class EmitterBase:
         ``strict``.
         """
         try:
-            feedback_id, value, naive_timestamp = encode_feedback_call(call)
+            encoded = encode_feedback_call(call)
         except RecordError as exc:
             return self._invalid(exc, call.get("feedback_id"), what="feedback record")
         except Exception as exc:  # a value orjson cannot encode, an object that raises when read
             return self._invalid(
                 RecordError("invalid_record", "", describe(exc)), call.get("feedback_id"), exc, "feedback record"
             )
-        if naive_timestamp:
+        if encoded.naive_timestamp:
             self._naive_timestamp()
-        self._submit(feedback_id, value)
-        return feedback_id
+        self._submit(encoded.scoring_id, encoded.value)
+        return encoded.scoring_id
 
     def log_encoded(self, scoring_id: str, value: bytes) -> None:
         """Queue a record already encoded (and validated) by the caller, e.g. read from a file of v1 records."""

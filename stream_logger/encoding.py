@@ -33,6 +33,7 @@ def encode(record: ScoringRecord) -> bytes:
             None if meta is None else (meta.fields, meta.values),
             None if response is None else (response.fields, response.values),
             {name: value for name in OPTIONAL_FIELDS if (value := getattr(record, name)) is not None},
+            record.first_row,
         )
     )
 
@@ -65,12 +66,14 @@ def record_object(
     meta: Block | None,
     response: Block | None,
     optional: Mapping[str, Any],
+    first_row: int = 0,
 ) -> dict[str, Any]:
     """The JSON object written for a record, from its parts: the one spelling of the wire format (key order, and
     what is left out), shared by :func:`encode` and the emitter's ``log()``, which has no :class:`ScoringRecord`.
 
     ``optional`` holds the :data:`~stream_logger.contract.OPTIONAL_FIELDS` that are set (not None), in their order.
-    Left out besides those: a sampling rate of 1.0, empty tags. A timestamp whose offset is not whole minutes is
+    ``first_row`` is written unless 0 (a further record of a call split in several). Left out besides those: a
+    sampling rate of 1.0, empty tags. A timestamp whose offset is not whole minutes is
     written in UTC (RFC 3339 has no seconds in offsets); a naive one raises :class:`RecordError`.
     """
     if scoring_timestamp.tzinfo is not UTC:
@@ -98,6 +101,8 @@ def record_object(
             del obj["sampling_rate"]
         if "tags" in optional and not optional["tags"]:
             del obj["tags"]
+    if first_row:
+        obj["first_row"] = first_row
     return obj
 
 

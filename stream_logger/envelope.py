@@ -24,6 +24,7 @@ from msgspec import Meta
 
 from .contract import (
     DEFAULT_DEPLOYMENT_ID,
+    MAX_CALL_ROWS,
     MAX_FIELDS,
     MAX_NAME_CHARS,
     MAX_ROWS,
@@ -115,6 +116,7 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
     request_id: _Name | None = None
     trace_id: _Name | None = None
     tags: Annotated[dict[_Name, str], Meta(max_length=MAX_TAGS)] | None = None
+    first_row: Annotated[int, Meta(ge=0, le=MAX_CALL_ROWS - 1)] | None = None
 
 
 _ENVELOPE: Final = msgspec.json.Decoder(Envelope)
@@ -413,6 +415,7 @@ def decode_fast(value: bytes) -> ScoringRecord | None:
         *nullable_values(env),
         sampling_rate,
         tags,
+        env.first_row or 0,
     )
     return ScoringRecord(*fields)
 

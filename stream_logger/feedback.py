@@ -23,8 +23,8 @@ from .contract import (
     DEFAULT_MAX_RECORD_BYTES,
     FEEDBACK_KEYS,
     FEEDBACK_KIND,
+    MAX_CALL_ROWS,
     MAX_NAME_CHARS,
-    MAX_ROWS,
     MAX_SCORING_ID_CHARS,
     FeedbackRecord,
     ScoringRecord,
@@ -124,7 +124,7 @@ def read_feedback(obj: dict[str, Any], check_depth: bool = True) -> FeedbackReco
         if type(label) not in _LABEL_TYPES:
             raise invalid("label", f"must be a string, a number or true/false, not {type(label).__name__}")
         if row_index is not None:
-            row_index = read_integer(row_index, "row_index", 0, MAX_ROWS - 1)
+            row_index = read_integer(row_index, "row_index", 0, MAX_CALL_ROWS - 1)
         return FeedbackRecord(feedback_id, subscription_id, labelled_at, scoring_id, row_index, label, user_id=user_id)
     if label is not None:
         raise invalid("label", "standalone feedback carries its label in a column of data (see label_field)")

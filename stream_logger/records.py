@@ -49,6 +49,7 @@ from .contract import (
     FEEDBACK_KEYS,
     FEEDBACK_KIND,
     INVISIBLE_CHARACTERS,
+    MAX_CALL_ROWS,
     MAX_FIELDS,
     MAX_NAME_CHARS,
     MAX_ROWS,
@@ -293,6 +294,8 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
         tags = {}
     elif type(tags) is not dict or tags:
         _check_tags(tags)
+    first_row = get("first_row")
+    first_row = 0 if first_row is None else read_integer(first_row, "first_row", 0, MAX_CALL_ROWS - 1)
 
     return ScoringRecord(
         scoring_id,
@@ -311,6 +314,7 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
         trace_id,
         sampling_rate,
         tags,
+        first_row,
         1,
     )
 

@@ -258,11 +258,12 @@ class RowDecoder:
     arrays: tuple[int, ...]  # where the float8[] columns are among a row's columns (for csvcopy.line)
 
     def rows(self, scoring_id: str, system_values: tuple[Any, ...], env: Any, csv: bool = False) -> list[Any] | None:
-        """Rows ``(scoring_id, i, *system_values, *columns)`` of a decoded record (CSV lines of them when ``csv``), or
-        None to decline."""
+        """Rows ``(scoring_id, row_index, *system_values, *columns)`` of a decoded record (CSV lines of them when
+        ``csv``), or None to decline; ``row_index`` counts from the record's ``first_row``."""
         joined: list[tuple[Any, ...]] = env.request.values
         meta, response = env.request.meta, env.response
         select_columns = self.select_columns
+        first = env.first_row or 0
         if len(joined) == 1:  # the common case, without the general case's intermediate lists
             row = joined[0]
             for block in (meta, response):
@@ -273,9 +274,9 @@ class RowDecoder:
             if select_columns is not None:
                 row = select_columns(row)
             return [
-                csvcopy.line(scoring_id, 0, system_values, row, self.arrays)
+                csvcopy.line(scoring_id, first, system_values, row, self.arrays)
                 if csv
-                else (scoring_id, 0, *system_values, *row)
+                else (scoring_id, first, *system_values, *row)
             ]
         for block in (meta, response):
             if block is not None:
@@ -286,8 +287,8 @@ class RowDecoder:
         if select_columns is not None:
             joined = [select_columns(row) for row in joined]
         if csv:
-            return [csvcopy.line(scoring_id, i, system_values, row, self.arrays) for i, row in enumerate(joined)]
-        return [(scoring_id, i, *system_values, *row) for i, row in enumerate(joined)]
+            return [csvcopy.line(scoring_id, i, system_values, row, self.arrays) for i, row in enumerate(joined, first)]
+        return [(scoring_id, i, *system_values, *row) for i, row in enumerate(joined, first)]
 
 
 def _row_decoder(subscription_id: str, getters: Sequence[tuple[int, int, str]], layout: Layout) -> RowDecoder | None:
@@ -404,6 +405,7 @@ def rows_for(sub: Subscription, record: ScoringRecord, source: Source, ingested_
     build = plan.build
     extras = plan.extras
     scoring_id = record.scoring_id
+    first = record.first_row  # the row_index of its first row: not 0 for the further records of a split call
     rows: list[tuple[Any, ...]] = []
     for i, req_row in enumerate(record.request.values):
         meta_row = meta_values[i] if i < n_meta else None
@@ -422,7 +424,7 @@ def rows_for(sub: Subscription, record: ScoringRecord, source: Source, ingested_
                 except _Conflict as exc:
                     raise RecordError(exc.code, f"{_PATH_PREFIX[0]}[{i}]", f"extra: {exc.detail}") from None
         try:
-            rows.append(build(scoring_id, i, head, extra_json, tail, req_row, meta_row, resp_row))
+            rows.append(build(scoring_id, first + i, head, extra_json, tail, req_row, meta_row, resp_row))
         except _ColumnConflict as exc:
             block, name = plan.names[exc.index]
             path = f"{_PATH_PREFIX[block]}[{i}][{name}]"

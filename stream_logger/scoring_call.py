@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from .contract import (
     DEFAULT_DEPLOYMENT_ID,
     DEFAULT_MAX_RECORD_BYTES,
+    MAX_CALL_ROWS,
     MAX_FIELDS,
     MAX_ROWS,
     OPTIONAL_FIELDS,
@@ -67,8 +68,9 @@ def _plain(value: Any) -> Any:
 def _check_shape(value: Any, path: str) -> None:
     """Refuse an array or frame too large for one record from its ``shape`` alone, before converting it.
 
-    Rows against MAX_ROWS, values a row against MAX_FIELDS, and the whole against the largest record: each value
-    takes at least :data:`_MIN_VALUE_BYTES` of JSON. Nothing happens for an object without a shape.
+    Rows against MAX_CALL_ROWS, values a row against MAX_FIELDS, and a record's share (MAX_ROWS rows) against the
+    largest record: each value takes at least :data:`_MIN_VALUE_BYTES` of JSON. Nothing happens for an object
+    without a shape.
     """
     shape = getattr(value, "shape", None)
     if type(shape) is not tuple or not shape:
@@ -76,7 +78,7 @@ def _check_shape(value: Any, path: str) -> None:
     _check_row_count(shape[0], path)
     if len(shape) > 1:
         _check_width(shape[1], path)
-        least = math.prod(shape) * _MIN_VALUE_BYTES
+        least = min(shape[0], MAX_ROWS) * math.prod(shape[1:]) * _MIN_VALUE_BYTES
         if least > DEFAULT_MAX_RECORD_BYTES:
             raise RecordError(
                 "too_large", f"{path}.values", f"at least {least} bytes; at most {DEFAULT_MAX_RECORD_BYTES} accepted"
@@ -84,8 +86,8 @@ def _check_shape(value: Any, path: str) -> None:
 
 
 def _check_row_count(count: int, path: str) -> None:
-    if count > MAX_ROWS:
-        raise RecordError("invalid_record", f"{path}.values", f"{count} rows; 1 to {MAX_ROWS} allowed")
+    if count > MAX_CALL_ROWS:  # more than MAX_ROWS: several records
+        raise RecordError("invalid_record", f"{path}.values", f"{count} rows; at most {MAX_CALL_ROWS} a call")
 
 
 def _check_width(width: int, path: str) -> None:
@@ -213,6 +215,9 @@ class Encoded(NamedTuple):
     value: bytes
     naive_timestamp: bool
     """The call's ``scoring_timestamp`` had no offset, and was taken as UTC."""
+    more: tuple[bytes, ...] = ()
+    """The further records of a call of more than :data:`MAX_ROWS` rows, in order: the same ``scoring_id``, each
+    with the ``first_row`` of its rows."""
 
 
 def encode_call(call: ScoringCall, validate: bool) -> Encoded:
@@ -226,16 +231,40 @@ def encode_call(call: ScoringCall, validate: bool) -> Encoded:
     scoring_id, generated, timestamp, subscription_id, deployment_id, request, meta, response, optional, naive = _parts(
         call
     )
-    blocks = [request, meta, response]
+    blocks: list[Block | None] = [request, meta, response]
     vouchable = validate and (generated or type(scoring_id) is str) and _known_names(blocks)
-    assert blocks[0] is not None
+    head = (timestamp, subscription_id, deployment_id, optional)
+    rows = len(request[1])
+    if rows <= MAX_ROWS:
+        scoring_id, value = _encode_record(scoring_id, head, blocks, 0, validate, vouchable)
+        return Encoded(scoring_id, value, naive)
+    values = []
+    for first in range(0, rows, MAX_ROWS):  # a call too large for one record: records of MAX_ROWS rows
+        part = [None if b is None else (b[0], b[1][first : first + MAX_ROWS]) for b in blocks]
+        scoring_id, value = _encode_record(scoring_id, head, part, first, validate, vouchable)
+        values.append(value)
+    return Encoded(scoring_id, values[0], naive, tuple(values[1:]))
+
+
+def _encode_record(
+    scoring_id: Any,
+    head: tuple[datetime, Any, Any, dict[str, Any]],
+    blocks: list[Block | None],
+    first_row: int,
+    validate: bool,
+    vouchable: bool,
+) -> tuple[str, bytes]:
+    """One record's scoring id and bytes, checked as :func:`encode_call` says."""
+    timestamp, subscription_id, deployment_id, optional = head
+    request = blocks[0]
+    assert request is not None
     obj = record_object(
-        scoring_id, timestamp, subscription_id, deployment_id, blocks[0], blocks[1], blocks[2], optional
+        scoring_id, timestamp, subscription_id, deployment_id, request, blocks[1], blocks[2], optional, first_row
     )
     value = dumps(obj)
     if not validate or (vouchable and _vouched(obj, value, blocks)):
-        return Encoded(scoring_id, value, naive)
-    return Encoded(decode(value).scoring_id, value, naive)  # decode accepts, or raises RecordError with the reason
+        return scoring_id, value
+    return decode(value).scoring_id, value  # decode accepts, or raises RecordError with the reason
 
 
 _Parts = tuple[Any, bool, datetime, Any, Any, Block, Block | None, Block | None, dict[str, Any], bool]
@@ -300,7 +329,7 @@ def _plain_block(value: Any) -> Block | None:
     ``"values"`` is a list of lists. None for any other shape (:func:`as_table` then reads it)."""
     if type(value) is dict:
         fields, rows = value.get("fields"), value.get("values")
-        if type(fields) is list and type(rows) is list and len(rows) <= MAX_ROWS:  # more: as_table refuses them
+        if type(fields) is list and type(rows) is list and len(rows) <= MAX_CALL_ROWS:  # more: as_table refuses them
             for row in rows:
                 if type(row) is not list:
                     return None

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .contract import MAX_FIELDS, MAX_ROWS
+from .contract import MAX_CALL_ROWS, MAX_FIELDS
 from .errors import RecordError
 
 __all__ = ["SHAPES", "block_of"]
@@ -80,8 +80,8 @@ def _tensor_column(tensor: Any, where: str) -> tuple[Any, list[Any]]:
     if not isinstance(shape, list) or not shape or not all(type(n) is int and n >= 0 for n in shape):
         raise RecordError("invalid_record", f"{where}.shape", "must be a non-empty list of sizes (integers >= 0)")
     rows = shape[0]
-    if not 0 < rows <= MAX_ROWS:
-        raise RecordError("invalid_record", f"{where}.shape", f"{rows} rows; 1 to {MAX_ROWS} allowed")
+    if not 0 < rows <= MAX_CALL_ROWS:
+        raise RecordError("invalid_record", f"{where}.shape", f"{rows} rows; 1 to {MAX_CALL_ROWS} a call")
     size = math.prod(shape)
     flat = _flat(tensor["data"], size, f"{where}.data")
     inner = [n for n in shape[1:] if n != 1] if math.prod(shape[1:]) > 1 else []

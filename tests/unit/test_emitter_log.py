@@ -339,7 +339,7 @@ def test_a_naive_timestamp_is_taken_as_utc_counted_and_warned_about_once(
 def test_a_naive_timestamp_is_written_as_the_same_wall_clock_in_utc() -> None:
     call: Any = {k: v for k, v in german_credit_record(1).items() if k in ("request", "response", "subscription_id")}
     naive_call: Any = {**call, "scoring_timestamp": datetime(2025, 3, 4, 5, 6, 7)}
-    _, value, naive = encode_call(naive_call, True)
+    _, value, naive, _ = encode_call(naive_call, True)
     assert naive
     assert decode(value).scoring_timestamp == datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
     utc_call: Any = {**call, "scoring_timestamp": datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)}

@@ -197,7 +197,7 @@ def test_schema_and_validator_agree_on_mutated_feedback(doc: Any) -> None:
 
 def test_a_call_is_written_as_the_validator_reads_it() -> None:
     call: dict[str, Any] = {"subscription_id": "gc", "scoring_id": "s-1", "row_index": 1, "label": "Risk"}
-    feedback_id, value, naive = encode_feedback_call(call)  # type: ignore[arg-type]
+    feedback_id, value, naive, _ = encode_feedback_call(call)  # type: ignore[arg-type]
     record = read_feedback(orjson.loads(value))
     assert (record.feedback_id, record.scoring_id, record.row_index, record.label) == (feedback_id, "s-1", 1, "Risk")
     assert len(feedback_id) == 32 and not naive

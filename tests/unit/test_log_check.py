@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from stream_logger import Emitter, RecordError, records, scoring_call
-from stream_logger.contract import MAX_ROWS, MAX_VALUE_DEPTH, ScoringCall, Table
+from stream_logger.contract import MAX_CALL_ROWS, MAX_ROWS, MAX_VALUE_DEPTH, ScoringCall, Table
 from stream_logger.encoding import encode
 from stream_logger.samples import german_credit_record
 from stream_logger.scoring_call import build_record
@@ -164,8 +164,7 @@ CORPUS: list[tuple[str, dict[str, Any]]] = [
     ("tuple rows", with_block(BASE, "request", "values", [tuple(BASE["request"]["values"][0])])),
     ("10,000 rows", _many_rows(MAX_ROWS, response=FLAT["response"])),
     ("10,000 rows with a list each", _many_rows(MAX_ROWS)),
-    ("10,001 rows", _many_rows(MAX_ROWS + 1)),
-    ("10,001 flat rows", _many_rows(MAX_ROWS + 1, response=FLAT["response"])),
+    # More rows than a record holds: log() splits the call (test_a_call_larger_than_a_record_is_split).
     ("unequal rows", with_block(call_of(6, rows=2), "response", "values", [["Risk", [0.1, 0.9]]])),
     ("unequal meta rows", with_block(META, "request", "meta", {"fields": ["CustomerID"], "values": [["a"]]})),
     ("over 8 MiB", with_value(BASE, "request", 0, 0, "x" * (8 << 20))),
@@ -328,8 +327,8 @@ def before(call: dict[str, Any]) -> Outcome:
 
 def encode_call(call: dict[str, Any], validate: bool) -> tuple[str, bytes]:
     fused: Callable[[Any, bool], scoring_call.Encoded] = scoring_call.encode_call
-    scoring_id, value, _ = fused(call, validate)
-    return scoring_id, value
+    encoded = fused(call, validate)
+    return encoded.scoring_id, encoded.value
 
 
 @contextmanager
@@ -497,6 +496,31 @@ class Liar(str):
         return True
 
     __hash__ = str.__hash__
+
+
+@pytest.mark.parametrize("rows", [MAX_ROWS + 1, 2 * MAX_ROWS + 5])
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_call_larger_than_a_record_is_split(rows: int, flat: bool) -> None:
+    """Records of MAX_ROWS rows, one scoring id, each naming its first row; decoded and joined, they are the call."""
+    call = _many_rows(rows, response=FLAT["response"]) if flat else _many_rows(rows)
+    call = {**call, "scoring_id": "big", "scoring_timestamp": TS}
+    for validate in (False, True):
+        encoded = scoring_call.encode_call(call, validate)  # type: ignore[arg-type]
+        parts = [records.decode(v) for v in (encoded.value, *encoded.more)]
+        assert encoded.scoring_id == "big" and {p.scoring_id for p in parts} == {"big"}
+        assert [p.first_row for p in parts] == list(range(0, rows, MAX_ROWS))
+        assert [len(p.request.values) for p in parts] == [MAX_ROWS] * (rows // MAX_ROWS) + [rows % MAX_ROWS]
+        assert [v for p in parts for v in p.request.values] == call["request"]["values"]
+        assert [v for p in parts if p.response for v in p.response.values] == call["response"]["values"]
+        assert b'"first_row"' not in encoded.value  # the first record is written as any other
+
+
+def test_a_call_of_more_rows_than_a_call_may_have_is_refused_from_its_shape() -> None:
+    import numpy as np
+
+    call = {**BASE, "request": {"fields": ["x"], "values": np.zeros((MAX_CALL_ROWS + 1, 1))}}
+    outcome, _ = now(call)
+    assert outcome[:3] == ("refused", "invalid_record", "request.values"), outcome
 
 
 def test_names_that_only_compare_equal_are_written_as_the_known_names() -> None:

@@ -19,6 +19,7 @@ from hypothesis.control import currently_in_test_context
 from jsonschema import Draft202012Validator
 
 from stream_logger.contract import (
+    MAX_CALL_ROWS,
     MAX_FIELDS,
     MAX_NAME_CHARS,
     MAX_ROWS,
@@ -116,6 +117,7 @@ def test_the_schema_limits_are_the_validators() -> None:
     assert properties["scoring_timestamp"]["pattern"] == TIMESTAMP_PATTERN
     assert properties["subscription_id"]["pattern"] == SUBSCRIPTION_ID_PATTERN
     assert properties["tags"]["maxProperties"] == MAX_TAGS
+    assert properties["first_row"]["maximum"] == MAX_CALL_ROWS - 1
     assert f"at most {MAX_FIELDS} fields" in SCHEMA["description"]
     assert f"at most {MAX_VALUE_DEPTH} levels" in SCHEMA["description"]
 

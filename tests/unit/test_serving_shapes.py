@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from stream_logger import RecordError
-from stream_logger.contract import MAX_ROWS
+from stream_logger.contract import MAX_CALL_ROWS
 from stream_logger.records import decode
 from stream_logger.scoring_call import as_table, encode_call
 
@@ -72,7 +72,7 @@ def test_nested_tensor_data_and_more_dimensions() -> None:
         ({"inputs": [_tensor("a", [3], "INT64", [1, 2])]}, "request.inputs[0].data", "the shape says 3"),
         ({"inputs": [_tensor("a", [True], "INT64", [1])]}, "request.inputs[0].shape", "sizes"),
         ({"inputs": [_tensor("a", [0], "INT64", [])]}, "request.inputs[0].shape", "0 rows"),
-        ({"inputs": [_tensor("a", [MAX_ROWS + 1], "INT64", [])]}, "request.inputs[0].shape", "rows; 1 to"),
+        ({"inputs": [_tensor("a", [MAX_CALL_ROWS + 1], "INT64", [])]}, "request.inputs[0].shape", "rows; 1 to"),
         (
             {"inputs": [_tensor("a", [2], "INT64", [1, 2]), _tensor("b", [3], "INT64", [1, 2, 3])]},
             "request.inputs[1].shape",
