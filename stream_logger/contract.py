@@ -1,10 +1,14 @@
-"""The scoring record v1, declared once: its limits, its error codes, the record, and the call that builds one.
+"""The records v1, declared once: their limits, their error codes, the records, and the calls that build them.
 
 ``schemas/scoring_record.v1.json`` is the specification. This module declares what the code shares: the limits,
 the dead-letter reasons, :class:`ScoringRecord` and its :class:`Table` blocks, the :data:`Layout` of a record's field
 names, and :class:`ScoringCall`, the keywords of ``Emitter.log()``. :mod:`stream_logger.records` is the reference
 validator, :mod:`stream_logger.envelope` the fast path both the emitter's check and the worker's decode take, and
-:mod:`stream_logger.encoding` writes a record. No I/O here.
+:mod:`stream_logger.encoding` writes a record.
+
+The feedback record v1 (``schemas/feedback_record.v1.json``), a ground-truth label that arrives later on the same
+topic, is declared here too: :class:`FeedbackRecord` and :class:`FeedbackCall`, the keywords of
+``Emitter.log_feedback()``; :mod:`stream_logger.feedback` is its reference validator and writes it. No I/O here.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ __all__ = [
     "DEFAULT_DEPLOYMENT_ID",
     "DEFAULT_MAX_RECORD_BYTES",
     "ERROR_CODES",
+    "FEEDBACK_KEYS",
+    "FEEDBACK_KIND",
     "INVISIBLE_CHARACTERS",
     "MAX_FIELDS",
     "MAX_NAME_CHARS",
@@ -31,6 +37,8 @@ __all__ = [
     "RECORD_KEYS",
     "SUBSCRIPTION_ID_PATTERN",
     "TIMESTAMP_PATTERN",
+    "FeedbackCall",
+    "FeedbackRecord",
     "Layout",
     "ScoringCall",
     "ScoringRecord",
@@ -197,3 +205,59 @@ after them (``tests/unit/test_contract.py``). They are stored as they are, in th
 
 RECORD_KEYS: Final = frozenset(f.name for f in dataclasses.fields(ScoringRecord) if f.name != "request_meta")
 """The keys a v1 record's JSON object may hold (the meta block is inside ``request``)."""
+
+
+FEEDBACK_KIND: Final = "feedback"
+"""The ``kind`` of a feedback record; a scoring record has no ``kind``."""
+
+
+@dataclass(slots=True)
+class FeedbackRecord:
+    """A ground-truth label for a subscription, in one of two forms.
+
+    - **By reference**: ``scoring_id`` names a logged scoring call (its payload row may arrive before or after the
+      label), ``row_index`` one of its rows (None: every row of that call), ``label`` the true outcome.
+    - **Standalone**: ``data`` holds rows of feature values and the label (OpenScale's feedback rows), the label in
+      the column ``label_field`` (None: the subscription's target field); the model's prediction and probability
+      may be among them.
+    """
+
+    feedback_id: str
+    subscription_id: str
+    labelled_at: datetime  # always timezone-aware
+    scoring_id: str | None = None
+    row_index: int | None = None
+    label: Any = None
+    data: Table | None = None
+    label_field: str | None = None
+    user_id: str | None = None
+    schema_version: int = 1
+
+    @property
+    def by_reference(self) -> bool:
+        return self.scoring_id is not None
+
+    @property
+    def row_count(self) -> int:
+        """How many feedback rows this record gives (one feedback table row each)."""
+        return 1 if self.data is None else len(self.data.values)
+
+
+FEEDBACK_KEYS: Final = frozenset(f.name for f in dataclasses.fields(FeedbackRecord)) | {"kind"}
+"""The keys a feedback record's JSON object may hold."""
+
+
+class FeedbackCall(TypedDict, total=False):
+    """The keywords of ``Emitter.log_feedback()``: a label by reference (``scoring_id``, ``row_index``, ``label``)
+    or standalone rows (``data``: ``{"fields", "values"}``, a DataFrame or a list of dicts, and ``label_field``). A
+    missing ``feedback_id`` is generated, a missing ``labelled_at`` is now (UTC)."""
+
+    subscription_id: Required[str]
+    scoring_id: str | None
+    row_index: int | None
+    label: Any
+    data: Any
+    label_field: str | None
+    feedback_id: str | None
+    labelled_at: datetime | str | None
+    user_id: str | None

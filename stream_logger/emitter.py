@@ -44,10 +44,11 @@ from typing import TYPE_CHECKING, Any, Literal, Self, Unpack
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 
 from .config import Settings
-from .contract import MAX_SCORING_ID_CHARS, ScoringCall
+from .contract import MAX_SCORING_ID_CHARS, FeedbackCall, ScoringCall
 from .delivery import Delivery
 from .delivery_counts import EmitterStats
 from .errors import MAX_DETAIL_CHARS, ConfigError, RecordError, clip, describe
+from .feedback_call import encode_feedback_call
 from .kafka_config import KafkaClientConfig, KafkaSecurityOptions
 from .lifecycle import Lifecycle, State
 from .producer import DeliveryConfig, Overflow
@@ -248,6 +249,30 @@ class EmitterBase:
                 self.topic,
             )
 
+    def log_feedback(self, **call: Unpack[FeedbackCall]) -> str:
+        """Queue one label and return its ``feedback_id`` (generated when not given); returns at once, like
+        :meth:`log`.
+
+        By reference: ``scoring_id`` (the call's, as :meth:`log` returned it), ``label``, and ``row_index`` for one
+        row of a call that scored several (else the label is every row's). Standalone: ``data`` (``{"fields",
+        "values"}``, a DataFrame or a list of dicts) holding feature values and the label, in the field
+        ``label_field`` (else the subscription's target). ``labelled_at`` defaults to now; one without a timezone is
+        taken as UTC, as in :meth:`log`. An invalid label is not queued: counted and logged, or raised with
+        ``strict``.
+        """
+        try:
+            feedback_id, value, naive_timestamp = encode_feedback_call(call)
+        except RecordError as exc:
+            return self._invalid(exc, call.get("feedback_id"), what="feedback record")
+        except Exception as exc:  # a value orjson cannot encode, an object that raises when read
+            return self._invalid(
+                RecordError("invalid_record", "", describe(exc)), call.get("feedback_id"), exc, "feedback record"
+            )
+        if naive_timestamp:
+            self._naive_timestamp()
+        self._submit(feedback_id, value)
+        return feedback_id
+
     def log_encoded(self, scoring_id: str, value: bytes) -> None:
         """Queue a record already encoded (and validated) by the caller, e.g. read from a file of v1 records."""
         self._submit(scoring_id, value)
@@ -269,8 +294,11 @@ class EmitterBase:
         """Counts of what happened to the records logged so far."""
         return self._delivery.stats()
 
-    def _invalid(self, exc: RecordError, scoring_id: object, cause: Exception | None = None) -> str:
-        """Raise (``strict``) or count and log a refused record; its ``scoring_id`` if the caller gave a str."""
+    def _invalid(
+        self, exc: RecordError, scoring_id: object, cause: Exception | None = None, what: str = "scoring record"
+    ) -> str:
+        """Raise (``strict``) or count and log a refused record; its id (``scoring_id`` or ``feedback_id``) if the
+        caller gave a str."""
         exc = _bounded(exc)
         if self.strict:
             raise exc from cause
@@ -279,8 +307,9 @@ class EmitterBase:
         given = scoring_id if isinstance(scoring_id, str) and issubclass(type(scoring_id), str) else ""
         # The reason and where, never the payload's contents; both cut short, as they may quote the caller's names.
         log.warning(
-            "topic %s: invalid scoring record not sent (%s at %s: %s)",
+            "topic %s: invalid %s not sent (%s at %s: %s)",
             self.topic,
+            what,
             exc.code,
             exc.path or "<record>",
             exc.detail,

@@ -31,6 +31,7 @@ from typing import Final
 from .errors import IdentifierError
 
 __all__ = [
+    "FEEDBACK_SYSTEM_COLUMNS",
     "MAX_IDENTIFIER_BYTES",
     "MAX_TABLE_NAME_BYTES",
     "RESERVED_WORDS",
@@ -38,6 +39,7 @@ __all__ = [
     "SYSTEM_SUFFIX",
     "column_name_for",
     "derived_names",
+    "feedback_names_for",
     "partition_name_for",
     "quote_ident",
     "table_name_for",
@@ -52,6 +54,8 @@ MAX_TABLE_NAME_BYTES: Final = MAX_IDENTIFIER_BYTES - PARTITION_SUFFIX_BYTES
 """A payload table's name leaves room for its daily partitions' ``_pYYYYMMDD`` suffix."""
 
 TABLE_PREFIX: Final = "payload_"
+FEEDBACK_PREFIX: Final = "feedback_"
+LABELLED_PREFIX: Final = "labelled_"
 
 SYSTEM_SUFFIX: Final = re.compile(r"_(?:p[0-9]{8}|pkey|ts_idx|idx|key)\Z")
 """How every name derived from a payload table's name ends (and a payload table's name never does): its daily
@@ -81,6 +85,23 @@ SYSTEM_COLUMNS: Final[tuple[str, ...]] = (
 )
 """The payload table's own columns, in COPY order; the declared fields' columns follow them."""
 
+FEEDBACK_SYSTEM_COLUMNS: Final[tuple[str, ...]] = (
+    "feedback_id",
+    "feedback_row",
+    "scoring_id",
+    "row_index",
+    "labelled_at",
+    "user_id",
+    "extra",
+    "src_topic",
+    "src_partition",
+    "src_offset",
+    "ingested_at",
+)
+"""The feedback table's own columns, in COPY order; the target's column, then the payload fields' columns follow.
+``scoring_id`` and ``row_index`` name the labelled payload row (by reference); ``feedback_row`` is the row of the
+feedback record (standalone rows)."""
+
 # PostgreSQL's own hidden columns of every table: a user column cannot take these names.
 _PG_SYSTEM_COLUMNS: Final = frozenset({"oid", "tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})
 
@@ -96,7 +117,9 @@ RESERVED_WORDS: Final = frozenset(
 """PostgreSQL's reserved key words (``pg_get_keywords()`` categories R and T): never used as a column name, so a
 monitor's hand-written SQL needs no quotes."""
 
-_FORBIDDEN_COLUMNS: Final = frozenset(SYSTEM_COLUMNS) | _PG_SYSTEM_COLUMNS | RESERVED_WORDS
+_FORBIDDEN_COLUMNS: Final = (
+    frozenset(SYSTEM_COLUMNS) | frozenset(FEEDBACK_SYSTEM_COLUMNS) | _PG_SYSTEM_COLUMNS | RESERVED_WORDS
+)
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _CAMEL_1 = re.compile(r"([a-z0-9])([A-Z])")
@@ -168,9 +191,10 @@ def _unique(base: str, taken: Callable[[str], bool], limit: int) -> str:
 def column_name_for(field: str, taken: set[str]) -> str:
     """A readable, safe column name for ``field`` that is not in ``taken`` (``taken`` is not modified).
 
-    Always succeeds. Never a reserved word, never one of the payload table's own columns (:data:`SYSTEM_COLUMNS`),
-    at most 63 bytes. ``LoanAmount`` -> ``loan_amount``; ``2nd score`` -> ``f_2nd_score``; ``select`` ->
-    ``select_``; ``scoring_id`` -> ``scoring_id_2``; a second ``Age`` after ``age`` -> ``age_2``.
+    Always succeeds. Never a reserved word, never one of the payload or feedback table's own columns
+    (:data:`SYSTEM_COLUMNS`, :data:`FEEDBACK_SYSTEM_COLUMNS`), at most 63 bytes. ``LoanAmount`` -> ``loan_amount``;
+    ``2nd score`` -> ``f_2nd_score``; ``select`` -> ``select_``; ``scoring_id`` -> ``scoring_id_2``; a second ``Age``
+    after ``age`` -> ``age_2``.
     """
     base = _slug(field)
     if not base:
@@ -181,6 +205,14 @@ def column_name_for(field: str, taken: set[str]) -> str:
         base += "_"
     base = _fit(base, field, MAX_IDENTIFIER_BYTES)
     return _unique(base, lambda name: name in taken or name in _FORBIDDEN_COLUMNS, MAX_IDENTIFIER_BYTES)
+
+
+def feedback_names_for(payload_table: str) -> tuple[str, str]:
+    """The feedback table and the labelled view of the subscription whose payload table is ``payload_table``:
+    ``payload_<x>`` gives ``feedback_<x>`` and ``labelled_<x>`` (unique as the payload table's name is, and never a
+    payload table's, whose names all start ``payload_``)."""
+    stem = payload_table.removeprefix(TABLE_PREFIX)
+    return FEEDBACK_PREFIX + stem, LABELLED_PREFIX + stem
 
 
 def table_name_for(subscription_id: str, taken: AbstractSet[str]) -> str:

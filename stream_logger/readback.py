@@ -1,5 +1,5 @@
-"""Reading the datamart back, for notebooks: a subscription's payload rows and the dead letters, as plain rows or
-pandas DataFrames, within time bounds and a limit.
+"""Reading the datamart back, for notebooks: a subscription's payload rows, its labels (feedback), its labelled
+payload rows, and the dead letters, as plain rows or pandas DataFrames, within time bounds and a limit.
 
 Payload columns are named as the record's fields (``LoanAmount``, not the column ``loan_amount``), as OpenScale's
 ``get_table_content`` shows them; a name used in two blocks keeps the second as ``<block>.<name>`` (``meta.id``).
@@ -20,12 +20,13 @@ import asyncpg
 from .config import Settings
 from .datamart import connect
 from .errors import StreamLoggerError, SubscriptionError
-from .identifiers import SYSTEM_COLUMNS, quote_ident, validate_schema_name
+from .feedback_tables import feedback_columns, feedback_table_exists
+from .identifiers import FEEDBACK_SYSTEM_COLUMNS, SYSTEM_COLUMNS, feedback_names_for, quote_ident, validate_schema_name
 from .registry import list_subscriptions
-from .subscription import Subscription
+from .subscription import Field, Subscription
 from .sync import run_sync
 
-__all__ = ["Datamart", "dead_letter_rows", "payload_rows", "to_frame"]
+__all__ = ["Datamart", "dead_letter_rows", "feedback_rows", "labelled_rows", "payload_rows", "to_frame"]
 
 _T = TypeVar("_T")
 Format = Literal["pandas", "records"]
@@ -45,12 +46,67 @@ async def payload_rows(
     """The subscription's payload rows with ``since <= scoring_timestamp < until``, newest first, at most ``limit``
     (None: all). Raises :class:`SubscriptionError` for an unknown subscription."""
     sub = await _subscription(conn, schema, subscription_id)
-    names = _field_names(sub)
     columns = [*SYSTEM_COLUMNS, *(f.column for f in sub.fields)]
-    labels = [*SYSTEM_COLUMNS, *names]
+    labels = [*SYSTEM_COLUMNS, *_field_names(sub.fields, SYSTEM_COLUMNS)]
     where, args = _time_bounds("scoring_timestamp", since, until)
     query = (
         f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {quote_ident(schema)}.{quote_ident(sub.table)}"
+        f"{where} ORDER BY scoring_timestamp DESC, scoring_id, row_index{_limit(limit, args)}"
+    )
+    return [dict(zip(labels, row.values(), strict=True)) for row in await conn.fetch(query, *args)]
+
+
+async def feedback_rows(
+    conn: asyncpg.Connection,
+    schema: str,
+    subscription_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = 1000,
+) -> list[dict[str, Any]]:
+    """The subscription's labels with ``since <= labelled_at < until``, newest first, at most ``limit``: the feedback
+    table's own columns, the target (named as its field) and the payload fields (standalone rows fill them). No
+    rows while the subscription has no labels yet."""
+    sub = await _subscription(conn, schema, subscription_id)
+    if sub.target is None or not await feedback_table_exists(conn, sub):
+        return []
+    columns = feedback_columns(sub)
+    labels = [*FEEDBACK_SYSTEM_COLUMNS, *_field_names([sub.target, *sub.fields], FEEDBACK_SYSTEM_COLUMNS)]
+    where, args = _time_bounds("labelled_at", since, until)
+    table, _ = feedback_names_for(sub.table)
+    query = (
+        f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {quote_ident(schema)}.{quote_ident(table)}"
+        f"{where} ORDER BY labelled_at DESC, feedback_id, feedback_row{_limit(limit, args)}"
+    )
+    return [dict(zip(labels, row.values(), strict=True)) for row in await conn.fetch(query, *args)]
+
+
+async def labelled_rows(
+    conn: asyncpg.Connection,
+    schema: str,
+    subscription_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = 1000,
+) -> list[dict[str, Any]]:
+    """The subscription's labelled payload rows (its ``labelled_`` view) with ``since <= scoring_timestamp <
+    until``, newest first, at most ``limit``: the payload row's columns, then its latest label (named as the target
+    field) and ``labelled_at``."""
+    sub = await _subscription(conn, schema, subscription_id)
+    if sub.target is None or not await feedback_table_exists(conn, sub):
+        return []
+    columns = [*SYSTEM_COLUMNS, *(f.column for f in sub.fields), sub.target.column, "labelled_at"]
+    labels = [
+        *SYSTEM_COLUMNS,
+        *_field_names([*sub.fields, sub.target], (*SYSTEM_COLUMNS, "labelled_at")),
+        "labelled_at",
+    ]
+    where, args = _time_bounds("scoring_timestamp", since, until)
+    _, view = feedback_names_for(sub.table)
+    query = (
+        f"SELECT {', '.join(quote_ident(c) for c in columns)} FROM {quote_ident(schema)}.{quote_ident(view)}"
         f"{where} ORDER BY scoring_timestamp DESC, scoring_id, row_index{_limit(limit, args)}"
     )
     return [dict(zip(labels, row.values(), strict=True)) for row in await conn.fetch(query, *args)]
@@ -112,6 +168,37 @@ class Datamart:
         )
         return rows if format == "records" else to_frame(rows)
 
+    def feedback(
+        self,
+        subscription_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 1000,
+        format: Format = "pandas",
+    ) -> Any:
+        """The labels of ``subscription_id`` (see :func:`feedback_rows`), as a DataFrame or a list of dicts."""
+        rows = self._run(
+            lambda conn: feedback_rows(conn, self.schema, subscription_id, since=since, until=until, limit=limit)
+        )
+        return rows if format == "records" else to_frame(rows)
+
+    def labelled(
+        self,
+        subscription_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 1000,
+        format: Format = "pandas",
+    ) -> Any:
+        """The labelled payload rows of ``subscription_id`` (see :func:`labelled_rows`), as a DataFrame or a list
+        of dicts."""
+        rows = self._run(
+            lambda conn: labelled_rows(conn, self.schema, subscription_id, since=since, until=until, limit=limit)
+        )
+        return rows if format == "records" else to_frame(rows)
+
     def dead_letters(
         self,
         *,
@@ -142,11 +229,11 @@ async def _subscription(conn: asyncpg.Connection, schema: str, subscription_id: 
     raise SubscriptionError(f"datamart {schema!r} has no subscription {subscription_id!r}")
 
 
-def _field_names(sub: Subscription) -> list[str]:
-    """Each declared field's name, ``<block>.<name>`` for a name already taken (by a system column or a field)."""
-    taken = set(SYSTEM_COLUMNS)
+def _field_names(fields: Sequence[Field], system: Sequence[str]) -> list[str]:
+    """Each field's name, ``<block>.<name>`` for a name already taken (by a ``system`` column or a field)."""
+    taken = set(system)
     names = []
-    for f in sub.fields:
+    for f in fields:
         name = f.name if f.name not in taken else f"{f.source}.{f.name}"
         taken.add(name)
         names.append(name)

@@ -61,7 +61,22 @@ from .contract import (
 from .envelope import KNOWN_NAMES, decode_fast
 from .errors import RecordError
 
-__all__ = ["decode", "decode_reference", "from_obj", "may_nest_too_deep"]
+__all__ = [
+    "MISSING",
+    "TABLE_KEYS",
+    "check_name",
+    "check_version",
+    "decode",
+    "decode_reference",
+    "from_obj",
+    "from_parsed",
+    "may_nest_too_deep",
+    "parse_object",
+    "read_integer",
+    "read_subscription_id",
+    "read_table",
+    "read_timestamp",
+]
 
 
 def decode(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> ScoringRecord:
@@ -80,12 +95,22 @@ def decode(value: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Sc
 
 def decode_reference(value: bytes) -> ScoringRecord:
     """The hand-written validator: every record, every error message."""
+    return from_parsed(parse_object(value), value)
+
+
+def parse_object(value: bytes) -> dict[str, Any]:
+    """The JSON object a message value holds; ``malformed_json`` when it is not UTF-8 JSON, or not an object."""
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise RecordError("malformed_json", "", f"not UTF-8 JSON: {exc}") from None
     if type(obj) is not dict:
         raise RecordError("malformed_json", "", f"the value is JSON {_json_kind(obj)}, not an object")
+    return obj
+
+
+def from_parsed(obj: dict[str, Any], value: bytes) -> ScoringRecord:
+    """Validate the object orjson parsed from the message ``value`` (the reference, as :func:`decode_reference`)."""
     return _build(obj, may_nest_too_deep(value))
 
 
@@ -104,12 +129,13 @@ def from_obj(obj: Any) -> ScoringRecord:
     """
     if not isinstance(obj, dict):
         raise RecordError("malformed_json", "", f"the value is {_a_kind(obj)}, not an object")
-    _check_version(obj)
+    check_version(obj)
     _check_json(obj)
     return _build(obj, True)
 
 
-_MISSING: Final[Any] = object()
+MISSING: Final[Any] = object()
+"""What `obj.get(key, MISSING)` gives for a key the record lacks: :func:`check_name` says "required"."""
 _INF: Final = float("inf")
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1  # orjson reads and writes unsigned 64-bit integers too
@@ -118,7 +144,7 @@ _PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _INVISIBLE: Final = re.compile(f"[{INVISIBLE_CHARACTERS}\U000e0000-\U000e0fff]")
 _TOP_KEYS: Final = RECORD_KEYS
 _REQUEST_KEYS: Final = frozenset({"fields", "values", "meta"})
-_TABLE_KEYS: Final = frozenset({"fields", "values"})
+TABLE_KEYS: Final = frozenset({"fields", "values"})
 _OPTIONAL_NAMES: Final = ("asset_revision", "user_id", "request_id", "trace_id")
 _CONTAINERS: Final = (list, dict)
 
@@ -174,9 +200,10 @@ def _json_kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_version(obj: dict[str, Any]) -> None:
-    version = obj.get("schema_version", _MISSING)
-    if version is _MISSING:
+def check_version(obj: dict[str, Any]) -> None:
+    """Raise unless the object's ``schema_version`` is 1 (``unsupported_version`` for another number)."""
+    version = obj.get("schema_version", MISSING)
+    if version is MISSING:
         _fail("schema_version", "required")
     if version != 1 or isinstance(version, bool):
         if isinstance(version, int | float) and not isinstance(version, bool):
@@ -186,53 +213,43 @@ def _check_version(obj: dict[str, Any]) -> None:
 
 def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
     """Validate a dict of JSON values against the v1 contract; ``check_depth`` looks for over-nested values."""
-    version = obj.get("schema_version", _MISSING)
+    version = obj.get("schema_version", MISSING)
     if version != 1 or type(version) is bool:
-        _check_version(obj)
+        check_version(obj)
     if not _TOP_KEYS.issuperset(obj):
         unknown = sorted(key for key in obj if key not in _TOP_KEYS)
         _fail(_key_path("", unknown[0]), "unknown field (a typo? v1 allows: " + ", ".join(sorted(_TOP_KEYS)) + ")")
     get = obj.get
 
-    scoring_id = get("scoring_id", _MISSING)
+    scoring_id = get("scoring_id", MISSING)
     if type(scoring_id) is not str or not 0 < len(scoring_id) <= MAX_SCORING_ID_CHARS:
-        _check_name(scoring_id, "scoring_id", MAX_SCORING_ID_CHARS)
-    subscription_id = get("subscription_id", _MISSING)
-    if type(subscription_id) is not str or not 0 < len(subscription_id) <= MAX_NAME_CHARS:
-        _check_name(subscription_id, "subscription_id", MAX_NAME_CHARS)
-    if not (subscription_id.isascii() and subscription_id.isprintable()):
-        subscription_id = _subscription_id(subscription_id)
-    timestamp = get("scoring_timestamp", _MISSING)
-    try:
-        if type(timestamp) is not str or _TIMESTAMP.match(timestamp) is None:
-            raise ValueError
-        timestamp = datetime.fromisoformat(timestamp)
-    except ValueError:
-        timestamp = _timestamp(timestamp)
+        check_name(scoring_id, "scoring_id", MAX_SCORING_ID_CHARS)
+    subscription_id = read_subscription_id(get("subscription_id", MISSING))
+    timestamp = read_timestamp(get("scoring_timestamp", MISSING), "scoring_timestamp")
 
-    request_obj = get("request", _MISSING)
-    if request_obj is _MISSING:
+    request_obj = get("request", MISSING)
+    if request_obj is MISSING:
         _fail("request", "required")
-    request = _table(request_obj, "request", _REQUEST_KEYS, check_depth)
+    request = read_table(request_obj, "request", _REQUEST_KEYS, check_depth)
     rows = len(request.values)
     field_count = len(request.fields)
     meta = None
     meta_obj = request_obj.get("meta")
     if meta_obj is not None:
-        meta = _table(meta_obj, "request.meta", _TABLE_KEYS, check_depth)
+        meta = read_table(meta_obj, "request.meta", TABLE_KEYS, check_depth)
         _same_rows(meta, rows, "request.meta.values")
         field_count += len(meta.fields)
 
     status_code = get("status_code")
     if status_code is not None:
-        status_code = _integer(status_code, "status_code", 100, 599)
+        status_code = read_integer(status_code, "status_code", 100, 599)
     error = get("error")
     if error is not None and (type(error) is not str or not error):
-        _check_name(error, "error", None)
+        check_name(error, "error", None)
     response = None
     response_obj = get("response")
     if response_obj is not None:
-        response = _table(response_obj, "response", _TABLE_KEYS, check_depth)
+        response = read_table(response_obj, "response", TABLE_KEYS, check_depth)
         _same_rows(response, rows, "response.values")
         field_count += len(response.fields)
     elif error is None and (status_code is None or status_code < 400):
@@ -244,7 +261,7 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
     if deployment_id is None:
         deployment_id = DEFAULT_DEPLOYMENT_ID
     elif type(deployment_id) is not str or not 0 < len(deployment_id) <= MAX_NAME_CHARS or "\x00" in deployment_id:
-        _check_name(deployment_id, "deployment_id", MAX_NAME_CHARS)
+        check_name(deployment_id, "deployment_id", MAX_NAME_CHARS)
     asset_revision = get("asset_revision")
     user_id = get("user_id")
     request_id = get("request_id")
@@ -253,7 +270,7 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
         for key in _OPTIONAL_NAMES:
             name = get(key)
             if name is not None and (type(name) is not str or not 0 < len(name) <= MAX_NAME_CHARS or "\x00" in name):
-                _check_name(name, key, MAX_NAME_CHARS)
+                check_name(name, key, MAX_NAME_CHARS)
 
     response_time_ms = get("response_time_ms")
     if response_time_ms is not None and (type(response_time_ms) is not float or not 0 <= response_time_ms < _INF):
@@ -294,9 +311,9 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
     )
 
 
-def _check_name(value: Any, path: str, max_chars: int | None) -> None:
+def check_name(value: Any, path: str, max_chars: int | None) -> None:
     """Raise unless ``value`` is a non-empty string of at most ``max_chars`` characters (slow path)."""
-    if value is _MISSING:
+    if value is MISSING:
         _fail(path, "required")
     if not isinstance(value, str):
         _fail(path, f"must be a string, not {_a_kind(value)}")
@@ -322,30 +339,46 @@ def _subscription_id(text: str) -> str:
     return normal
 
 
-def _timestamp(value: Any) -> datetime:
+def read_subscription_id(value: Any) -> str:
+    """A record's ``subscription_id``: a name, in NFKC form, holding no invisible character."""
+    if type(value) is not str or not 0 < len(value) <= MAX_NAME_CHARS:
+        check_name(value, "subscription_id", MAX_NAME_CHARS)
+    text: str = value
+    return text if text.isascii() and text.isprintable() else _subscription_id(text)
+
+
+def read_timestamp(value: Any, path: str) -> datetime:
+    """An RFC 3339 date-time with an offset (:data:`TIMESTAMP_PATTERN`), as an aware datetime."""
+    if type(value) is str and _TIMESTAMP.match(value) is not None:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
     if not isinstance(value, str):
-        _check_name(value, "scoring_timestamp", None)
+        check_name(value, path, None)
     if _TIMESTAMP.match(value) is None:
-        _fail("scoring_timestamp", f"{_show(value)} is not an RFC 3339 date-time with an offset")
+        _fail(path, f"{_show(value)} is not an RFC 3339 date-time with an offset")
     try:
         return datetime.fromisoformat(value.upper())  # RFC 3339 allows a lower-case t and z
     except ValueError as exc:  # not expected once the pattern matched: still say so as a record error
-        _fail("scoring_timestamp", f"{_show(value)}: {exc}")
+        _fail(path, f"{_show(value)}: {exc}")
 
 
-def _table(value: Any, path: str, keys: frozenset[str], check_depth: bool) -> Table:
+def read_table(value: Any, path: str, keys: frozenset[str] = TABLE_KEYS, check_depth: bool = True) -> Table:
+    """A ``{"fields", "values"}`` block at ``path``: names checked (and remembered), rows as wide as the names, at
+    most :data:`MAX_ROWS`; ``check_depth`` looks for over-nested values."""
     if type(value) is not dict and not isinstance(value, dict):
         _fail(path, f'must be an object {{"fields": [...], "values": [[...], ...]}}, not {_a_kind(value)}')
     if not keys.issuperset(value):
         unknown = sorted(key for key in value if key not in keys)[0]
         _fail(_key_path(path, unknown), "unknown field; allowed: " + ", ".join(sorted(keys)))
-    fields = value.get("fields", _MISSING)
-    block = _BLOCK_OF[path]
+    fields = value.get("fields", MISSING)
+    block = _BLOCK_OF.get(path, 0)
     if type(fields) is not list or KNOWN_NAMES.known(fields, block) is None:
         _check_fields(fields, f"{path}.fields")
         KNOWN_NAMES.add(fields, block)
     width = len(fields)
-    rows = value.get("values", _MISSING)
+    rows = value.get("values", MISSING)
     if type(rows) is not list or not 0 < len(rows) <= MAX_ROWS:
         _check_rows(rows, f"{path}.values")
     for row in rows:
@@ -363,7 +396,7 @@ _BLOCK_OF: Final = {"request": 0, "request.meta": 1, "response": 2}
 
 
 def _check_fields(fields: Any, path: str) -> None:
-    if fields is _MISSING:
+    if fields is MISSING:
         _fail(path, "required")
     if not isinstance(fields, list):
         _fail(path, f"must be an array of field names, not {_a_kind(fields)}")
@@ -371,14 +404,14 @@ def _check_fields(fields: Any, path: str) -> None:
         _fail(path, f"{len(fields)} field names; 1 to {MAX_FIELDS} allowed")
     seen: dict[str, int] = {}
     for index, name in enumerate(fields):
-        _check_name(name, f"{path}[{index}]", MAX_NAME_CHARS)
+        check_name(name, f"{path}[{index}]", MAX_NAME_CHARS)
         if name in seen:
             _fail(f"{path}[{index}]", f"duplicate field name {_show(name)} (also at [{seen[name]}])")
         seen[name] = index
 
 
 def _check_rows(rows: Any, path: str) -> None:
-    if rows is _MISSING:
+    if rows is MISSING:
         _fail(path, "required")
     if not isinstance(rows, list):
         _fail(path, f"must be an array of rows, not {_a_kind(rows)}")
@@ -419,7 +452,8 @@ def _same_rows(table: Table, rows: int, path: str) -> None:
         _fail(path, f"{_count(len(table.values), 'row')} for the request's {rows}")
 
 
-def _integer(value: Any, path: str, low: int, high: int) -> int:
+def read_integer(value: Any, path: str, low: int, high: int) -> int:
+    """An integer within ``low..high`` (``404.0`` counts, as in JSON Schema; ``true`` does not)."""
     if type(value) is not int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # JSON Schema counts 404.0 as an integer

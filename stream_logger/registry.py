@@ -17,6 +17,7 @@ Names are never spliced into SQL: subscription ids and field names are mapped to
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
@@ -28,6 +29,7 @@ import orjson
 from .contract import Layout, ScoringRecord
 from .datamart import advisory_key, refuse_in_transaction
 from .errors import DatamartError, RecordError, SubscriptionError, describe
+from .feedback_tables import add_feedback_columns, create_feedback_table
 from .identifiers import (
     column_name_for,
     derived_names,
@@ -38,7 +40,7 @@ from .identifiers import (
 )
 from .retry import is_message_fault
 from .rows import infer_type, partition_day
-from .subscription import SOURCES, SQL_TYPES, Field, Subscription, parse_spec
+from .subscription import SOURCES, TARGET, Field, Subscription, parse_spec
 
 __all__ = [
     "MAX_DECLARED_FIELDS",
@@ -71,17 +73,22 @@ def _show_id(subscription_id: str) -> str:
 
 
 def _subscription_from_row(schema: str, row: Mapping[str, Any]) -> Subscription:
-    fields = tuple(Field(f["name"], f["column"], f["role"], f["type"]) for f in orjson.loads(row["fields"]))
+    stored = [Field(f["name"], f["column"], f["role"], f["type"]) for f in orjson.loads(row["fields"])]
     return Subscription(
         subscription_id=row["subscription_id"],
         schema=schema,
         table=row["table_name"],
-        fields=fields,
+        fields=tuple(f for f in stored if f.role != TARGET),
         deployment_id=row["deployment_id"],
         asset_revision=row["asset_revision"],
         evolve=row["evolve"],
         auto_registered=row["auto_registered"],
+        target=next((f for f in stored if f.role == TARGET), None),
     )
+
+
+def _fields_json(sub: Subscription) -> str:
+    return orjson.dumps([f.as_json() for f in sub.stored_fields]).decode()
 
 
 _SELECT = (
@@ -102,10 +109,6 @@ async def list_subscriptions(conn: asyncpg.Connection, schema: str) -> list[Subs
     validate_schema_name(schema)
     rows = await conn.fetch(_SELECT.format(schema=quote_ident(schema)) + " ORDER BY subscription_id")
     return [_subscription_from_row(schema, r) for r in rows]
-
-
-def _column_sql(f: Field) -> str:
-    return f"{quote_ident(f.column)} {SQL_TYPES[f.type]}"
 
 
 async def _lock(conn: asyncpg.Connection, *parts: str) -> None:
@@ -136,8 +139,9 @@ async def create_subscription(
     table = table_name_for(subscription_id, taken_tables)
     pkey, ts_index = derived_names(table)
     fields = _new_fields((), wanted)
+    target = _new_target(fields, None, wanted)
     q_table = f"{q_schema}.{quote_ident(table)}"
-    columns = "".join(f",\n    {_column_sql(f)}" for f in fields)
+    columns = "".join(f",\n    {f.column_sql}" for f in fields)
     await conn.execute(
         f"""CREATE TABLE {q_table} (
     scoring_id text NOT NULL,
@@ -169,23 +173,26 @@ async def create_subscription(
         table,
         deployment_id,
         asset_revision,
-        orjson.dumps([f.as_json() for f in fields]).decode(),
+        orjson.dumps([f.as_json() for f in (*fields, *filter(None, [target]))]).decode(),
         auto_registered,
         evolve,
     )
     return Subscription(
-        subscription_id, schema, table, fields, deployment_id, asset_revision, evolve, auto_registered=auto_registered
+        subscription_id, schema, table, fields, deployment_id, asset_revision, evolve, auto_registered, target
     )
 
 
-def _new_fields(existing: Sequence[Field], wanted: Sequence[tuple[str, str, str]]) -> tuple[Field, ...]:
-    """Fields for the (name, role, type) in ``wanted`` that ``existing`` lacks, with fresh column names."""
-    taken = {f.column for f in existing}
+def _new_fields(
+    existing: Sequence[Field], wanted: Sequence[tuple[str, str, str]], target: Field | None = None
+) -> tuple[Field, ...]:
+    """Payload fields for the (name, role, type) in ``wanted`` that ``existing`` lacks, with fresh column names
+    (never the target's column: the labelled view shows both)."""
+    taken = {f.column for f in existing} | ({target.column} if target else set())
     have = {(f.source, f.name) for f in existing}
     out: list[Field] = []
     for name, role, type_ in wanted:
         key = (Field(name, "", role, type_).source, name)
-        if key in have:
+        if role == TARGET or key in have:
             continue
         if len(existing) + len(out) >= MAX_DECLARED_FIELDS:
             break
@@ -196,35 +203,40 @@ def _new_fields(existing: Sequence[Field], wanted: Sequence[tuple[str, str, str]
     return tuple(out)
 
 
+def _new_target(fields: Sequence[Field], target: Field | None, wanted: Sequence[tuple[str, str, str]]) -> Field | None:
+    """The target: ``target`` if set, else the one ``wanted`` declares (a column no payload column takes), if any."""
+    if target is not None:
+        return target
+    for name, role, type_ in wanted:
+        if role == TARGET:
+            return Field(name, column_name_for(name, {f.column for f in fields}), TARGET, type_)
+    return None
+
+
 async def _add_fields(
     conn: asyncpg.Connection, sub: Subscription, wanted: Sequence[tuple[str, str, str]]
 ) -> Subscription:
-    """Add columns for the fields of ``wanted`` that ``sub`` lacks. Caller holds the table's lock and has just
-    re-read ``sub`` from the database."""
-    added = _new_fields(sub.fields, wanted)
-    if not added:
+    """Add columns for the fields of ``wanted`` that ``sub`` lacks (to the payload table, and to the feedback table
+    when there is one), and the target if ``wanted`` declares one and ``sub`` has none. Caller holds the table's
+    lock and has just re-read ``sub`` from the database."""
+    added = _new_fields(sub.fields, wanted, sub.target)
+    target = _new_target(sub.fields, sub.target, wanted)
+    if not added and target is sub.target:
         return sub
     q_schema = quote_ident(sub.schema)
-    q_table = f"{q_schema}.{quote_ident(sub.table)}"
-    await conn.execute(
-        f"ALTER TABLE {q_table} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {_column_sql(f)}" for f in added)
-    )
-    fields = sub.fields + added
+    if added:
+        await conn.execute(
+            f"ALTER TABLE {q_schema}.{quote_ident(sub.table)} "
+            + ", ".join(f"ADD COLUMN IF NOT EXISTS {f.column_sql}" for f in added)
+        )
+    evolved = dataclasses.replace(sub, fields=sub.fields + added, target=target)
+    await add_feedback_columns(conn, evolved, added)
     await conn.execute(
         f"UPDATE {q_schema}.subscriptions SET fields = $2::jsonb, updated_at = now() WHERE subscription_id = $1",
         sub.subscription_id,
-        orjson.dumps([f.as_json() for f in fields]).decode(),
+        _fields_json(evolved),
     )
-    return Subscription(
-        sub.subscription_id,
-        sub.schema,
-        sub.table,
-        fields,
-        sub.deployment_id,
-        sub.asset_revision,
-        sub.evolve,
-        sub.auto_registered,
-    )
+    return evolved
 
 
 class Registry:
@@ -401,18 +413,18 @@ class Registry:
                     refusal = await self._over_the_limit(conn, subscription_id)
                     if refusal is not None:
                         return refusal
-                    first = records[0]
+                    first = records[0] if records else None  # a subscription a label names first has no fields
                     sub = await create_subscription(
                         conn,
                         schema,
                         subscription_id,
-                        self._wanted([first], None),
-                        deployment_id=first.deployment_id,
-                        asset_revision=first.asset_revision,
+                        self._wanted([first], None) if first else (),
+                        deployment_id=first.deployment_id if first else None,
+                        asset_revision=first.asset_revision if first else None,
                         evolve=True,
                         auto_registered=True,
                     )
-            if sub.evolve:
+            if sub.evolve and records:
                 await _lock(conn, schema, "table", sub.table)
                 sub = await _load(conn, schema, subscription_id) or sub
                 wanted = self._wanted(records, sub)
@@ -420,6 +432,35 @@ class Registry:
                     sub = await _add_fields(conn, sub, wanted)
         self._subs[subscription_id] = sub
         self._covered.pop(subscription_id, None)
+        return sub
+
+    async def ensure(self, conn: asyncpg.Connection, subscription_id: str) -> Subscription | RecordError:
+        """The subscription, loaded, or registered without fields when the datamart lacks it (a label may name a
+        subscription before any of its payload); RecordError as :meth:`prepare` gives. Call outside a transaction."""
+        sub = self._subs.get(subscription_id)
+        if sub is not None:
+            return sub
+        refused = await self._refused_at_the_limit(conn, [subscription_id])
+        if refused:
+            return refused[subscription_id]
+        refuse_in_transaction(conn, "Registry.ensure")
+        return await self._sync(conn, subscription_id, ())
+
+    async def ready_for_feedback(
+        self, conn: asyncpg.Connection, sub: Subscription, target: tuple[str, str] | None = None
+    ) -> Subscription:
+        """Make ``sub``'s feedback table (and labelled view) if need be, first giving it the target ``target`` (name
+        and type, from its first labels) unless it has one (declared, or given by another worker first): the
+        subscription as the datamart then has it. Re-read under the table's lock, so the table gets every column."""
+        async with conn.transaction():
+            await _lock(conn, self.schema, "table", sub.table)
+            sub = await _load(conn, self.schema, sub.subscription_id) or sub
+            if sub.target is None and target is not None:
+                sub = await _add_fields(conn, sub, [(target[0], TARGET, target[1])])
+            if sub.target is not None:
+                await create_feedback_table(conn, sub)
+        self._subs[sub.subscription_id] = sub
+        self._covered.pop(sub.subscription_id, None)
         return sub
 
     async def _auto_registered(self, conn: asyncpg.Connection) -> int:
@@ -540,7 +581,12 @@ async def declare(conn: asyncpg.Connection, schema: str, spec: dict[str, Any]) -
         if sub is None:
             return await create_subscription(conn, schema, subscription_id, wanted, auto_registered=False, **options)
         for name, role, type_ in wanted:
-            have = sub.field_for(Field(name, "", role, type_).source, name)
+            have = sub.target if role == TARGET else sub.field_for(Field(name, "", role, type_).source, name)
+            if role == TARGET and have is not None and (have.name, have.type) != (name, type_):
+                raise SubscriptionError(
+                    f"subscription {subscription_id!r}: the target is already {have.name!r} {have.type}; "
+                    f"it cannot become {name!r} {type_}"
+                )
             if have is not None and (have.role, have.type) != (role, type_):
                 raise SubscriptionError(
                     f"subscription {subscription_id!r}: field {name!r} is already {have.role} {have.type}; "

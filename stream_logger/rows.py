@@ -39,7 +39,7 @@ from .contract import Layout, ScoringRecord
 from .errors import RecordError
 from .subscription import SOURCES, Source, Subscription
 
-__all__ = ["RowDecoder", "infer_type", "json_text", "partition_day", "row_decoder", "rows_for"]
+__all__ = ["RowDecoder", "convert", "infer_type", "json_text", "partition_day", "row_decoder", "rows_for"]
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -137,6 +137,17 @@ _CONVERTERS: Final = {
     "float8[]": _to_float8_array,
     "jsonb": json_text,
 }
+
+
+def convert(type_: str, value: Any, path: str) -> Any:
+    """``value`` as a column of ``type_`` takes it (None stays None): :class:`RecordError` ``type_conflict`` or
+    ``unstorable_value`` at ``path`` when it does not fit (the rules payload values follow)."""
+    if value is None:
+        return None
+    try:
+        return _CONVERTERS[type_](value)
+    except _Conflict as exc:
+        raise RecordError(exc.code, path, exc.detail) from None
 
 
 def _value_kind(value: Any) -> str | None:

@@ -40,10 +40,13 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from . import contract, csvcopy, fast_rows, records
-from .contract import Layout, ScoringRecord
+from . import contract, csvcopy, fast_rows
+from .contract import FeedbackRecord, Layout, ScoringRecord
 from .errors import FencedError, RecordError, describe
-from .identifiers import quote_ident
+from .feedback import decode_message
+from .feedback_ingest import FeedbackIngest
+from .feedback_tables import feedback_columns
+from .identifiers import feedback_names_for, quote_ident
 from .registry import Registry
 from .retry import is_message_fault, pg_error_kind, pg_errors, retrying
 from .rows import rows_for
@@ -92,16 +95,26 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class TableRows:
-    """The rows of one payload table in a batch, all tuples or, when ``csv``, all CSV lines (``csvcopy``);
-    ``starts[i]`` is where record ``i``'s rows begin, ``record_days[i]`` the day of its partition."""
+    """The rows of one table in a batch (``sub``'s payload table, or its feedback table when ``feedback``), all
+    tuples or, when ``csv``, all CSV lines (``csvcopy``); ``starts[i]`` is where record ``i``'s rows begin,
+    ``record_days[i]`` the day of its partition (payload tables only are partitioned)."""
 
     sub: Subscription
     csv: bool = False
+    feedback: bool = False
     rows: list[Any] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     days: set[date] = field(default_factory=set)
     record_days: list[date] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return feedback_names_for(self.sub.table)[0] if self.feedback else self.sub.table
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return feedback_columns(self.sub) if self.feedback else self.sub.columns
 
     def add(self, msg: Message, rows: list[Any], day: date) -> None:
         self.starts.append(len(self.rows))
@@ -112,7 +125,7 @@ class TableRows:
 
     def without(self, days: Container[date]) -> tuple[TableRows, list[tuple[Message, date]]]:
         """These rows less the records of ``days``, and the messages of the records left out with their days."""
-        kept = TableRows(self.sub, self.csv)
+        kept = TableRows(self.sub, self.csv, self.feedback)
         left_out = []
         for i, (msg, day) in enumerate(zip(self.messages, self.record_days, strict=True)):
             if day in days:
@@ -160,12 +173,16 @@ class WriteOutcome:
         self.dead_letters[code] = self.dead_letters.get(code, 0) + 1
 
 
-def _table(tables: dict[tuple[int, bool], TableRows], sub: Subscription, csv: bool) -> TableRows:
-    """The batch's rows for ``sub`` in one COPY format. Keyed by the Subscription object: a batch may hold rows of
-    one table from before and after it gained a column, and each set is copied with its own column list."""
-    table = tables.get((id(sub), csv))
+_Tables = dict[tuple[int, bool, bool], TableRows]
+
+
+def _table(tables: _Tables, sub: Subscription, csv: bool, feedback: bool = False) -> TableRows:
+    """The batch's rows for ``sub``'s payload (or feedback) table in one COPY format. Keyed by the Subscription
+    object: a batch may hold rows of one table from before and after it gained a column, and each set is copied
+    with its own column list."""
+    table = tables.get((id(sub), csv, feedback))
     if table is None:
-        table = tables[id(sub), csv] = TableRows(sub, csv)
+        table = tables[id(sub), csv, feedback] = TableRows(sub, csv, feedback)
     return table
 
 
@@ -213,6 +230,7 @@ class Sink:
         self._q_schema = quote_ident(schema)
         self._group_id = group_id
         self._registry = registry
+        self._feedback = FeedbackIngest(registry)
         self._max_record_bytes = max_record_bytes
         self._only = subscriptions
         self._window = window or TimestampWindow()
@@ -230,8 +248,9 @@ class Sink:
         freed); the others wait for one registry round trip at the end of the batch.
         """
         dead: list[DeadLetter] = []
-        tables: dict[tuple[int, bool], TableRows] = {}
+        tables: _Tables = {}
         unknown: list[tuple[Message, ScoringRecord]] = []
+        labels: list[tuple[Message, FeedbackRecord]] = []
         value_bytes = skipped = 0
         ingested_at = datetime.now(UTC)
         bounds = self._window.at(ingested_at)
@@ -253,12 +272,15 @@ class Sink:
                         last.add(msg, mapped.rows, mapped.day)
                         continue
                 try:
-                    rec = records.decode(value, self._max_record_bytes)
+                    rec = decode_message(value, self._max_record_bytes)
                 except RecordError as exc:
                     dead.append(DeadLetter.of(msg, exc))
                     continue
                 if self._only is not None and rec.subscription_id not in self._only:
                     skipped += 1
+                    continue
+                if isinstance(rec, FeedbackRecord):
+                    labels.append((msg, rec))
                     continue
                 sub = self._registry.lookup(rec)
                 if sub is None:
@@ -274,6 +296,13 @@ class Sink:
                     self._map(msg, rec, subs[rec.subscription_id], ingested_at, bounds, tables, dead)
                 except Exception as exc:
                     dead.append(faults.dead_letter(msg, exc, "mapping"))
+        if labels:
+            subs = await self._prepare_feedback([rec for _, rec in labels])
+            for msg, label in labels:
+                try:
+                    self._map_feedback(msg, label, subs[label.subscription_id], ingested_at, tables, dead)
+                except Exception as exc:
+                    dead.append(faults.dead_letter(msg, exc, "mapping", label.subscription_id))
         faults.report()
         return PreparedBatch(ranges, list(tables.values()), dead, len(messages), value_bytes, generation, skipped)
 
@@ -290,7 +319,7 @@ class Sink:
         sub: Subscription | RecordError,
         ingested_at: datetime,
         bounds: WindowBounds,
-        tables: dict[tuple[int, bool], TableRows],
+        tables: _Tables,
         dead: list[DeadLetter],
     ) -> None:
         if isinstance(sub, RecordError):
@@ -303,6 +332,32 @@ class Sink:
             dead.append(DeadLetter.of(msg, exc, rec.subscription_id))
             return
         _table(tables, sub, False).add(msg, rows, day)
+
+    @staticmethod
+    def _map_feedback(
+        msg: Message,
+        rec: FeedbackRecord,
+        sub: Subscription | RecordError,
+        ingested_at: datetime,
+        tables: _Tables,
+        dead: list[DeadLetter],
+    ) -> None:
+        if isinstance(sub, RecordError):
+            dead.append(DeadLetter.of(msg, sub, rec.subscription_id))
+            return
+        try:
+            rows = FeedbackIngest.rows(sub, rec, Source(msg.topic, msg.partition, msg.offset), ingested_at)
+        except RecordError as exc:
+            dead.append(DeadLetter.of(msg, exc, rec.subscription_id))
+            return
+        _table(tables, sub, False, feedback=True).add(msg, rows, rec.labelled_at.date())
+
+    async def _prepare_feedback(self, recs: list[FeedbackRecord]) -> dict[str, Subscription | RecordError]:
+        async for attempt in retrying("preparing feedback tables", on_retry=self._on_retry):
+            with attempt, pg_errors("preparing feedback tables"):
+                async with self._pool.acquire() as conn:
+                    return await self._feedback.prepare(conn, recs)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _prepare_subscriptions(self, recs: list[ScoringRecord]) -> dict[str, Subscription | RecordError]:
         async for attempt in retrying("registering subscriptions", on_retry=self._on_retry):
@@ -342,6 +397,9 @@ class Sink:
         refused: list[DeadLetter] = []
         faults = _InternalErrors()
         for table in tables:
+            if table.feedback:  # not partitioned
+                ready.append(table)
+                continue
             try:
                 await self._registry.ensure_partitions(conn, table.sub, table.days)
             except Exception:
@@ -381,7 +439,7 @@ class Sink:
                 if careful:
                     dead += await self._write_table(conn, table, 0, len(table.messages), False, outcome, faults)
                 else:
-                    await copy_rows(conn, self._schema, table.sub.table, table.sub.columns, table.rows, table.csv)
+                    await copy_rows(conn, self._schema, table.name, table.columns, table.rows, table.csv)
                     outcome.rows_written += len(table.rows)
             await self._insert_dead_letters(conn, dead)
         faults.report()
@@ -433,9 +491,9 @@ class Sink:
         try:
             async with conn.transaction():  # a savepoint: a failure here leaves the batch's other work intact
                 if dedupe:
-                    written = await self._insert_skipping_duplicates(conn, table.sub, rows, table.csv)
+                    written = await self._insert_skipping_duplicates(conn, table, rows)
                 else:
-                    await copy_rows(conn, self._schema, table.sub.table, table.sub.columns, rows, table.csv)
+                    await copy_rows(conn, self._schema, table.name, table.columns, rows, table.csv)
                     written = len(rows)
         except Exception as exc:
             kind = pg_error_kind(exc)
@@ -456,19 +514,17 @@ class Sink:
         outcome.duplicates_skipped += len(rows) - written
         return []
 
-    async def _insert_skipping_duplicates(
-        self, conn: asyncpg.Connection, sub: Subscription, rows: list[Any], csv: bool
-    ) -> int:
-        stage_name = f"stage_{sub.table}"[:63]
+    async def _insert_skipping_duplicates(self, conn: asyncpg.Connection, table: TableRows, rows: list[Any]) -> int:
+        stage_name = f"stage_{table.name}"[:63]
         stage = quote_ident(stage_name)
-        target = f"{self._q_schema}.{quote_ident(sub.table)}"
-        cols = ", ".join(quote_ident(c) for c in sub.columns)
+        target = f"{self._q_schema}.{quote_ident(table.name)}"
+        cols = ", ".join(quote_ident(c) for c in table.columns)
         # Dropped and made anew each time: the payload table may have gained columns since the last conflict.
         await conn.execute(
             f"DROP TABLE IF EXISTS pg_temp.{stage}; "
             f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-        await copy_rows(conn, "pg_temp", stage_name, sub.columns, rows, csv)
+        await copy_rows(conn, "pg_temp", stage_name, table.columns, rows, table.csv)
         status = await conn.execute(
             f"INSERT INTO {target} ({cols}) SELECT {cols} FROM pg_temp.{stage} ON CONFLICT DO NOTHING"
         )

@@ -12,12 +12,13 @@ from typing import Any, Final
 
 from .contract import MAX_NAME_CHARS, Layout
 from .errors import SubscriptionError
-from .identifiers import SYSTEM_COLUMNS
+from .identifiers import SYSTEM_COLUMNS, quote_ident
 
 __all__ = [
     "ROLES",
     "SOURCES",
     "SQL_TYPES",
+    "TARGET",
     "TYPE_ALIASES",
     "Field",
     "Source",
@@ -59,16 +60,21 @@ TYPE_ALIASES: Final = {
 }
 """Type names accepted in a subscription declaration."""
 
-ROLES: Final = ("feature", "meta", "prediction", "probability", "response")
-"""What a field is. ``feature`` comes from ``request``, ``meta`` from ``request.meta``, the rest from
-``response``."""
+ROLES: Final = ("feature", "meta", "prediction", "probability", "response", "target")
+"""What a field is. ``feature`` comes from ``request``, ``meta`` from ``request.meta``, ``target`` (the ground
+truth, at most one a subscription) from feedback records, the rest from ``response``."""
+
+TARGET: Final = "target"
 
 SOURCES: Final = ("request", "meta", "response")
 
 
 def role_source(role: str) -> str:
-    """Which block of the record a field with this role is read from: request, meta or response."""
-    return "request" if role == "feature" else "meta" if role == "meta" else "response"
+    """Which block of the record a field with this role is read from: request, meta or response (``target``
+    for the target, which feedback records carry)."""
+    if role in ("feature", "meta", TARGET):
+        return "request" if role == "feature" else role
+    return "response"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,11 @@ class Field:
     def as_json(self) -> dict[str, str]:
         return {"name": self.name, "column": self.column, "role": self.role, "type": self.type}
 
+    @property
+    def column_sql(self) -> str:
+        """The column's definition: its quoted name and SQL type."""
+        return f"{quote_ident(self.column)} {SQL_TYPES[self.type]}"
+
 
 @dataclass(frozen=True)
 class Subscription:
@@ -109,6 +120,8 @@ class Subscription:
     asset_revision: str | None = None
     evolve: bool = True
     auto_registered: bool = False
+    target: Field | None = None
+    """The ground truth's field (role ``target``): a column of the feedback table, never of the payload table."""
     columns: tuple[str, ...] = field(init=False)
     """The COPY column order (unquoted identifiers): the system columns, then one per declared field."""
     plans: dict[Layout, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
@@ -116,6 +129,11 @@ class Subscription:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", SYSTEM_COLUMNS + tuple(f.column for f in self.fields))
+
+    @property
+    def stored_fields(self) -> tuple[Field, ...]:
+        """What ``subscriptions.fields`` holds: the payload fields, then the target."""
+        return self.fields if self.target is None else (*self.fields, self.target)
 
     def field_for(self, source: str, name: str) -> Field | None:
         """The declared field ``name`` of block ``source`` (request, meta, response), if any."""
@@ -174,8 +192,10 @@ def parse_spec(spec: Any) -> tuple[str, list[tuple[str, str, str]], dict[str, An
         role = f.get("role", "feature")
         if role not in ROLES:
             raise _spec_error(f"{where}.role", f"unknown role {role!r}; use one of {list(ROLES)}")
-        key = (Field(name, "", role, "").source, name)
+        key = (Field(name, "", role, "").source, "" if role == TARGET else name)  # one target at most
         if key in seen:
+            if role == TARGET:
+                raise _spec_error(f"{where}.role", "a subscription has one target field; this is a second")
             raise _spec_error(f"{where}.name", f"field {name!r} is declared twice in the {key[0]} block")
         seen.add(key)
         wanted.append((name, role, TYPE_ALIASES[type_name.lower()]))

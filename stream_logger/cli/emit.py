@@ -1,4 +1,5 @@
-"""``stream-logger emit``: produce a JSON-lines file of scoring records (or standard input) to a topic."""
+"""``stream-logger emit``: produce a JSON-lines file of scoring and feedback records (or standard input) to a
+topic."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from typing import IO
 import orjson
 
 from ..emitter import Emitter
-from ..encoding import encode
 from ..errors import FatalError, RecordError
-from ..records import from_obj
+from ..feedback import message_of
 from ..spool import Spool
 from ._options import add_connection_options, settings_from
 
@@ -26,9 +26,9 @@ _SHOW_LINES = 20
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "emit",
-        help="produce a JSON-lines file of scoring records to a topic",
-        description="Send one v1 scoring record per line to TOPIC. Exits non-zero if any line is invalid or "
-        "was not delivered, naming the lines.",
+        help="produce a JSON-lines file of scoring and feedback records to a topic",
+        description="Send one v1 record per line to TOPIC: a scoring record, or a feedback record (a label; its "
+        '"kind" is "feedback"). Exits non-zero if any line is invalid or was not delivered, naming the lines.',
     )
     parser.add_argument("--topic", required=True, help="the Kafka topic")
     parser.add_argument("--file", default="-", metavar="F", help="a JSON-lines file; '-' (default) reads stdin")
@@ -59,13 +59,13 @@ async def _emit(stream: IO[bytes], args: argparse.Namespace) -> int:
                 if not raw.strip():
                     continue
                 try:
-                    record = from_obj(orjson.loads(raw))
-                    emitter.log_encoded(record.scoring_id, encode(record))
+                    key, value = message_of(orjson.loads(raw))
+                    emitter.log_encoded(key, value)
                 except (RecordError, ValueError) as exc:
                     invalid.append(number)
                     print(f"line {number}: {exc}", file=sys.stderr)
                     continue
-                line_of[record.scoring_id] = number
+                line_of[key] = number
                 if progress and number % 1000 == 0:
                     print(f"\r{number} lines read", end="", file=sys.stderr, flush=True)
                 if number % 1000 == 0:

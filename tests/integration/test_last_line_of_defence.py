@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from stream_logger import contract, records, registry
+from stream_logger import contract, feedback, registry, sink
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
 from tests.support import DAY, config, dead_letters, produce_in_order, run_until_caught_up, sub_record, tables_of
@@ -21,14 +21,14 @@ pytestmark = pytest.mark.integration
 async def test_a_bug_while_decoding_one_message_dead_letters_it_and_its_neighbours_land(
     settings: Settings, topic: str, datamart_schema: str, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_decode = records.decode
+    real_decode = feedback.decode_message
 
     def buggy_decode(value: bytes | None, max_bytes: int = contract.DEFAULT_MAX_RECORD_BYTES) -> Any:
         if value and b"s-13" in value:
             raise ZeroDivisionError("planted " + "x" * 10_000)
         return real_decode(value, max_bytes)
 
-    monkeypatch.setattr(records, "decode", buggy_decode)
+    monkeypatch.setattr(sink, "decode_message", buggy_decode)
     await produce_in_order(settings, topic, [sub_record(i, "credit") for i in range(10, 20)])
     summary = await run_until_caught_up(settings, config(topic, datamart_schema, batch_max_records=3))
     assert summary.rows == 9

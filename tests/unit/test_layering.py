@@ -31,6 +31,8 @@ EMITTER_SIDE = [
     "stream_logger.encoding",
     "stream_logger.envelope",
     "stream_logger.errors",
+    "stream_logger.feedback",
+    "stream_logger.feedback_call",
     "stream_logger.kafka_config",
     "stream_logger.lifecycle",
     "stream_logger.openscale",
@@ -49,6 +51,8 @@ INGEST_SIDE = [
     "stream_logger.csvcopy",
     "stream_logger.datamart",
     "stream_logger.fast_rows",
+    "stream_logger.feedback_ingest",
+    "stream_logger.feedback_tables",
     "stream_logger.health",
     "stream_logger.identifiers",
     "stream_logger.kafka_clients",
@@ -76,6 +80,7 @@ RECORD_CONTRACT = [
     "stream_logger.encoding",
     "stream_logger.envelope",
     "stream_logger.errors",
+    "stream_logger.feedback",
     "stream_logger.records",
 ]
 # The programs built on both sides, and what only they use (the CLI's logging, the demo's sample data): no module of
