@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import threading
 import time
@@ -31,13 +32,13 @@ from .errors import CatchUpTimeout, FatalError, describe
 from .identifiers import quote_ident
 from .kafka_clients import end_offsets
 from .lifecycle import Lifecycle, State
-from .sync import run_sync
 from .worker import Worker
 from .worker_config import WorkerConfig
 
 __all__ = ["BackgroundWorker"]
 
 _POLL_INTERVAL_S = 0.1
+_RESULT_GRACE_S = 15.0  # beyond the caller's timeout: reading the end offsets or connecting may take this long
 
 
 class BackgroundWorker:
@@ -57,6 +58,7 @@ class BackgroundWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: Worker | None = None
         self._stop_requested = False
+        self._looping = threading.Event()  # set once the loop runs (or the thread ended before)
         self._failure: BaseException | None = None
 
     @property
@@ -114,6 +116,8 @@ class BackgroundWorker:
             asyncio.run(self._work())
         except BaseException as exc:  # kept for the caller's thread: nothing else would see it
             self._failure = exc
+        finally:
+            self._looping.set()
 
     async def _work(self) -> None:
         worker = Worker(self.config, self.settings)
@@ -121,17 +125,46 @@ class BackgroundWorker:
             if self._stop_requested:
                 return
             self._loop, self._worker = asyncio.get_running_loop(), worker
-        async with worker:
-            await worker.run()
+        self._looping.set()
+        try:
+            async with worker:
+                await worker.run()
+        except Exception as exc:  # before the loop ends (and cancels a wait running on it), for the wait to say
+            self._failure = exc
+            raise
 
     def wait_until_written(self, timeout_s: float) -> None:
         """Block until the worker's group has written every message its topics hold now (rows or dead letters).
 
         Raises :class:`~stream_logger.errors.CatchUpTimeout` after ``timeout_s`` (nothing is lost: the worker goes
-        on), :class:`~stream_logger.errors.FatalError` when the worker stopped on a failure, or the Kafka or
-        PostgreSQL error that kept this call from reading the positions.
+        on), :class:`~stream_logger.errors.FatalError` when the worker is not running (it stopped on a failure, or
+        was never started), or the Kafka or PostgreSQL error that kept this call from reading the positions.
+
+        The positions are read on the worker's own event loop, so this needs no thread of its own: it works at
+        interpreter exit too, where Python 3.12 refuses to start threads.
         """
-        run_sync(self._written(time.monotonic() + timeout_s, timeout_s))
+        deadline = time.monotonic() + timeout_s
+        if self.state is State.STARTED:
+            self._looping.wait(timeout_s)
+        self._raise_failure()
+        with self._lock:
+            loop = self._loop
+        if loop is None or self.state is not State.STARTED:
+            raise FatalError("the in-process worker is not running: start() it first (or it was stopped)")
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._written(deadline, timeout_s), loop)
+        except RuntimeError:  # the loop is closed: the worker ended
+            self._raise_failure()
+            raise FatalError("the in-process worker is not running (it was stopped)") from None
+        try:
+            future.result(max(0.0, deadline - time.monotonic()) + _RESULT_GRACE_S)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise CatchUpTimeout(f"the in-process worker (group {self.config.group_id}) did not answer") from None
+        except concurrent.futures.CancelledError:  # its loop ended meanwhile
+            self._thread.join(_RESULT_GRACE_S)
+            self._raise_failure()
+            raise FatalError("the in-process worker stopped while waiting for it") from None
 
     async def _written(self, deadline: float, timeout_s: float) -> None:
         cfg = self.config

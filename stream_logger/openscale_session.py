@@ -63,7 +63,7 @@ class ClientSession:
         self._stored = 0  # records handed to the emitter since the last wait
         self._lifecycle = Lifecycle("APIClient")
         self._lifecycle.started()
-        atexit.register(_close_at_exit, weakref.ref(self))
+        self._closes_at_exit = False
 
     # -- where -------------------------------------------------------------------------------------------------
 
@@ -104,7 +104,16 @@ class ClientSession:
                 )
             emitter = self._emitter
         self._start_worker()
+        self._close_at_exit()
         return emitter
+
+    def _close_at_exit(self) -> None:
+        """Have :meth:`close` run at interpreter exit, before the emitter's and the worker's own exit hooks (they
+        were registered first, and exit hooks run last first): it waits for the worker, which must still run."""
+        with self._lock:
+            if not self._closes_at_exit:
+                self._closes_at_exit = True
+                atexit.register(_close_at_exit, weakref.ref(self))
 
     def stored(self, count: int) -> None:
         """Count records handed to the emitter (what :meth:`close` waits for the in-process worker to write)."""
@@ -144,6 +153,7 @@ class ClientSession:
             )
         worker = self._start_worker()
         if worker is not None:
+            self._close_at_exit()
             worker.wait_until_written(max(0.0, deadline - time.monotonic()))
             with self._lock:
                 self._stored = 0
