@@ -1,12 +1,13 @@
-"""A subscription of the OpenScale-style client (:mod:`stream_logger.openscale_client`): the asset it monitors, and
-its payload logging (``subscription.payload_logging``).
+"""A subscription of the OpenScale-style client (:mod:`stream_logger.openscale_client`): the asset it monitors, its
+payload logging (``subscription.payload_logging``) and its feedback logging (``subscription.feedback_logging``).
 
 A subscription's id (``uid``) is its asset's ``source_uid``. Its declaration comes from the asset: categorical
 features are text, the probability column an array of numbers, the prediction a number for a regression; a field
 whose type the asset does not tell (the other features, a classifier's prediction) is declared with the type of its
 values in the first records this client stores, and with the asset's role (so a prediction column named
-``predictedLabel`` is the prediction). Records go through Kafka; every count and read first waits for what this
-client stored (:meth:`~stream_logger.openscale_session.ClientSession.caught_up`).
+``predictedLabel`` is the prediction). The label column is the subscription's target: a float for a regression,
+else typed from the first labels, by the worker. Records go through Kafka; every count and read first waits for
+what this client stored (:meth:`~stream_logger.openscale_session.ClientSession.caught_up`).
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ from typing import Any, Final, Literal
 
 import asyncpg
 
+from .contract import Table
 from .errors import RecordError, StreamLoggerError, SubscriptionError
-from .identifiers import quote_ident
+from .feedback_tables import feedback_table_exists
+from .identifiers import feedback_names_for, quote_ident
 from .openscale import PayloadRecord
+from .openscale_feedback import feedback_table
 from .openscale_session import ClientSession
-from .readback import payload_rows, to_frame
+from .readback import feedback_rows, payload_rows, to_frame
 from .registry import Registry, declare, list_subscriptions
-from .scoring_call import build_record
+from .scoring_call import as_table, build_record
+from .subscription import TARGET, role_source
 from .subscription import Subscription as DeclaredSubscription
-from .subscription import role_source
 
 __all__ = [
+    "FEEDBACK_ROWS_PER_RECORD",
     "CustomMachineLearningAsset",
+    "FeedbackLogging",
     "InputDataType",
     "PayloadLogging",
     "ProblemType",
@@ -39,6 +45,9 @@ __all__ = [
     "payload_records",
     "table_content",
 ]
+
+FEEDBACK_ROWS_PER_RECORD: Final = 1000
+"""Feedback rows sent in one feedback record (a store of more sends several)."""
 
 TableFormat = Literal["pandas", "python"]
 """``get_table_content``'s formats: a pandas DataFrame, or OpenScale's ``{"fields": [...], "values": [[...]]}``."""
@@ -115,6 +124,8 @@ def declared_fields(asset: CustomMachineLearningAsset) -> list[dict[str, str]]:
         fields.append({"name": asset.prediction_column, "type": "float", "role": "prediction"})
     if asset.probability_column is not None:
         fields.append({"name": asset.probability_column, "type": "float_array", "role": "probability"})
+    if asset.label_column is not None and asset.problem_type == ProblemType.REGRESSION:
+        fields.append({"name": asset.label_column, "type": "float", "role": TARGET})
     return fields
 
 
@@ -141,6 +152,13 @@ async def find_subscription(conn: asyncpg.Connection, schema: str, subscription_
         if sub.subscription_id == subscription_id:
             return sub
     return None
+
+
+def _declared(sub: DeclaredSubscription, field: Mapping[str, str]) -> bool:
+    """Whether ``sub`` already has the field of this declaration (the target: any target)."""
+    if field["role"] == TARGET:
+        return sub.target is not None
+    return sub.field_for(role_source(field["role"]), field["name"]) is not None
 
 
 def table_content(rows: list[dict[str, Any]], format: TableFormat) -> Any:
@@ -179,6 +197,7 @@ class Subscription:
         """The asset it was added with in this client (None for one read from the datamart)."""
         self.deployment_id = deployment_id
         self.payload_logging = PayloadLogging(session, self)
+        self.feedback_logging = FeedbackLogging(session, self)
 
     def __repr__(self) -> str:
         return f"Subscription(uid={self.uid!r})"
@@ -275,9 +294,7 @@ class PayloadLogging:
             async def run(conn: asyncpg.Connection) -> None:
                 sub = await find_subscription(conn, session.schema, self.subscription.uid)
                 if sub is not None:  # declared before (by an earlier run, say): only what it lacks is added
-                    spec["fields"] = [
-                        f for f in spec["fields"] if sub.field_for(role_source(f["role"]), f["name"]) is None
-                    ]
+                    spec["fields"] = [f for f in spec["fields"] if not _declared(sub, f)]
                 if spec["fields"]:
                     await declare(conn, session.schema, spec)
 
@@ -316,5 +333,134 @@ class PayloadLogging:
             if await find_subscription(conn, session.schema, self.subscription.uid) is None:
                 return []
             return await payload_rows(conn, session.schema, self.subscription.uid, limit=limit)
+
+        return session.database(read)
+
+
+class FeedbackLogging:
+    """``subscription.feedback_logging``: store feedback rows (features and the label, as OpenScale's feedback
+    table holds them), count them, read them back. The label is in the asset's ``label_column`` (else the
+    subscription's target)."""
+
+    def __init__(self, session: ClientSession, subscription: Subscription) -> None:
+        self.session = session
+        self.subscription = subscription
+
+    def enable(self, *args: Any, **kwargs: Any) -> None:
+        """Feedback logging is always on: accepted, for scripts that call it."""
+
+    def store(
+        self,
+        feedback_data: Any,
+        fields: Sequence[str] | None = None,
+        feedback_format: str | None = None,
+        data_header: bool = False,
+        data_delimiter: str = ",",
+    ) -> list[str]:
+        """Store feedback rows: a list of rows as lists (``fields`` names their columns; None: the asset's features
+        then its label column), CSV text (a header line with ``data_header=True``; values typed as the
+        subscription's columns, see :mod:`stream_logger.openscale_feedback`), or a DataFrame or list of dicts.
+        Returns the ids of the feedback records sent (one a thousand rows). ``feedback_format`` (``"list"`` or
+        ``"csv"``) is checked against the data when given."""
+        session, uid = self.session, self.subscription.uid
+        if isinstance(feedback_data, list | tuple) and not feedback_data:
+            return []
+
+        async def read(conn: asyncpg.Connection) -> DeclaredSubscription | None:
+            return await find_subscription(conn, session.schema, uid)
+
+        sub = session.database(read)
+        label = self._label_field(sub)
+        table = self._table(feedback_data, fields, feedback_format, data_header, data_delimiter, sub, label)
+        if label not in table.fields:
+            raise RecordError("invalid_record", "fields", f"no {label!r} column: the label (the target of {uid!r})")
+        emitter = session.emitter()
+        ids: list[str] = []
+        try:
+            for start in range(0, len(table.values), FEEDBACK_ROWS_PER_RECORD):
+                rows = table.values[start : start + FEEDBACK_ROWS_PER_RECORD]
+                data = {"fields": table.fields, "values": rows}
+                try:
+                    ids.append(emitter.log_feedback(subscription_id=uid, data=data, label_field=label))
+                except RecordError as exc:
+                    path = exc.path.replace("data.values[", "feedback_data[", 1) if exc.path else "feedback_data"
+                    raise RecordError(exc.code, path, exc.detail) from None
+        finally:
+            session.stored(len(ids))
+        return ids
+
+    def _label_field(self, sub: DeclaredSubscription | None) -> str:
+        asset = self.subscription.asset
+        if asset is not None and asset.label_column is not None:
+            return asset.label_column
+        if sub is not None and sub.target is not None:
+            return sub.target.name
+        raise SubscriptionError(
+            f"subscription {self.subscription.uid!r} has no label column: add it with "
+            "CustomMachineLearningAsset(label_column=...) first"
+        )
+
+    def _table(
+        self,
+        data: Any,
+        fields: Sequence[str] | None,
+        feedback_format: str | None,
+        data_header: bool,
+        data_delimiter: str,
+        sub: DeclaredSubscription | None,
+        label: str,
+    ) -> Table:
+        is_csv = isinstance(data, str)
+        if feedback_format is not None and feedback_format.lower() not in ("list", "csv"):
+            raise RecordError("invalid_record", "feedback_format", f'"list" or "csv", not {feedback_format!r}')
+        if feedback_format is not None and (feedback_format.lower() == "csv") != is_csv:
+            raise RecordError(
+                "invalid_record", "feedback_format", f"{feedback_format!r}, but the data is {type(data).__name__}"
+            )
+        if not is_csv and not (isinstance(data, list) and data and all(isinstance(r, list | tuple) for r in data)):
+            table = as_table(data, "feedback_data")  # a DataFrame, a list of dicts, {"fields", "values"}
+            assert table is not None
+            return table
+        asset = self.subscription.asset
+        if fields is None and not data_header and asset is not None and asset.feature_columns:
+            fields = [*asset.features, label]
+        types = {} if sub is None else {f.name: f.type for f in sub.fields}
+        if sub is not None and sub.target is not None:
+            types[label] = sub.target.type
+        return feedback_table(data, fields, data_header=data_header, data_delimiter=data_delimiter, types=types)
+
+    def get_records_count(self) -> int:
+        """How many feedback rows the datamart holds for this subscription, once what this client stored is
+        written."""
+        session = self.session
+        session.caught_up()
+
+        async def count(conn: asyncpg.Connection) -> int:
+            sub = await find_subscription(conn, session.schema, self.subscription.uid)
+            if sub is None or sub.target is None or not await feedback_table_exists(conn, sub):
+                return 0
+            table, _ = feedback_names_for(sub.table)
+            n: int = await conn.fetchval(f"SELECT count(*) FROM {quote_ident(session.schema)}.{quote_ident(table)}")
+            return n
+
+        return session.database(count)
+
+    def get_table_content(self, format: TableFormat = "pandas", limit: int | None = None) -> Any:
+        """The feedback rows, newest first, at most ``limit`` (None: all): the label under its field's name and the
+        payload fields' values; a DataFrame (``format="pandas"``) or ``{"fields", "values"}``."""
+        return table_content(self._rows(limit), format)
+
+    def show_table(self, limit: int | None = 10) -> None:
+        """Print the newest ``limit`` feedback rows."""
+        show(self._rows(limit))
+
+    def _rows(self, limit: int | None) -> list[dict[str, Any]]:
+        session = self.session
+        session.caught_up()
+
+        async def read(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+            if await find_subscription(conn, session.schema, self.subscription.uid) is None:
+                return []
+            return await feedback_rows(conn, session.schema, self.subscription.uid, limit=limit)
 
         return session.database(read)

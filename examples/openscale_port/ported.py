@@ -1,12 +1,12 @@
 """German credit risk, monitored in IBM Watson OpenScale's Python client shapes: set the datamart up, bind a custom
 engine, subscribe its model, store payload records in every form porting users have (the older client's
 PayloadRecord, the newer client's keywords, its body dicts and data_sets.store_records, a WML v4 body, a pandas
-DataFrame), count them and read them back.
+DataFrame), store feedback rows (as lists, and as CSV text), count both and read them back.
 
 examples/openscale_port/original.py is the script as written for OpenScale (never run here); ported.py is the same
 script on stream-logger, run by tests/integration/test_openscale_port.py. The two differ only in their import lines
 and their credentials (tests/unit/test_openscale_port_example.py checks it). Run it on the dev stack with
-``python examples/openscale_port/ported.py``; it prints the count and the rows read back as JSON on its last line.
+``python examples/openscale_port/ported.py``; it prints the counts and the rows read back as JSON on its last line.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ APPLICANTS = [
     ["less_0", 45, "prior_payments_delayed", "vacation", 11676, "male", 74, "yes"],
     ["0_to_200", 12, "credits_paid_to_date", "education", 2120, "female", 25, "none"],
 ]
+LABELS = ["No Risk", "No Risk", "Risk", "No Risk", "Risk", "Risk", "No Risk", "No Risk", "Risk", "No Risk"]
 WHEN = datetime(2025, 1, 15, 9, 30, tzinfo=UTC)
 
 
@@ -151,13 +152,27 @@ def main() -> None:
         ]
     )
 
+    # Feedback: the ground truth that came later, as rows (the features, then the label)...
+    labelled = [[*row, label] for row, label in zip(APPLICANTS, LABELS, strict=True)]
+    subscription.feedback_logging.store(labelled[:6])
+    # ...and as CSV text with a header line.
+    csv_text = "\n".join(",".join(map(str, row)) for row in [[*FEATURES, "Risk"], *labelled[6:]])
+    subscription.feedback_logging.store(csv_text, data_header=True)
+
     count = subscription.payload_logging.get_records_count()
-    print(f"{count} payload records")
+    feedback_count = subscription.feedback_logging.get_records_count()
+    print(f"{count} payload records, {feedback_count} feedback records")
     subscription.payload_logging.show_table(limit=5)
     table = subscription.payload_logging.get_table_content()
     print(table[["scoring_id", "Age", "Sex", "prediction"]].head(10))
+    subscription.feedback_logging.show_table()
     content = subscription.payload_logging.get_table_content(format="python", limit=None)
-    print(json.dumps({"count": count, "payload": content}, default=str))
+    feedback = subscription.feedback_logging.get_table_content(format="python")
+    print(
+        json.dumps(
+            {"count": count, "payload": content, "feedback_count": feedback_count, "feedback": feedback}, default=str
+        )
+    )
 
 
 if __name__ == "__main__":

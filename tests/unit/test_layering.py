@@ -59,6 +59,7 @@ INGEST_SIDE = [
     "stream_logger.metrics",
     "stream_logger.openscale_client",
     "stream_logger.openscale_credentials",
+    "stream_logger.openscale_feedback",
     "stream_logger.openscale_session",
     "stream_logger.openscale_subscription",
     "stream_logger.partitions",

@@ -1,6 +1,6 @@
 """The OpenScale-style client without services: its credentials read into settings (both PostgreSQL forms, None,
 and malformed ones refused clearly without a secret in the message), ``PayloadRecord``'s positional order and
-``to_json``, and the declaration an asset makes."""
+``to_json``, the declaration an asset makes, and feedback data (CSV text typed as the subscription's columns)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,18 @@ import pandas as pd
 import pytest
 
 from stream_logger import PayloadRecord
+from stream_logger.background_worker import BackgroundWorker
 from stream_logger.config import DEFAULT_DSN, Settings
-from stream_logger.errors import CredentialsError, RecordError, StreamLoggerError, SubscriptionError
+from stream_logger.errors import (
+    CredentialsError,
+    FatalError,
+    LifecycleError,
+    RecordError,
+    StreamLoggerError,
+    SubscriptionError,
+)
 from stream_logger.kafka_config import KafkaClientConfig
+from stream_logger.lifecycle import State
 from stream_logger.openscale import PAYLOAD_RECORD_KEYS
 from stream_logger.openscale_client import APIClient, CustomMachineLearningAsset, ProblemType
 from stream_logger.openscale_credentials import (
@@ -25,7 +34,10 @@ from stream_logger.openscale_credentials import (
     client_settings,
     dsn_from_db_credentials,
 )
+from stream_logger.openscale_feedback import feedback_table, typed_value
+from stream_logger.openscale_session import in_process_group
 from stream_logger.openscale_subscription import declared_fields, payload_records
+from stream_logger.worker_config import WorkerConfig
 
 SECRET = "s3cr3t-Pw"
 ENV = {"STREAM_LOGGER_BOOTSTRAP_SERVERS": "kafka-env:9092", "STREAM_LOGGER_DSN": "postgresql://env@db-env/mart"}
@@ -261,3 +273,61 @@ def test_an_asset_declares_the_types_it_tells() -> None:
         CustomMachineLearningAsset("x", problem_type="clustering")
     with pytest.raises(SubscriptionError, match="feature_columns"):
         CustomMachineLearningAsset("x", feature_columns="Age")
+
+
+# ------------------------------------------------------------------------------------------------ feedback data
+
+FEEDBACK_TYPES = {"Age": "bigint", "Amount": "float8", "Sex": "text", "Owner": "boolean", "probability": "float8[]"}
+
+
+def test_csv_feedback_is_typed_as_the_subscriptions_columns() -> None:
+    text = 'Age,Amount,Sex,Owner,probability,Risk,Note\n33,1200,1,yes,"[0.3, 0.7]",Risk,12.5\n41,,f,0,,No Risk,x\n\n'
+    table = feedback_table(text, None, data_header=True, types=FEEDBACK_TYPES)
+    assert table.fields == ["Age", "Amount", "Sex", "Owner", "probability", "Risk", "Note"]
+    assert table.values == [
+        [33, 1200.0, "1", True, [0.3, 0.7], "Risk", 12.5],  # "1" stays text in a text column; Note: by its look
+        [41, None, "f", False, None, "No Risk", "x"],
+    ]
+    assert type(table.values[0][1]) is float
+    semicolons = feedback_table("33;Risk\n41;No Risk", ["Age", "Risk"], data_delimiter=";", types=FEEDBACK_TYPES)
+    assert semicolons.values == [[33, "Risk"], [41, "No Risk"]]
+    rows = feedback_table([["Age", "Risk"], [33, "Risk"]], None, data_header=True)  # lists are taken as they are
+    assert (rows.fields, rows.values) == (["Age", "Risk"], [[33, "Risk"]])
+    assert typed_value("33.0", "bigint", "x") == 33 and typed_value("7", None, "x") == 7
+    assert typed_value('{"a": 1}', "jsonb", "x") == {"a": 1} and typed_value("plain", "jsonb", "x") == "plain"
+
+
+@pytest.mark.parametrize(
+    ("data", "fields", "header", "words"),
+    [
+        ("Age,Risk\n33", None, True, "line 2: 1 values for 2 fields"),
+        ("Age,Risk\nold,Risk", None, True, "line 2, field 'Age': 'old' is not a bigint"),
+        ("Age,Risk\n33.5,Risk", None, True, "not a bigint"),
+        ("33,Risk", None, False, "fields=[...]"),
+        ("Age,Risk\n33,Risk", ["Age", "Risk"], True, "not both"),
+        ("", None, True, "no header line"),
+        ([{"Age": 33}], ["Age"], False, "rows as lists"),
+        ("Owner,Risk\nmaybe,Risk", None, True, "not a boolean"),
+        ('probability,Risk\n"[1,""a""]",Risk', None, True, "not a float8[]"),
+    ],
+)
+def test_malformed_feedback_data_says_where(data: Any, fields: Any, header: bool, words: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        feedback_table(data, fields, data_header=header, types=FEEDBACK_TYPES)
+    assert words in str(caught.value)
+
+
+# ------------------------------------------------------------------------------------- the in-process worker
+
+
+def test_the_in_process_worker_follows_the_one_lifecycle() -> None:
+    cfg = WorkerConfig(topics=("scoring",), group_id=in_process_group("mart"), schema="mart")
+    assert cfg.group_id == "stream-logger-client-mart"
+    worker = BackgroundWorker(cfg, Settings())
+    with pytest.raises(FatalError, match="not running"):
+        worker.wait_until_written(timeout_s=0.1)
+    worker.stop()
+    worker.stop()
+    assert worker.state is State.STOPPED
+    with pytest.raises(LifecycleError):
+        worker.start()
