@@ -46,6 +46,8 @@ import orjson
 from .contract import (
     DEFAULT_DEPLOYMENT_ID,
     DEFAULT_MAX_RECORD_BYTES,
+    FEEDBACK_KEYS,
+    FEEDBACK_KIND,
     INVISIBLE_CHARACTERS,
     MAX_FIELDS,
     MAX_NAME_CHARS,
@@ -218,6 +220,8 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
         check_version(obj)
     if not _TOP_KEYS.issuperset(obj):
         unknown = sorted(key for key in obj if key not in _TOP_KEYS)
+        if unknown[0] in FEEDBACK_KEYS:
+            _fail(unknown[0], f'not a field of a scoring record; a feedback record says "kind": "{FEEDBACK_KIND}"')
         _fail(_key_path("", unknown[0]), "unknown field (a typo? v1 allows: " + ", ".join(sorted(_TOP_KEYS)) + ")")
     get = obj.get
 

@@ -59,7 +59,8 @@ def _add(args: argparse.Namespace) -> int:
             return await registry.declare(conn, args.schema, spec)
 
     sub = asyncio.run(run())
-    print(f"subscription {sub.subscription_id!r}: table {sub.table}, {len(sub.fields)} fields")
+    target = f", target {sub.target.name!r}" if sub.target is not None else ""
+    print(f"subscription {sub.subscription_id!r}: table {sub.table}, {len(sub.fields)} fields{target}")
     return 0
 
 
@@ -81,7 +82,7 @@ def _list(args: argparse.Namespace) -> int:
                         "asset_revision": s.asset_revision,
                         "evolve": s.evolve,
                         "auto_registered": s.auto_registered,
-                        "fields": [f.as_json() for f in s.fields],
+                        "fields": [f.as_json() for f in s.stored_fields],
                     }
                     for s in subs
                 ],
@@ -94,6 +95,6 @@ def _list(args: argparse.Namespace) -> int:
     for s in subs:
         how = "auto-registered" if s.auto_registered else "declared"
         print(f"{s.subscription_id}  table {s.table}  ({how}, evolve={'yes' if s.evolve else 'no'})")
-        for f in s.fields:
+        for f in s.stored_fields:
             print(f"    {f.name!r:32} -> {f.column:32} {f.role:12} {f.type}")
     return 0

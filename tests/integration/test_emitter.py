@@ -341,6 +341,9 @@ def test_emit_names_the_bad_lines(settings: Settings, topic: str, tmp_path: Path
     lines = [orjson.dumps(german_credit_record(i)) for i in range(5)]
     lines.insert(1, b'{"schema_version": 1}')
     lines.append(b"not json")
+    label = {"schema_version": 1, "kind": "feedback", "feedback_id": "fb-0", "subscription_id": "german-credit"}
+    label |= {"labelled_at": "2025-06-01T00:00:00Z", "scoring_id": german_credit_record(0)["scoring_id"]}
+    lines += [orjson.dumps({**label, "label": "Risk"}), orjson.dumps(label)]  # a label, and one without its label
     path = tmp_path / "records.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     result = subprocess.run(
@@ -361,5 +364,6 @@ def test_emit_names_the_bad_lines(settings: Settings, topic: str, tmp_path: Path
         timeout=120,
     )
     assert result.returncode == 1
-    assert "sent 5, invalid 2, undelivered 0" in result.stdout
-    assert "invalid lines: 2, 7" in result.stderr
+    assert "sent 6, invalid 3, undelivered 0" in result.stdout
+    assert "invalid lines: 2, 7, 9" in result.stderr
+    assert "line 9: label: required with scoring_id" in result.stderr

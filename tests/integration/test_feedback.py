@@ -18,8 +18,10 @@ import pytest
 
 from stream_logger import Emitter
 from stream_logger.config import Settings
+from stream_logger.errors import SubscriptionError
 from stream_logger.identifiers import quote_ident
 from stream_logger.readback import Datamart
+from stream_logger.registry import declare
 from stream_logger.replay import plan_replay
 from stream_logger.samples import german_credit_record
 from stream_logger.worker import Worker
@@ -228,3 +230,26 @@ async def _contents(pg: asyncpg.Connection, schema: str) -> tuple[list[Any], lis
         "ORDER BY 1, 2, 3"
     )
     return [tuple(r) for r in labels], [tuple(r) for r in view_rows], [tuple(r) for r in letters]
+
+
+async def test_a_declared_target_types_the_labels(
+    settings: Settings, topic: str, datamart_schema: str, pg: asyncpg.Connection, tmp_path: Path
+) -> None:
+    spec = {
+        "subscription_id": SUB,
+        "fields": [{"name": "Age", "type": "integer"}, {"name": "defaulted", "type": "boolean", "role": "target"}],
+    }
+    sub = await declare(pg, datamart_schema, spec)
+    assert sub.target is not None and (sub.target.name, sub.target.type) == ("defaulted", "boolean")
+    assert "defaulted" not in sub.columns  # the payload table has no column for it
+    with pytest.raises(SubscriptionError, match="the target is already 'defaulted'"):
+        await declare(pg, datamart_schema, {**spec, "fields": [{"name": "y", "type": "text", "role": "target"}]})
+    labels = [
+        {"subscription_id": SUB, "scoring_id": "call-1", "label": True, "feedback_id": "yes"},
+        {"subscription_id": SUB, "scoring_id": "call-2", "label": "no", "feedback_id": "text"},
+    ]
+    await _send(settings, topic, tmp_path, [_call(1), _call(2)], labels)
+    await run_until_caught_up(settings, config(topic, datamart_schema))
+    assert await _labelled(pg, datamart_schema, "defaulted") == {("call-1", 0): True}
+    code = await pg.fetchval(f"SELECT error_code FROM {quote_ident(datamart_schema)}.dead_letters WHERE key = 'text'")
+    assert code == "type_conflict"

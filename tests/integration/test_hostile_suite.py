@@ -22,9 +22,20 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from stream_logger.config import Settings
-from stream_logger.identifiers import quote_ident
+from stream_logger.identifiers import feedback_names_for, quote_ident
 from stream_logger.worker import Worker
-from tests.support import SUB, config, decoder_corpus, drop_schema, encode, produce, record, setup_datamart, unique_name
+from tests.support import (
+    JSON_VALUES,
+    SUB,
+    config,
+    decoder_corpus,
+    drop_schema,
+    encode,
+    produce,
+    record,
+    setup_datamart,
+    unique_name,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,18 +47,23 @@ DUPLICATE = "duplicate"  # a scoring id stored already: the message is a re-deli
 class Outcomes:
     """Where the messages of a topic (one partition) ended, read from the datamart."""
 
-    def __init__(self, places: dict[int, list[str]], scoring_ids: set[str]) -> None:
+    def __init__(self, places: dict[int, list[str]], scoring_ids: set[str], feedback_ids: set[str]) -> None:
         self.places = places
         self.scoring_ids = scoring_ids
+        self.feedback_ids = feedback_ids
 
     def of(self, offset: int, value: bytes | None) -> list[str]:
-        """Every place the message at ``offset`` ended: ``stored`` once per payload table holding its rows, each
-        dead letter's code, or ``duplicate`` when its scoring id is stored by an earlier message."""
+        """Every place the message at ``offset`` ended: ``stored`` once per payload or feedback table holding its
+        rows, each dead letter's code, or ``duplicate`` when its scoring id (or a label's feedback id) is stored by
+        an earlier message."""
         places = self.places.get(offset)
         if places:
             return places
         try:
-            scoring_id = orjson.loads(value or b"")["scoring_id"]
+            obj = orjson.loads(value or b"")
+            if "kind" in obj:
+                return [DUPLICATE] if obj["feedback_id"] in self.feedback_ids else []
+            scoring_id = obj["scoring_id"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return []
         return [DUPLICATE] if scoring_id in self.scoring_ids else []
@@ -58,6 +74,7 @@ async def outcomes(pg: asyncpg.Connection, schema: str, topic: str) -> Outcomes:
     q_schema = quote_ident(schema)
     found: dict[int, list[str]] = {}
     scoring_ids: set[str] = set()
+    feedback_ids: set[str] = set()
     for table in await pg.fetch(f"SELECT table_name FROM {q_schema}.subscriptions"):
         rows = await pg.fetch(
             f"SELECT src_offset, scoring_id FROM {q_schema}.{quote_ident(table['table_name'])} WHERE src_topic = $1 "
@@ -67,9 +84,17 @@ async def outcomes(pg: asyncpg.Connection, schema: str, topic: str) -> Outcomes:
         for row in rows:
             found.setdefault(row["src_offset"], []).append(STORED)
             scoring_ids.add(row["scoring_id"])
+        feedback = f"{q_schema}.{quote_ident(feedback_names_for(table['table_name'])[0])}"
+        if await pg.fetchval("SELECT to_regclass($1)", feedback) is not None:
+            labels = await pg.fetch(
+                f"SELECT src_offset, feedback_id FROM {feedback} WHERE src_topic = $1 AND feedback_row = 0", topic
+            )
+            for row in labels:
+                found.setdefault(row["src_offset"], []).append(STORED)
+                feedback_ids.add(row["feedback_id"])
     for row in await pg.fetch(f'SELECT "offset", error_code FROM {q_schema}.dead_letters WHERE topic = $1', topic):
         found.setdefault(row["offset"], []).append(row["error_code"])
-    return Outcomes(found, scoring_ids)
+    return Outcomes(found, scoring_ids, feedback_ids)
 
 
 async def catalog_outside(pg: asyncpg.Connection, schema: str) -> set[tuple[str, ...]]:
@@ -164,7 +189,17 @@ def hostile(draw: st.DrawFn, i: int) -> Hostile:
     new_sub = frozenset({STORED, "subscription_limit"})
     kind = draw(
         st.sampled_from(
-            ["squat", "invisible id", "look-alike id", "nul name", "far timestamp", "new field", "deep", "bytes"]
+            [
+                "squat",
+                "invisible id",
+                "look-alike id",
+                "nul name",
+                "far timestamp",
+                "new field",
+                "deep",
+                "bytes",
+                "feedback",
+            ]
         )
     )
     if kind == "squat":
@@ -204,17 +239,52 @@ def hostile(draw: st.DrawFn, i: int) -> Hostile:
         deep = splice[:-1] + b"[" * depth + b"1" + b"]" * depth + b', "x":'
         text = _dump(rec).replace(b'"fields":', deep, 1)
         return Hostile(text, frozenset({"invalid_record", "malformed_json"}))
+    if kind == "feedback":
+        return draw(hostile_feedback(i))
     raw = draw(st.binary(max_size=300) | st.sampled_from([b"", b"null", b"{}", b"[]", b"\xff\xfe", b'{"a":' * 50]))
     return Hostile(raw, frozenset({"malformed_json", "invalid_record", "empty_message", "unsupported_version"}))
 
 
+LABELS = st.text(max_size=8) | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.booleans()
+STORABLE = frozenset({STORED, "type_conflict", "unstorable_value"})  # the target's type comes from the first label
+
+
 @st.composite
-def rounds(draw: st.DrawFn) -> list[Hostile | None]:
-    """A round of messages: None for a good record, else a hostile one; always a good one first."""
+def hostile_feedback(draw: st.DrawFn, i: int) -> Hostile:
+    """A label: for a scoring id never logged, standalone rows with hostile names, for a hostile subscription, or
+    mutated out of its contract."""
+    fb: dict[str, Any] = {
+        "schema_version": 1,
+        "kind": "feedback",
+        "feedback_id": f"hostile-fb-{i}",
+        "subscription_id": SUB,
+        "labelled_at": TODAY.isoformat(),
+    }
+    form = draw(st.sampled_from(["unknown scoring id", "standalone", "new subscription", "mutated"]))
+    if form == "standalone":
+        name = draw(st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=40))
+        label = draw(LABELS)
+        fb["data"] = {"fields": [name, "label"], "values": [[draw(LABELS | st.none()), label]]}
+        return Hostile(_dump(fb), STORABLE | {"invalid_record"})
+    fb |= {"scoring_id": f"nowhere-{i}", "label": draw(LABELS)}
+    if form == "new subscription":
+        fb["subscription_id"] = draw(st.sampled_from([*SQUATS, f"fb{INVISIBLE[0]}", f"label-only-{i % 20}"]))
+        return Hostile(_dump(fb), STORABLE | {"invalid_record", "subscription_limit"})
+    if form == "mutated":
+        key = draw(st.sampled_from(sorted(fb)))
+        fb[key] = draw(JSON_VALUES)
+        return Hostile(_dump(fb), STORABLE | {"invalid_record", "unsupported_version", "subscription_limit"})
+    return Hostile(_dump(fb), STORABLE)
+
+
+@st.composite
+def rounds(draw: st.DrawFn, kind: Any = hostile) -> list[Hostile | None]:
+    """A round of messages: None for a good record, else a hostile one (of the strategy ``kind``); always a good
+    one first."""
     n = draw(st.integers(3, 12))
     out: list[Hostile | None] = [None]
     for k in range(n):
-        out.append(draw(hostile(1000 + k)) if draw(st.booleans()) else None)
+        out.append(draw(kind(1000 + k)) if draw(st.booleans()) else None)
     return out
 
 
@@ -243,6 +313,14 @@ def shared(settings: Settings) -> Iterator[Shared]:
 @hypothesis_settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(rounds())
 def test_generated_hostile_messages_cost_only_themselves(
+    settings: Settings, shared: Shared, round_: list[Hostile | None]
+) -> None:
+    asyncio.run(_one_round(settings, shared, round_))
+
+
+@hypothesis_settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(rounds(hostile_feedback))
+def test_generated_hostile_labels_cost_only_themselves(
     settings: Settings, shared: Shared, round_: list[Hostile | None]
 ) -> None:
     asyncio.run(_one_round(settings, shared, round_))

@@ -162,6 +162,14 @@ async def test_the_readme_walkthrough(
         assert len(read["payload"]) == 7 and set(read["payload"]["Sex"]) == {"female", "male"}
         assert list(read["dead"]["error_code"]) == ["type_conflict"]
 
+        # Feedback: a label for the hand-written record, and a standalone row; the labelled view answers.
+        await walk.python("feedback-log")
+        walk.bash("consume-batch")
+        (quality,) = await walk.sql(pg, "sql-quality")
+        assert [(r["sex"], r["labelled"], r["accuracy"]) for r in quality] == [("female", 1, 0)]
+        read = await walk.python("feedback-read", logs=False)
+        assert sorted(read["labels"]["Risk"]) == ["No Risk", "Risk"] and list(read["labelled"]["Risk"]) == ["Risk"]
+
         # Deploying: rewinding the group on purpose fills in a row deleted by hand, doubles nothing (the dead
         # letter is not recorded twice), and the group's Kafka offsets follow the datamart's.
         await pg.execute(f"DELETE FROM {quote_ident(schema)}.payload_german_credit WHERE scoring_id = 'bad-age'")
@@ -169,6 +177,7 @@ async def test_the_readme_walkthrough(
         assert "next_offset" in out and "UPDATE " in out
         assert await payload_rows(pg, schema) == 7
         assert await dead_letters(pg, schema) == ["type_conflict"]
+        assert await pg.fetchval(f"SELECT count(*) FROM {quote_ident(schema)}.feedback_german_credit") == 2
         positions = await stored_offsets(pg, schema, names["group"])
         assert positions == {p: end for p, end in (await end_offsets(settings, topic)).items() if end > 0}
         assert await kafka_offsets(settings, names["group"], topic) == positions
@@ -183,6 +192,8 @@ async def test_the_readme_walkthrough(
         # datamart's declaration, which a replay into a fresh schema does not copy.
         replayed_table = f"{quote_ident(replay_schema)}.payload_german_credit"
         placed = await pg.fetchval(f"SELECT count(DISTINCT (src_partition, src_offset)) FROM {replayed_table}")
+        replayed_labels = f"{quote_ident(replay_schema)}.feedback_german_credit"
+        placed += await pg.fetchval(f"SELECT count(DISTINCT (src_partition, src_offset)) FROM {replayed_labels}")
         messages = sum((await end_offsets(settings, topic)).values())
         assert messages - (placed + replayed_dead) in (0, 1), (messages, placed, replayed_dead)
         assert replayed >= 1

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_logger.errors import IdentifierError
+from stream_logger.errors import IdentifierError, SubscriptionError
 from stream_logger.identifiers import (
     MAX_IDENTIFIER_BYTES,
     MAX_TABLE_NAME_BYTES,
@@ -15,11 +15,13 @@ from stream_logger.identifiers import (
     SYSTEM_SUFFIX,
     column_name_for,
     derived_names,
+    feedback_names_for,
     partition_name_for,
     quote_ident,
     table_name_for,
     validate_schema_name,
 )
+from stream_logger.subscription import parse_spec
 
 HOSTILE = [
     'x"; DROP SCHEMA public CASCADE; --',
@@ -166,3 +168,25 @@ def test_a_table_whose_index_name_is_taken_gets_another_name() -> None:
 def test_partition_name_refuses_anything_but_a_day() -> None:
     with pytest.raises(IdentifierError):
         partition_name_for("payload_x", "2024-05-17")
+
+
+def test_a_field_never_takes_a_feedback_tables_own_column() -> None:
+    """The feedback table holds the payload fields' columns beside its own, and the labelled view shows
+    ``labelled_at`` beside the payload's: a field named like one of them gets another column name."""
+    assert column_name_for("labelled_at", set()) == "labelled_at_2"
+    assert column_name_for("FeedbackId", set()) == "feedback_id_2"
+    assert column_name_for("feedback_row", set()) == "feedback_row_2"
+
+
+def test_the_feedback_table_and_view_are_named_from_the_payload_table() -> None:
+    assert feedback_names_for("payload_german_credit") == ("feedback_german_credit", "labelled_german_credit")
+    assert feedback_names_for("payload_credit_pkey_t") == ("feedback_credit_pkey_t", "labelled_credit_pkey_t")
+
+
+def test_a_declaration_has_one_target_at_most() -> None:
+    spec = {"subscription_id": "gc", "fields": [{"name": "Age", "type": "integer"}]}
+    _, wanted, _ = parse_spec({**spec, "fields": [*spec["fields"], {"name": "Risk", "type": "text", "role": "target"}]})
+    assert wanted == [("Age", "feature", "bigint"), ("Risk", "target", "text")]
+    two = [{"name": "Risk", "type": "text", "role": "target"}, {"name": "Default", "type": "bool", "role": "target"}]
+    with pytest.raises(SubscriptionError, match="one target field"):
+        parse_spec({**spec, "fields": two})
