@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 import asyncpg
 
 from .contract import Table
-from .errors import RecordError, StreamLoggerError, SubscriptionError
+from .errors import RecordError, StreamLoggerError, SubscriptionError, describe
 from .feedback_tables import feedback_table_exists
 from .identifiers import feedback_names_for, quote_ident
 from .openscale import PayloadRecord
@@ -289,6 +289,8 @@ class PayloadLogging:
             spec = self.subscription.declaration(records, session.schema)
         except RecordError as exc:
             raise RecordError(exc.code, f"records.{exc.path}" if exc.path else "records", exc.detail) from None
+        except (TypeError, ValueError) as exc:  # a value of the caller's that cannot be read
+            raise RecordError("invalid_record", "records", describe(exc)) from None
         if spec is not None:
 
             async def run(conn: asyncpg.Connection) -> None:
