@@ -54,6 +54,21 @@ def message(i: int, ts: datetime | None = None) -> bytes:
     return orjson.dumps(rec)
 
 
+def label(i: int) -> bytes:
+    """A label by reference for the record of :func:`message` ``i``: what a labelling job sends."""
+    return orjson.dumps(
+        {
+            "schema_version": 1,
+            "kind": "feedback",
+            "feedback_id": f"l-{i}",
+            "subscription_id": SUB,
+            "labelled_at": "2025-06-01T12:00:00Z",
+            "scoring_id": f"b-{i}",
+            "label": "Risk" if i % 3 == 0 else "No Risk",
+        }
+    )
+
+
 async def fill_topic(settings: Settings, topic: str, values: list[bytes]) -> float:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks=1, linger_ms=20, max_batch_size=512 * 1024
@@ -280,6 +295,7 @@ async def main() -> None:
     ap.add_argument("--rate", type=int, default=5000, help="records/s for the latency and outage runs")
     ap.add_argument("--latency-s", type=float, default=20)
     ap.add_argument("--outage-s", type=float, default=120, help="0 skips the outage run")
+    ap.add_argument("--labels", type=int, default=100_000, help="labels by reference to ingest after; 0 skips it")
     args = ap.parse_args()
     settings = Settings.from_env()
     tag = uuid.uuid4().hex[:8]
@@ -314,6 +330,16 @@ async def main() -> None:
     print(f"PostgreSQL checkpoints begun during the worker run: {checkpoints_after_worker - checkpoints_before}, "
           f"during the ceiling: {checkpoints_after_ceiling - checkpoints_after_worker}")  # fmt: skip
     del values
+
+    if args.labels:
+        labels_topic = f"bench_labels_{tag}"
+        await create_topic(settings.bootstrap_servers, labels_topic, args.partitions)
+        await fill_topic(settings, labels_topic, [label(i) for i in range(args.labels)])
+        labelled = await run_measured(worker_cmd(labels_topic, s_worker, settings, "--until-caught-up"))
+        label_rate, label_cpu_us = args.labels / labelled.seconds, labelled.cpu_s / args.labels * 1e6
+        print(f"labels: {args.labels:,} labels by reference in {labelled.seconds:.1f}s = {label_rate:,.0f} labels/s "
+              f"(labels / worker records: {label_rate / worker_rate:.2f}), CPU {label_cpu_us:.1f} us a label "
+              f"(rc={labelled.returncode})", flush=True)  # fmt: skip
 
     p50, p99 = await latency(settings, s_lat, args.rate, args.latency_s, args.partitions)
     print(f"latency at {args.rate:,} records/s: produce->committed p50 {p50:.0f} ms, p99 {p99:.0f} ms")

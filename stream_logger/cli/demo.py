@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Any
 
+from ..demo.labels import DEFAULT_LABEL_SHARE
 from ..demo.run import DemoOptions, run_demo
 from ..identifiers import validate_schema_name
 from ._options import add_connection_options, settings_from
@@ -38,14 +39,23 @@ def register(sub: Any) -> None:
     p.add_argument("--schema", default="demo", metavar="S", help="datamart schema, recreated (default: demo)")
     p.add_argument("--topic", metavar="T", help="topic to create (default: stream_logger_demo_<time>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic applicants (default: 0)")
+    p.add_argument(
+        "--label-share",
+        type=float,
+        default=DEFAULT_LABEL_SHARE,
+        metavar="F",
+        help=f"share of the calls whose true outcome is logged later, as labels (default: {DEFAULT_LABEL_SHARE})",
+    )
     add_connection_options(p)
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     validate_schema_name(args.schema)
-    if args.records < 0 or args.workers < 1 or args.history_days < 0:
-        raise SystemExit("stream-logger demo: --records and --history-days must be >= 0, --workers >= 1")
+    if args.records < 0 or args.workers < 1 or args.history_days < 0 or not 0 <= args.label_share <= 1:
+        raise SystemExit(
+            "stream-logger demo: --records and --history-days must be >= 0, --workers >= 1, --label-share in 0..1"
+        )
     options = DemoOptions(
         records=args.records,
         rate_per_s=args.rate,
@@ -54,6 +64,7 @@ def _demo(args: argparse.Namespace) -> int:
         schema=args.schema,
         topic=args.topic,
         seed=args.seed,
+        label_share=args.label_share,
     )
     # the live display says what the workers do; their own INFO lines would only interleave with it
     quiet = max(logging.WARNING, logging.getLogger().level)

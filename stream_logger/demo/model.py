@@ -8,7 +8,9 @@ population of :class:`~stream_logger.demo.applicants.ApplicantGenerator` about o
 
 **Deliberate bias, for the demo only.** The model also adds risk for ``Sex=female`` and for young applicants (and a
 little for the oldest). This is on purpose, so that the demo's fairness view (the rate of ``Risk`` by sex and age
-band, and the disparate impact ratio) has something to show. A real model must not do this.
+band, and the disparate impact ratio) has something to show. A real model must not do this. The true outcomes the
+demo labels its calls with later (:func:`true_outcome`) come from the same model without that bias, so the model is
+also less accurate for those groups, which the demo's quality view shows.
 
 Responses follow the scoring format: ``{"fields": ["prediction", "probability"], "values": [[label, [p_no_risk,
 p_risk]], ...]}``; the probability pair is ordered as :data:`LABELS`, that is ``[P(No Risk), P(Risk)]``.
@@ -17,6 +19,7 @@ p_risk]], ...]}``; the probability pair is ordered as :data:`LABELS`, that is ``
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -31,6 +34,7 @@ __all__ = [
     "risk_logit",
     "score",
     "score_applicant",
+    "true_outcome",
 ]
 
 RISK: Final = "Risk"
@@ -88,6 +92,11 @@ _WEIGHTS: Final[Mapping[str, Mapping[str, float]]] = {
 }
 
 
+def _bias(applicant: Mapping[str, Any]) -> float:
+    """The deliberate bias in the log-odds: what the model adds for sex and age that the world does not."""
+    return _WEIGHTS["Sex"][applicant["Sex"]] + _age_weight(int(applicant["Age"]))
+
+
 def _age_weight(age: int) -> float:
     # Deliberate, documented bias for the demo's fairness view (see the module docstring).
     if age <= 25:
@@ -123,6 +132,12 @@ def risk_logit(applicant: Mapping[str, Any]) -> float:
     logit += _PER_INSTALLMENT_POINT * (int(applicant["InstallmentPercent"]) - 1)
     logit += _age_weight(int(applicant["Age"]))
     return logit
+
+
+def true_outcome(applicant: Mapping[str, Any], rng: random.Random) -> str:
+    """What really became of the loan (``Risk`` or ``No Risk``), drawn from the model's log-odds less its bias."""
+    p_risk = 1.0 / (1.0 + math.exp(-(risk_logit(applicant) - _bias(applicant))))
+    return RISK if rng.random() < p_risk else NO_RISK
 
 
 def score_applicant(applicant: Mapping[str, Any]) -> Score:

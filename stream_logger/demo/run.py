@@ -21,12 +21,13 @@ from aiokafka import AIOKafkaProducer
 from .. import datamart, registry
 from ..config import Settings, default_home
 from ..emitter import Emitter
-from ..identifiers import quote_ident
+from ..identifiers import feedback_names_for, quote_ident
 from ..kafka_clients import start_client
 from ..retry import kafka_errors, pg_errors
 from ..topics import create_topic
 from ..worker import DEFAULT_MAX_RECORD_AGE_S, Worker, WorkerConfig
 from .applicants import ApplicantGenerator
+from .labels import DEFAULT_LABEL_SHARE, Labeller
 from .malformed import MalformedMessage, malformed_messages
 from .model import score
 from .subscription import subscription_declaration
@@ -48,6 +49,8 @@ class DemoOptions:
     seed: int = 0
     partitions: int = 3
     live: bool = True
+    label_share: float = DEFAULT_LABEL_SHARE
+    """The share of calls whose true outcome is logged later, as labels."""
 
 
 @dataclass(slots=True)
@@ -59,6 +62,8 @@ class DemoResult:
     malformed: list[tuple[MalformedMessage, str | None]]
     summary: Summary
     ingested_messages: int = 0
+    labels: int = 0
+    labelled_calls: int = 0
     elapsed_s: float = 0.0
     worker_messages: list[int] = field(default_factory=list)
 
@@ -132,15 +137,17 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
         tasks = [asyncio.create_task(w.run()) for w in workers]
         display = _Display(out, opts.live)
         malformed = malformed_messages(subscription_id=sub_id, seed=opts.seed)
-        emitted = 0
+        labeller = Labeller(sub_id, opts.label_share, seed=opts.seed + 1)
+        emitted = labels = 0
         try:
             spool_dir = default_home() / "demo-spool"
             async with Emitter(
                 topic, settings.bootstrap_servers, spool_dir=spool_dir, kafka_config=settings.kafka
             ) as em:
-                emitted = await _serve(em, opts, sub_id, settings, topic, malformed, workers, display)
+                emitted = await _serve(em, opts, sub_id, settings, topic, malformed, workers, display, labeller)
                 await em.flush()
-            expected = emitted + len(malformed)
+            labels = labeller.handed_out
+            expected = emitted + labels + len(malformed)
             deadline = time.monotonic() + 120
             while sum(w.summary.messages for w in workers) < expected and time.monotonic() < deadline:
                 if any(t.done() for t in tasks):
@@ -162,7 +169,9 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
             fields = await conn.fetchval(
                 f"SELECT fields FROM {quote_ident(opts.schema)}.subscriptions WHERE subscription_id = $1", sub_id
             )
-            summary = await summarize(conn, opts.schema, sub.table, columns_from_fields(fields))
+            summary = await summarize(
+                conn, opts.schema, sub.table, columns_from_fields(fields), labelled=feedback_names_for(sub.table)[1]
+            )
             outcome = await _malformed_outcomes(conn, opts.schema, malformed)
     finally:
         await conn.close()
@@ -172,6 +181,8 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
         malformed=outcome,
         summary=summary,
         ingested_messages=sum(w.summary.messages for w in workers),
+        labels=labels,
+        labelled_calls=labeller.labelled_calls,
         elapsed_s=time.monotonic() - began,
         worker_messages=[w.summary.messages for w in workers],
     )
@@ -198,8 +209,10 @@ async def _serve(
     malformed: Sequence[MalformedMessage],
     workers: Sequence[Worker],
     display: _Display,
+    labeller: Labeller,
 ) -> int:
-    """The synthetic model service: score requests at ``rate_per_s`` and log each call. Returns calls logged."""
+    """The synthetic model service: score requests at ``rate_per_s`` and log each call, and the labels of some calls
+    later. Returns calls logged."""
     gen = ApplicantGenerator(opts.seed)
     now = datetime.now(UTC)
     history = timedelta(days=opts.history_days)
@@ -211,7 +224,7 @@ async def _serve(
         elapsed_ms = (time.perf_counter() - t0) * 1000
         # with --history-days, timestamps spread evenly from that many days ago up to now (a backfill)
         when = now - history * (1 - i / max(opts.records, 1)) if opts.history_days else None
-        em.log(
+        scoring_id = em.log(
             request=request,
             response=response,
             subscription_id=sub_id,
@@ -219,6 +232,9 @@ async def _serve(
             scoring_timestamp=when,
             response_time_ms=round(elapsed_ms, 3),
         )
+        labeller.observe(i, scoring_id, request, when)
+        for label in labeller.due(i):
+            em.log_feedback(**label)
         if i == opts.records // 2:
             await _produce_raw(settings, topic, malformed)
         if opts.rate_per_s > 0:
@@ -229,6 +245,8 @@ async def _serve(
             _refresh(display, i + 1, workers)
             if opts.rate_per_s <= 0:
                 await asyncio.sleep(0)
+    for label in labeller.rest():  # the outcomes learnt after the last call
+        em.log_feedback(**label)
     return opts.records
 
 
@@ -251,6 +269,10 @@ def _print_result(result: DemoResult, out: TextIO) -> None:
         f"{result.emitted:,} scoring calls logged, {result.ingested_messages:,} messages ingested by "
         f"{len(result.worker_messages)} workers ({' + '.join(map(str, result.worker_messages))}) "
         f"in {result.elapsed_s:.1f}s",
+        file=out,
+    )
+    print(
+        f"{result.labels:,} delayed labels (true outcomes) logged for {result.labelled_calls:,} of the calls",
         file=out,
     )
     print("\nDeliberately malformed messages (flagged), and what the datamart did with them:", file=out)

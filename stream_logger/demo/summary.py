@@ -2,9 +2,10 @@
 
 :func:`summarize` runs a handful of queries against one subscription's payload table and the datamart's dead-letter
 table and returns a :class:`Summary`: rows and requests, dead letters by reason, requests per minute over time,
-the prediction mix, and a first fairness view (the rate of ``Risk`` by sex and by age band, and the disparate
-impact ratio). :func:`render` turns it into the text the demo prints, ending with the very SQL that produced the
-numbers, ready to paste into ``psql``.
+the prediction mix, a first fairness view (the rate of ``Risk`` by sex and by age band, and the disparate impact
+ratio), and beside it a quality view from the labelled rows (the subscription's ``labelled_`` view): accuracy by
+sex and by age band. :func:`render` turns it into the text the demo prints, ending with the very SQL that produced
+the numbers, ready to paste into ``psql``.
 
 Column names are not guessed: the caller passes the mapping from field name to column (the datamart records it in
 its subscriptions table); :data:`DEFAULT_COLUMNS` fills in whatever the mapping leaves out.
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_COLUMNS",
     "FOUR_FIFTHS",
     "Bucket",
+    "GroupAccuracy",
     "GroupRate",
     "Query",
     "Summary",
@@ -45,6 +47,7 @@ DEFAULT_COLUMNS: Final[Mapping[str, str]] = {
     "Sex": "sex",
     "Age": "age",
     "prediction": "prediction",
+    "Risk": "risk",
 }
 """Field (or record attribute) name -> payload table column, used where the caller's mapping has no entry."""
 
@@ -124,6 +127,27 @@ class GroupRate:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupAccuracy:
+    """How often the model was right for one group, over its labelled rows; and how often it said ``Risk`` to an
+    applicant whose loan went well (``No Risk`` in truth): the error the demo's bias makes."""
+
+    group: str
+    labelled: int
+    correct: int
+    truly_no_risk: int = 0
+    false_risk: int = 0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+    @property
+    def false_risk_rate(self) -> float | None:
+        """P(predicted Risk | truly No Risk)."""
+        return self.false_risk / self.truly_no_risk if self.truly_no_risk else None
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     """Everything the demo reports at the end, as read from the datamart."""
 
@@ -139,6 +163,9 @@ class Summary:
     by_sex: list[GroupRate]
     by_age_band: list[GroupRate]
     queries: list[Query] = field(default_factory=list)
+    accuracy_by_sex: list[GroupAccuracy] = field(default_factory=list)
+    accuracy_by_age_band: list[GroupAccuracy] = field(default_factory=list)
+    """Empty when there is no labelled view, or no label yet."""
 
     @property
     def dead_letters_total(self) -> int:
@@ -194,9 +221,13 @@ def _band_case(age: str) -> str:
 class _Sql:
     """The summary's SQL statements for one payload table and one dead-letter table."""
 
-    def __init__(self, schema: str, table: str, dead_letters_table: str, columns: Mapping[str, str]) -> None:
+    def __init__(
+        self, schema: str, table: str, dead_letters_table: str, columns: Mapping[str, str], labelled: str | None
+    ) -> None:
         cols = {**DEFAULT_COLUMNS, **columns}
         self.table = f"{quote_ident(schema)}.{quote_ident(table)}"
+        self.labelled = None if labelled is None else f"{quote_ident(schema)}.{quote_ident(labelled)}"
+        self.target = quote_ident(cols["Risk"])
         self.dead_letters = f"{quote_ident(schema)}.{quote_ident(dead_letters_table)}"
         self.scoring_id = quote_ident(cols["scoring_id"])
         self.timestamp = quote_ident(cols["scoring_timestamp"])
@@ -257,6 +288,31 @@ class _Sql:
             self._rates(_band_case(self.age)) + f"WHERE {self.age} IS NOT NULL\nGROUP BY 1\nORDER BY min({self.age});",
         )
 
+    def _accuracy(self, group: str) -> str:
+        assert self.labelled is not None
+        return (
+            f"SELECT {group} AS grp, count(*) AS labelled,\n"
+            f"       count(*) FILTER (WHERE {self.prediction} = {self.target}) AS correct,\n"
+            f"       round(avg(({self.prediction} = {self.target})::int), 3) AS accuracy,\n"
+            f"       count(*) FILTER (WHERE {self.target} = {self.no_risk}) AS truly_no_risk,\n"
+            f"       count(*) FILTER (WHERE {self.target} = {self.no_risk} AND {self.prediction} = {self.risk})"
+            " AS false_risk\n"
+            f"FROM {self.labelled}\n"
+        )
+
+    def accuracy_by_sex(self) -> Query:
+        return Query(
+            "accuracy on the labelled rows, by sex",
+            self._accuracy(self.sex) + f"WHERE {self.sex} IS NOT NULL\nGROUP BY 1\nORDER BY 1;",
+        )
+
+    def accuracy_by_age_band(self) -> Query:
+        return Query(
+            "accuracy on the labelled rows, by age band",
+            self._accuracy(_band_case(self.age))
+            + f"WHERE {self.age} IS NOT NULL\nGROUP BY 1\nORDER BY min({self.age});",
+        )
+
 
 async def summarize(
     conn: Any,
@@ -265,6 +321,7 @@ async def summarize(
     columns: Mapping[str, str] | None = None,
     *,
     dead_letters_table: str = "dead_letters",
+    labelled: str | None = None,
     max_buckets: int = 24,
 ) -> Summary:
     """Read the demo summary from ``schema.table`` (one subscription's payload) and ``schema.dead_letters_table``.
@@ -272,9 +329,11 @@ async def summarize(
     ``conn`` is an asyncpg connection (or pool). ``columns`` maps field names (``Sex``, ``Age``, ``prediction``,
     and the record attributes ``scoring_id``, ``scoring_timestamp``) to the table's columns; unmapped names fall
     back to :data:`DEFAULT_COLUMNS`. Time buckets are as narrow as :data:`BUCKET_WIDTHS_S` allows within
-    ``max_buckets``; empty buckets between the first and the last request are filled with zeros.
+    ``max_buckets``; empty buckets between the first and the last request are filled with zeros. ``labelled`` names
+    the subscription's labelled view (its payload rows with their latest label, in the column of ``Risk``): the
+    accuracy by group is read from it, when it exists.
     """
-    sql = _Sql(schema, table, dead_letters_table, columns or {})
+    sql = _Sql(schema, table, dead_letters_table, columns or {}, labelled)
     queries: list[Query] = []
 
     async def fetch(query: Query) -> list[Any]:
@@ -305,6 +364,18 @@ async def summarize(
 
     by_sex = rates(await fetch(sql.by_sex()))
     by_age = rates(await fetch(sql.by_age_band()))
+
+    def accuracies(rows: Sequence[Any]) -> list[GroupAccuracy]:
+        return [
+            GroupAccuracy(row["grp"], row["labelled"], row["correct"], row["truly_no_risk"], row["false_risk"])
+            for row in rows
+        ]
+
+    accuracy_by_sex: list[GroupAccuracy] = []
+    accuracy_by_age: list[GroupAccuracy] = []
+    if sql.labelled is not None and await conn.fetchval("SELECT to_regclass($1)", sql.labelled) is not None:
+        accuracy_by_sex = accuracies(await fetch(sql.accuracy_by_sex()))
+        accuracy_by_age = accuracies(await fetch(sql.accuracy_by_age_band()))
     return Summary(
         schema=schema,
         table=table,
@@ -318,6 +389,8 @@ async def summarize(
         by_sex=by_sex,
         by_age_band=by_age,
         queries=queries,
+        accuracy_by_sex=accuracy_by_sex,
+        accuracy_by_age_band=accuracy_by_age,
     )
 
 
@@ -373,6 +446,15 @@ def _rate_lines(groups: Sequence[GroupRate]) -> list[str]:
     ]
 
 
+def _accuracy_lines(groups: Sequence[GroupAccuracy]) -> list[str]:
+    name_w = max([len(g.group) for g in groups] + [5])
+    return [
+        f"    {g.group:<{name_w}}  labelled {g.labelled:>7,}   accuracy {_pct(g.accuracy)}"
+        f"   false Risk {_pct(g.false_risk_rate)}"
+        for g in groups
+    ]
+
+
 def render(summary: Summary, *, width: int = 78) -> str:
     """The summary as the text the demo prints at the end (lines at most ``width`` long, except the SQL)."""
     out: list[str] = [f"Datamart summary: {quote_ident(summary.schema)}.{quote_ident(summary.table)}", ""]
@@ -409,6 +491,15 @@ def render(summary: Summary, *, width: int = 78) -> str:
         out.append("    Here: " + ("BELOW the line, a warning." if di < FOUR_FIFTHS else "above the line."))
     out.append("  (The demo model adds risk for women and the young on purpose, so that this")
     out.append("  view has something to show; see stream_logger/demo/model.py.)")
+
+    out += ["", "Quality: accuracy on the labelled rows (the delayed true outcomes) by group"]
+    if not summary.accuracy_by_sex and not summary.accuracy_by_age_band:
+        out.append("  (no labels yet)")
+    else:
+        out += ["  by sex", *_accuracy_lines(summary.accuracy_by_sex)]
+        out += ["  by age band", *_accuracy_lines(summary.accuracy_by_age_band)]
+        out.append('  "false Risk": told Risk, though the loan went well; the true outcomes do not')
+        out.append("  depend on sex or age, so the bias above shows here as more false Risk.")
 
     out += ["", "The SQL behind these numbers (paste into psql):"]
     for query in summary.queries:

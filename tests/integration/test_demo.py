@@ -46,4 +46,17 @@ async def test_demo_summary_matches_the_datamart(settings: Settings, schema: str
     assert f"{rows:,}" in text and result.summary.total_rows == rows
     assert 0 < risk < rows
     assert "disparate impact" in text.lower()
+    # Delayed labels for a share of the calls, each stored once; the accuracy by sex read from the labelled view.
+    labels = await pg.fetchval(f"SELECT count(*) FROM {q}.{quote_ident(table.replace('payload_', 'feedback_', 1))}")
+    assert result.labels == labels > 0 and 0 < result.labelled_calls < 150
+    labelled = await pg.fetch(
+        f"SELECT sex, prediction, risk FROM {q}.{quote_ident(table.replace('payload_', 'labelled_', 1))}"
+    )
+    assert len(labelled) == labels  # every label is for a row of its call, and each row is labelled once
+    for group in result.summary.accuracy_by_sex:
+        mine = [r for r in labelled if r["sex"] == group.group]
+        assert group.labelled == len(mine) and group.correct == sum(r["prediction"] == r["risk"] for r in mine)
+        truly_fine = [r for r in mine if r["risk"] == "No Risk"]
+        assert group.false_risk == sum(r["prediction"] == "Risk" for r in truly_fine)
+    assert "Quality: accuracy on the labelled rows" in text and "false Risk" in text
     assert "psql" in text.lower() or "SELECT" in text

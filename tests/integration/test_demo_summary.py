@@ -141,3 +141,38 @@ async def test_mapped_column_names(pg: asyncpg.Connection, schema: str) -> None:
     summary = await summarize(pg, schema, TABLE, {"Sex": "Sex of applicant", "scoring_timestamp": "ts"})
     assert {g.group: g.rows for g in summary.by_sex} == {"female": 4, "male": 6}
     assert summary.total_requests == 7 and len(summary.buckets) == 15
+
+
+async def test_accuracy_by_group_from_the_labelled_rows(pg: asyncpg.Connection, schema: str) -> None:
+    await _fill(pg, schema)
+    # The labelled view's shape: the payload rows that have a label, with it (here a table built by hand).
+    table = f"{quote_ident(schema)}.{quote_ident(TABLE)}"
+    truth = {("a", 0): "No Risk", ("a", 1): "No Risk", ("b", 0): "Risk", ("c", 0): "Risk", ("c", 2): "No Risk"}
+    await pg.execute(
+        f"CREATE TABLE {quote_ident(schema)}.labelled AS SELECT *, NULL::text AS risk FROM {table} LIMIT 0"
+    )
+    for (scoring_id, row_index), label in truth.items():
+        await pg.execute(
+            f"INSERT INTO {quote_ident(schema)}.labelled SELECT *, $3 FROM {table} "
+            "WHERE scoring_id = $1 AND row_index = $2",
+            scoring_id,
+            row_index,
+            label,
+        )
+    summary = await summarize(pg, schema, TABLE, labelled="labelled")
+    # a0 female Risk/No Risk: wrong, false Risk; a1 male No Risk/No Risk: right; b0 female No Risk/Risk: wrong;
+    # c0 male Risk/Risk: right; c2 female Risk/No Risk: wrong, false Risk.
+    sex = {g.group: (g.labelled, g.correct, g.truly_no_risk, g.false_risk) for g in summary.accuracy_by_sex}
+    assert sex == {"female": (3, 0, 2, 2), "male": (2, 2, 1, 0)}
+    assert summary.accuracy_by_sex[0].false_risk_rate == 1.0 and summary.accuracy_by_sex[1].accuracy == 1.0
+    bands = {g.group: (g.labelled, g.correct) for g in summary.accuracy_by_age_band}
+    assert bands == {"19-25": (2, 1), "26-35": (2, 1), "36-50": (1, 0)}
+    text = render(summary)
+    assert "female  labelled       3   accuracy   0.0%   false Risk 100.0%" in text
+    assert summary.queries[-1].sql in text
+
+
+async def test_no_labelled_view_yet_says_so(pg: asyncpg.Connection, schema: str) -> None:
+    await _fill(pg, schema)
+    summary = await summarize(pg, schema, TABLE, labelled="labelled_nothing")
+    assert summary.accuracy_by_sex == [] and "(no labels yet)" in render(summary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from stream_logger.demo.applicants import FIELDS, INTEGER_RANGES
-from stream_logger.demo.subscription import SUBSCRIPTION_ID, subscription_declaration
+from stream_logger.demo.subscription import SUBSCRIPTION_ID, TARGET, subscription_declaration
 
 
 def test_declares_every_field_with_role_and_type() -> None:
@@ -20,10 +20,11 @@ def test_declares_every_field_with_role_and_type() -> None:
     assert by_name["prediction"] == {"name": "prediction", "role": "prediction", "type": "text"}
     assert by_name["probability"] == {"name": "probability", "role": "probability", "type": "float_array"}
     assert by_name["ApplicantRegion"]["role"] == "meta"
+    assert by_name[TARGET] == {"name": "Risk", "role": "target", "type": "text"}  # the labels' field
     assert json.loads(json.dumps(declaration)) == declaration
 
 
 def test_meta_is_optional() -> None:
     fields = subscription_declaration(include_meta=False)["fields"]
     assert all(f["role"] != "meta" for f in fields)
-    assert len(fields) == 22
+    assert len(fields) == 23
