@@ -8,6 +8,7 @@ Every error carries a ``retriable`` class attribute: ``True`` when doing the sam
 
     StreamLoggerError                 base of everything below
     ├── ConfigError                   a setting is missing or malformed
+    │   └── CredentialsError          OpenScale-style credentials that name no usable Kafka or PostgreSQL
     ├── LifecycleError                an object started again after stop(): create a new one
     ├── DevStackError                 the local Kafka/PostgreSQL dev stack cannot start or answer
     ├── RecordError                   a scoring record is not valid v1 (code, path, detail)
@@ -17,7 +18,8 @@ Every error carries a ``retriable`` class attribute: ``True`` when doing the sam
     │   └── SubscriptionError         a subscription is unknown, or its declaration is invalid
     ├── TransientError  (retriable)   a service is unreachable, restarting or overloaded
     │   ├── BrokerUnavailable         Kafka
-    │   └── DatabaseUnavailable       PostgreSQL
+    │   ├── DatabaseUnavailable       PostgreSQL
+    │   └── CatchUpTimeout            an in-process worker has not written what was stored, in time
     ├── FatalError                    a permanent failure that must stop a worker (auth, permissions, schema)
     └── FencedError                   another worker moved a partition's stored offset first; drop and re-seek
 
@@ -29,7 +31,9 @@ from __future__ import annotations
 __all__ = [
     "MAX_DETAIL_CHARS",
     "BrokerUnavailable",
+    "CatchUpTimeout",
     "ConfigError",
+    "CredentialsError",
     "DatabaseUnavailable",
     "DatamartError",
     "DatamartNotFound",
@@ -58,6 +62,11 @@ class StreamLoggerError(Exception):
 
 class ConfigError(StreamLoggerError):
     """A setting is missing or malformed."""
+
+
+class CredentialsError(ConfigError):
+    """Credentials given to the OpenScale-style client (``APIClient``, ``data_mart.setup``) are malformed; the
+    message names the key at fault, never a secret's value."""
 
 
 class LifecycleError(StreamLoggerError):
@@ -111,6 +120,11 @@ class BrokerUnavailable(TransientError):
 
 class DatabaseUnavailable(TransientError):
     """PostgreSQL cannot be reached, is restarting, or asked to retry the transaction."""
+
+
+class CatchUpTimeout(TransientError):
+    """A client's in-process worker has not written what the client stored within the time allowed (a broker or
+    database that is down, a long backlog in the topic); the records are not lost, the worker goes on."""
 
 
 class FatalError(StreamLoggerError):

@@ -26,7 +26,7 @@ from .config import Settings
 from .errors import FatalError
 from .retry import kafka_errors, retrying
 
-__all__ = ["refusal", "start_client", "start_consumer", "stop_consumer", "topic_partitions"]
+__all__ = ["end_offsets", "refusal", "start_client", "start_consumer", "stop_consumer", "topic_partitions"]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,19 @@ async def topic_partitions(
             raise FatalError(f"topic {topic!r} does not exist")
         tps += [TopicPartition(topic, p) for p in sorted(parts)]
     return tps
+
+
+async def end_offsets(settings: Settings, topics: Sequence[str], client_id: str) -> dict[TopicPartition, int]:
+    """Each partition's end offset (the offset the next message will get) in ``topics``, read once: a broker that
+    cannot be reached is a :class:`~stream_logger.errors.BrokerUnavailable` at once, never waited for."""
+    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(client_id=client_id), enable_auto_commit=False)
+    try:
+        await start_client(consumer, settings, f"reading the end offsets of {', '.join(topics)}")
+        with kafka_errors(f"reading the end offsets of {', '.join(topics)}"):
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(await topic_partitions(consumer, topics, 5.0))
+        return ends
+    finally:
+        await stop_consumer(consumer)
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:

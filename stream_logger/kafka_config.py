@@ -225,16 +225,19 @@ class KafkaClientConfig:
             props, source, env = dict(config_file.properties), config_file.source, {}
         elif config_file:
             source = os.fspath(config_file)
-            for name, value in read_properties(config_file).items():
-                props[_ALIASES.get(name, name)] = value
+            props = _canonical(read_properties(config_file), source)
         for name in SECURITY_SETTINGS:
             setting = given.get(keyword_name(name)) or env.get(env_name(name, prefix))
             if setting:
                 props[name] = str(setting)
-        for name in ("security.protocol", "sasl.mechanism"):
-            if name in props:
-                props[name] = props[name].upper()
-        return cls(tuple(props.items()), source)
+        return cls(tuple(_canonical(props, source).items()), source)
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, object], source: str) -> KafkaClientConfig:
+        """Settings given by librdkafka name, as a properties file holds them (``{"security.protocol": "SASL_SSL",
+        "sasl.username": ...}``): librdkafka's other spellings accepted, values strings or numbers. ``source``
+        names where they come from in error messages."""
+        return cls(tuple(_canonical(properties, source).items()), source)
 
     def get(self, name: str) -> str | None:
         return dict(self.properties).get(name)
@@ -308,6 +311,20 @@ class KafkaClientConfig:
             raise ConfigError(f"ssl.endpoint.identification.algorithm must be https or none, got {algorithm!r}")
         context.check_hostname = algorithm == "https"
         return cast("ssl.SSLContext", context)
+
+
+def _canonical(properties: Mapping[str, object], source: str) -> dict[str, str]:
+    """Settings under their one name (``sasl.mechanisms`` is ``sasl.mechanism``), as strings, with the protocol and
+    the mechanism upper-cased. A value that is neither a string nor a number is refused, naming the setting only."""
+    props: dict[str, str] = {}
+    for name, value in properties.items():
+        if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{source}: the setting {name!r} must be a string or a number")
+        props[_ALIASES.get(name, name)] = str(value)
+    for name in ("security.protocol", "sasl.mechanism"):
+        if name in props:
+            props[name] = props[name].upper()
+    return props
 
 
 def _whole_number(name: str, value: str) -> int:

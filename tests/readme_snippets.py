@@ -37,6 +37,7 @@ RUN_BY_INTEGRATION_TEST: Final = frozenset(
         "emit-sync",
         "emit-openscale",
         "read-back",
+        "openscale-port",
         "feedback-log",
         "feedback-read",
         "sql-quality",
@@ -125,13 +126,14 @@ def substitute(code: str, language: str, names: dict[str, str]) -> str:
 
     ``names`` maps ``topic``, ``schema``, ``replay_schema`` and ``group`` to the names to use. Only the places
     where the README uses them as such are rewritten (``--topic scoring``, ``Emitter("scoring")``,
-    ``--schema datamart``, ``Datamart("datamart")``, ``datamart.<table>`` in SQL, ``--group <name>``,
-    ``group_id = '<name>'`` and ``topic = 'scoring'`` in SQL), never a command name.
+    ``--schema datamart``, ``Datamart("datamart")``, ``schema="datamart"`` in Python, ``datamart.<table>`` in SQL,
+    ``--group <name>``, ``group_id = '<name>'`` and ``topic = 'scoring'`` in SQL), never a command name.
     """
     out = code
     if language == "python":
         out = out.replace('"scoring"', f'"{names["topic"]}"')
         out = out.replace('Datamart("datamart")', f'Datamart("{names["schema"]}")')
+        out = out.replace('schema="datamart"', f'schema="{names["schema"]}"')
     out = re.sub(r"--topic scoring\b", f"--topic {names['topic']}", out)
     out = re.sub(r"--schema datamart_replay\b", f"--schema {names['replay_schema']}", out)
     out = re.sub(r"--schema datamart\b", f"--schema {names['schema']}", out)

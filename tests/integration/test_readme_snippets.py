@@ -21,6 +21,7 @@ import pytest
 
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
+from stream_logger.topics import create_topic, delete_topic
 from tests.readme_snippets import ROOT, RUN_BY_INTEGRATION_TEST, parse_readme, substitute
 from tests.support import end_offsets, kafka_offsets, produce, stored_offsets, unique_name
 
@@ -196,6 +197,20 @@ async def test_the_readme_walkthrough(
         messages = sum((await end_offsets(settings, topic)).values())
         assert messages - (placed + replayed_dead) in (0, 1), (messages, placed, replayed_dead)
         assert replayed >= 1
+
+        # Porting from OpenScale, on a topic and a datamart of its own: the client's in-process worker reads its
+        # whole topic into its schema. The count it printed is what its worker had written: the rows are there.
+        port = Walkthrough(settings, {**names, "topic": unique_name("t"), "schema": unique_name("s")}, tmp_path)
+        await create_topic(settings.bootstrap_servers, port.names["topic"], partitions=3)
+        try:
+            await port.python("openscale-port")
+            port_schema = quote_ident(port.names["schema"])
+            assert await pg.fetchval(f"SELECT count(*) FROM {port_schema}.payload_german_credit") == 2
+            assert await pg.fetchval(f"SELECT count(*) FROM {port_schema}.feedback_german_credit") == 2
+        finally:
+            await pg.execute(f"DROP SCHEMA IF EXISTS {quote_ident(port.names['schema'])} CASCADE")
+            await delete_topic(settings.bootstrap_servers, port.names["topic"])
+        walk.ran |= port.ran
     finally:
         await pg.execute(f"DROP SCHEMA IF EXISTS {quote_ident(replay_schema)} CASCADE")
 

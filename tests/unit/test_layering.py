@@ -47,6 +47,7 @@ EMITTER_SIDE = [
     "stream_logger.threaded",
 ]
 INGEST_SIDE = [
+    "stream_logger.background_worker",
     "stream_logger.csvcopy",
     "stream_logger.datamart",
     "stream_logger.fast_rows",
@@ -56,6 +57,11 @@ INGEST_SIDE = [
     "stream_logger.identifiers",
     "stream_logger.kafka_clients",
     "stream_logger.metrics",
+    "stream_logger.openscale_client",
+    "stream_logger.openscale_credentials",
+    "stream_logger.openscale_feedback",
+    "stream_logger.openscale_session",
+    "stream_logger.openscale_subscription",
     "stream_logger.partitions",
     "stream_logger.readback",
     "stream_logger.registry",
