@@ -22,7 +22,7 @@ from .contract import FeedbackRecord
 from .errors import RecordError, describe
 from .registry import Registry
 from .retry import is_message_fault
-from .rows import convert, infer_type
+from .rows import convert, infer_type, utc_instant
 from .subscription import Field, Source, Subscription
 
 __all__ = ["DEFAULT_TARGET", "FeedbackIngest"]
@@ -94,13 +94,14 @@ class FeedbackIngest:
     def rows(sub: Subscription, record: FeedbackRecord, source: Source, ingested_at: datetime) -> list[tuple[Any, ...]]:
         """The feedback table's rows for ``record`` (its columns: ``feedback_tables.feedback_columns(sub)``).
 
-        Raises RecordError: ``type_conflict`` or ``unstorable_value`` for a value its column cannot take,
-        ``invalid_record`` for standalone rows without the target's column.
+        Raises RecordError: ``type_conflict`` or ``unstorable_value`` for a value its column cannot take (a
+        ``labelled_at`` too), ``invalid_record`` for standalone rows without the target's column.
         """
         target = sub.target
         assert target is not None
         tail = (source.topic, source.partition, source.offset, ingested_at)
         _check_text(record)
+        labelled_at = utc_instant(record.labelled_at, "labelled_at")
         if record.data is None:
             label = convert(target.type, record.label, "label")
             head = (
@@ -108,7 +109,7 @@ class FeedbackIngest:
                 0,
                 record.scoring_id,
                 record.row_index,
-                record.labelled_at,
+                labelled_at,
                 record.user_id,
                 None,
             )
@@ -135,7 +136,7 @@ class FeedbackIngest:
                     column, type_ = place
                     values[column] = convert(type_, value, f"data.values[{r}][{i}]")
             extra_json = convert("jsonb", extra, "data") if extra else None
-            head = (record.feedback_id, r, None, None, record.labelled_at, record.user_id, extra_json)
+            head = (record.feedback_id, r, None, None, labelled_at, record.user_id, extra_json)
             out.append((*head, *tail, *values))
         return out
 

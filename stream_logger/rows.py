@@ -39,7 +39,16 @@ from .contract import Layout, ScoringRecord
 from .errors import RecordError
 from .subscription import SOURCES, Source, Subscription
 
-__all__ = ["RowDecoder", "convert", "infer_type", "json_text", "partition_day", "row_decoder", "rows_for"]
+__all__ = [
+    "RowDecoder",
+    "convert",
+    "infer_type",
+    "json_text",
+    "partition_day",
+    "row_decoder",
+    "rows_for",
+    "utc_instant",
+]
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -438,25 +447,32 @@ _DRIVER_INFINITIES: Final = (datetime.min.replace(tzinfo=UTC), datetime.max.repl
 def partition_day(scoring_timestamp: datetime) -> date:
     """The UTC day of a record's timestamp, which names its partition of the payload table.
 
-    Raises RecordError (``unstorable_value``) for two kinds of valid v1 timestamps the datamart cannot store as they
-    are: one whose UTC day falls outside years 1 to 9999 (``0001-01-01T00:30:00+01:00``: no daily partition can be
-    named for it), and the two instants asyncpg writes as ``-infinity`` and ``infinity`` in binary COPY
-    (``0001-01-01T00:00:00Z`` and ``9999-12-31T23:59:59.999999Z``).
+    Raises RecordError (``unstorable_value``) for a timestamp :func:`utc_instant` refuses: no daily partition can be
+    named for it, or the driver would write it as an infinity.
     """
     if scoring_timestamp.tzinfo is UTC and 1 < scoring_timestamp.year < 9999:  # the common case, on the hot path
         return scoring_timestamp.date()
+    return utc_instant(scoring_timestamp, "scoring_timestamp").date()
+
+
+def utc_instant(value: datetime, path: str) -> datetime:
+    """``value`` in UTC, as a timestamptz column stores it.
+
+    Raises RecordError (``unstorable_value``) at ``path`` for two kinds of valid v1 timestamps the datamart cannot
+    store as they are: one whose UTC instant falls outside years 1 to 9999 (``0001-01-01T00:30:00+01:00``), and the
+    two instants asyncpg writes as ``-infinity`` and ``infinity`` in binary COPY (``0001-01-01T00:00:00Z`` and
+    ``9999-12-31T23:59:59.999999Z``).
+    """
     try:
-        utc = scoring_timestamp.astimezone(UTC)
+        utc = value.astimezone(UTC)
     except OverflowError:
-        raise RecordError(
-            "unstorable_value", "scoring_timestamp", "falls outside years 0001 to 9999 in UTC, which partitions by day"
-        ) from None
+        raise RecordError("unstorable_value", path, "falls outside years 0001 to 9999 in UTC") from None
     if utc in _DRIVER_INFINITIES:
         raise RecordError(
-            "unstorable_value", "scoring_timestamp", "is the first or last instant of years 0001 to 9999, which the "
-            "database driver writes as -infinity or infinity"
+            "unstorable_value", path, "is the first or last instant of years 0001 to 9999, which the database "
+            "driver writes as -infinity or infinity"
         )  # fmt: skip
-    return utc.date()
+    return utc
 
 
 def _system_values(
