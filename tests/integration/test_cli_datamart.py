@@ -27,13 +27,14 @@ def test_setup_add_list_info(schema: str, capsys: pytest.CaptureFixture[str], tm
     assert main(["subscription", "list", "--schema", schema, "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert listed["subscription_id"] == "german_credit"
-    assert len(listed["fields"]) == 22
+    assert len(listed["fields"]) == 23  # 22 payload fields, and the target
+    assert [f["name"] for f in listed["fields"] if f["role"] == "target"] == ["Risk"]
     assert {f["column"]: f["type"] for f in listed["fields"]}["probability"] == "float8[]"
     assert main(["datamart", "info", "--schema", schema, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["payload_rows"] == 0 and summary["dead_letters"] == 0 and summary["offsets"] == []
     assert summary["subscriptions"] == [
-        {"subscription_id": "german_credit", "table": "payload_german_credit", "rows": 0, "fields": 22}
+        {"subscription_id": "german_credit", "table": "payload_german_credit", "rows": 0, "fields": 23}
     ]
     assert main(["datamart", "info", "--schema", schema]) == 0
     assert "payload_german_credit" in capsys.readouterr().out
