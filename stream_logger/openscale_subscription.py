@@ -246,16 +246,62 @@ class Subscription:
         return details
 
 
-class PayloadLogging:
-    """``subscription.payload_logging``: store payload records, count them, read them back."""
+class _Logging:
+    """What payload and feedback logging share: the client's session and subscription, and counts and reads of the
+    subscription's ``_reader`` rows (the payload's or the labels'), once what this client stored is written."""
+
+    _reader: Any  # readback.payload_rows or readback.feedback_rows
 
     def __init__(self, session: ClientSession, subscription: Subscription) -> None:
         self.session = session
         self.subscription = subscription
-        self._declared = False
 
     def enable(self, *args: Any, **kwargs: Any) -> None:
-        """Payload logging is always on: accepted, for scripts that call it."""
+        """Logging is always on: accepted, for scripts that call it."""
+
+    def show_table(self, limit: int | None = 10) -> None:
+        """Print the newest ``limit`` rows."""
+        show(self._rows(limit))
+
+    async def _table_of(self, conn: asyncpg.Connection, sub: DeclaredSubscription) -> str | None:
+        raise NotImplementedError
+
+    def _count(self) -> int:
+        session = self.session
+        session.caught_up()
+
+        async def count(conn: asyncpg.Connection) -> int:
+            sub = await find_subscription(conn, session.schema, self.subscription.uid)
+            table = None if sub is None else await self._table_of(conn, sub)
+            if table is None:
+                return 0
+            n: int = await conn.fetchval(f"SELECT count(*) FROM {quote_ident(session.schema)}.{quote_ident(table)}")
+            return n
+
+        return session.database(count)
+
+    def _rows(self, limit: int | None) -> list[dict[str, Any]]:
+        session = self.session
+        session.caught_up()
+        reader = type(self)._reader
+
+        async def read(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+            if await find_subscription(conn, session.schema, self.subscription.uid) is None:
+                return []
+            rows: list[dict[str, Any]] = await reader(conn, session.schema, self.subscription.uid, limit=limit)
+            return rows
+
+        return session.database(read)
+
+
+class PayloadLogging(_Logging):
+    """``subscription.payload_logging``: store payload records, count them, read them back."""
+
+    _reader = payload_rows
+
+    def __init__(self, session: ClientSession, subscription: Subscription) -> None:
+        super().__init__(session, subscription)
+        self._declared = False
 
     def store(self, records: Any = None, deployment_id: str | None = None) -> list[str]:
         """Store payload records: :class:`PayloadRecord` objects, dicts of their fields, or a list of those;
@@ -306,50 +352,23 @@ class PayloadLogging:
     def get_records_count(self) -> int:
         """How many payload rows the datamart holds for this subscription (one a scored row), once what this client
         stored is written (see :meth:`~stream_logger.openscale_session.ClientSession.caught_up`)."""
-        session = self.session
-        session.caught_up()
-
-        async def count(conn: asyncpg.Connection) -> int:
-            sub = await find_subscription(conn, session.schema, self.subscription.uid)
-            if sub is None:
-                return 0
-            n: int = await conn.fetchval(f"SELECT count(*) FROM {quote_ident(session.schema)}.{quote_ident(sub.table)}")
-            return n
-
-        return session.database(count)
+        return self._count()
 
     def get_table_content(self, format: TableFormat = "pandas", limit: int | None = 1000) -> Any:
         """The payload rows, newest first, at most ``limit`` (None: all), with columns named as the record's
         fields; a DataFrame (``format="pandas"``) or ``{"fields", "values"}`` (``format="python"``)."""
         return table_content(self._rows(limit), format)
 
-    def show_table(self, limit: int | None = 10) -> None:
-        """Print the newest ``limit`` payload rows."""
-        show(self._rows(limit))
-
-    def _rows(self, limit: int | None) -> list[dict[str, Any]]:
-        session = self.session
-        session.caught_up()
-
-        async def read(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-            if await find_subscription(conn, session.schema, self.subscription.uid) is None:
-                return []
-            return await payload_rows(conn, session.schema, self.subscription.uid, limit=limit)
-
-        return session.database(read)
+    async def _table_of(self, conn: asyncpg.Connection, sub: DeclaredSubscription) -> str | None:
+        return sub.table
 
 
-class FeedbackLogging:
+class FeedbackLogging(_Logging):
     """``subscription.feedback_logging``: store feedback rows (features and the label, as OpenScale's feedback
     table holds them), count them, read them back. The label is in the asset's ``label_column`` (else the
     subscription's target)."""
 
-    def __init__(self, session: ClientSession, subscription: Subscription) -> None:
-        self.session = session
-        self.subscription = subscription
-
-    def enable(self, *args: Any, **kwargs: Any) -> None:
-        """Feedback logging is always on: accepted, for scripts that call it."""
+    _reader = feedback_rows
 
     def store(
         self,
@@ -434,35 +453,14 @@ class FeedbackLogging:
     def get_records_count(self) -> int:
         """How many feedback rows the datamart holds for this subscription, once what this client stored is
         written."""
-        session = self.session
-        session.caught_up()
-
-        async def count(conn: asyncpg.Connection) -> int:
-            sub = await find_subscription(conn, session.schema, self.subscription.uid)
-            if sub is None or sub.target is None or not await feedback_table_exists(conn, sub):
-                return 0
-            table, _ = feedback_names_for(sub.table)
-            n: int = await conn.fetchval(f"SELECT count(*) FROM {quote_ident(session.schema)}.{quote_ident(table)}")
-            return n
-
-        return session.database(count)
+        return self._count()
 
     def get_table_content(self, format: TableFormat = "pandas", limit: int | None = None) -> Any:
         """The feedback rows, newest first, at most ``limit`` (None: all): the label under its field's name and the
         payload fields' values; a DataFrame (``format="pandas"``) or ``{"fields", "values"}``."""
         return table_content(self._rows(limit), format)
 
-    def show_table(self, limit: int | None = 10) -> None:
-        """Print the newest ``limit`` feedback rows."""
-        show(self._rows(limit))
-
-    def _rows(self, limit: int | None) -> list[dict[str, Any]]:
-        session = self.session
-        session.caught_up()
-
-        async def read(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-            if await find_subscription(conn, session.schema, self.subscription.uid) is None:
-                return []
-            return await feedback_rows(conn, session.schema, self.subscription.uid, limit=limit)
-
-        return session.database(read)
+    async def _table_of(self, conn: asyncpg.Connection, sub: DeclaredSubscription) -> str | None:
+        if sub.target is None or not await feedback_table_exists(conn, sub):
+            return None
+        return feedback_names_for(sub.table)[0]
