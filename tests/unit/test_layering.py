@@ -50,6 +50,7 @@ INGEST_SIDE = [
     "stream_logger.background_worker",
     "stream_logger.csvcopy",
     "stream_logger.datamart",
+    "stream_logger.evaluation",
     "stream_logger.fast_rows",
     "stream_logger.feedback_ingest",
     "stream_logger.feedback_tables",
