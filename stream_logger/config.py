@@ -25,10 +25,23 @@ __all__ = [
     "ENV_PREFIX",
     "Settings",
     "default_home",
+    "parse_duration_s",
     "redact_dsn",
 ]
 
 ENV_PREFIX = "STREAM_LOGGER_"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration_s(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s`` in seconds; :class:`ConfigError` for anything else."""
+    match = _DURATION.match(text.lower()) if isinstance(text, str) else None
+    if match is None:
+        raise ConfigError(f"{text!r} is not a duration: use a number and s, m, h or d (30d)")
+    return float(match[1]) * _UNIT_S[match[2]]
+
+
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
 DEFAULT_DEV_PG_PORT = 55432
 DEFAULT_DSN = f"postgresql://stream_logger:stream_logger@127.0.0.1:{DEFAULT_DEV_PG_PORT}/stream_logger"

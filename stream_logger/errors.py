@@ -42,6 +42,7 @@ __all__ = [
     "FencedError",
     "IdentifierError",
     "LifecycleError",
+    "MonitorError",
     "RecordError",
     "StreamLoggerError",
     "SubscriptionError",
@@ -106,6 +107,10 @@ class DatamartNotFound(DatamartError):
 
 class SubscriptionError(DatamartError):
     """A subscription is unknown, or its declaration is invalid."""
+
+
+class MonitorError(DatamartError):
+    """A monitor definition is invalid (the message says where and why), or names what the datamart lacks."""
 
 
 class TransientError(StreamLoggerError):

@@ -41,6 +41,7 @@ RUN_BY_INTEGRATION_TEST: Final = frozenset(
         "feedback-log",
         "feedback-read",
         "sql-quality",
+        "monitor-run",
         "emit-file",
         "production-setup",
         "consume-batch",

@@ -20,7 +20,7 @@ from ._options import duration_s, limit_overrides, settings_from
 __all__ = ["build_parser", "duration_s", "limit_overrides", "main", "settings_from"]
 
 # Each module named here defines ``register(subparsers)``; the parsers it adds set ``func(args) -> int``.
-COMMAND_MODULES: tuple[str, ...] = ("dev", "datamart", "subscription", "emit", "consume", "replay", "demo")
+COMMAND_MODULES: tuple[str, ...] = ("dev", "datamart", "subscription", "emit", "consume", "replay", "monitor", "demo")
 
 log = logging.getLogger("stream_logger.cli")
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from typing import Any
 
-from ..config import ENV_PREFIX, Settings
+from ..config import ENV_PREFIX, Settings, parse_duration_s
+from ..errors import ConfigError
 from ..kafka_config import SECURITY_SETTINGS, KafkaClientConfig, flag_name, is_secret, keyword_name
 from ..kafka_config import env_name as kafka_env_name
 
 __all__ = ["add_connection_options", "add_limit_options", "duration_s", "limit_overrides", "settings_from"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _NO_LIMIT = ("none", "off", "unlimited")
 
 
@@ -60,10 +58,12 @@ def duration_s(text: str) -> float | None:
     """``30d``, ``12h``, ``90m``, ``45s`` in seconds; ``none`` for no limit (argparse type)."""
     if text.strip().lower() in _NO_LIMIT:
         return None
-    match = _DURATION.match(text.lower())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use a number and s, m, h or d (30d), or none")
-    return float(match[1]) * _UNIT_S[match[2]]
+    try:
+        return parse_duration_s(text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: use a number and s, m, h or d (30d), or none"
+        ) from None
 
 
 def _count(text: str) -> int | None:

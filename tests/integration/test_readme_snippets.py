@@ -170,6 +170,11 @@ async def test_the_readme_walkthrough(
         read = await walk.python("feedback-read", logs=False)
         assert sorted(read["labels"]["Risk"]) == ["No Risk", "Risk"] and list(read["labelled"]["Risk"]) == ["Risk"]
 
+        # Monitors: declared, evaluated, shown; the walkthrough's few rows make its fairness groups too small.
+        out = walk.bash("monitor-run")
+        assert "monitor(s): fairness (fairness), traffic (traffic)" in out and "too_few_records" in out, out
+        assert await pg.fetchval(f"SELECT count(*) FROM {quote_ident(schema)}.measurements") > 0
+
         # Deploying: rewinding the group on purpose fills in a row deleted by hand, doubles nothing (the dead
         # letter is not recorded twice), and the group's Kafka offsets follow the datamart's.
         await pg.execute(f"DELETE FROM {quote_ident(schema)}.payload_german_credit WHERE scoring_id = 'bad-age'")

@@ -1,0 +1,205 @@
+"""``stream-logger monitor add|list|run|show``: monitors over the datamart, evaluated as measurements."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..datamart import connect, require_datamart
+from ..errors import MonitorError
+from ..evaluation import Window
+from ..measurements import Measurement, latest
+from ..monitor_run import RunSummary, run_monitors
+from ..monitors import list_monitors, parse_monitors, store_monitors
+from ._options import add_connection_options, duration_s, settings_from
+
+__all__ = ["register", "sparkline"]
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("monitor", help="fairness and traffic monitors over a datamart, as measurements")
+    sub = parser.add_subparsers(dest="monitor_command", metavar="ACTION", required=True)
+
+    add = sub.add_parser(
+        "add", help="declare monitors from a JSON file", description="See examples/monitors.json for the format."
+    )
+    add.add_argument("--schema", required=True, help="the datamart's schema name")
+    add.add_argument("--file", required=True, type=Path, help="monitors.json")
+    add.set_defaults(func=_add)
+
+    list_ = sub.add_parser("list", help="the declared monitors")
+    list_.add_argument("--schema", required=True, help="the datamart's schema name")
+    list_.add_argument("--subscription", metavar="ID", help="only this subscription's")
+    list_.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    list_.set_defaults(func=_list)
+
+    run = sub.add_parser(
+        "run",
+        help="evaluate the monitors and store their measurements",
+        description="Evaluate each monitor over its window (its length, ending now), or over --from/--to, and store "
+        "one measurement a metric; evaluating a window again replaces its measurements.",
+    )
+    run.add_argument("--schema", required=True, help="the datamart's schema name")
+    run.add_argument("--subscription", metavar="ID", help="only this subscription's monitors")
+    when = run.add_mutually_exclusive_group(required=True)
+    when.add_argument("--once", action="store_true", help="evaluate once, then exit")
+    when.add_argument("--every", type=duration_s, metavar="DURATION", help="evaluate every DURATION (5m) until stopped")
+    run.add_argument("--from", dest="start", type=_timestamp, metavar="T", help="a fixed window's start (ISO 8601)")
+    run.add_argument("--to", dest="end", type=_timestamp, metavar="T", help="a fixed window's end (ISO 8601)")
+    run.set_defaults(func=_run)
+
+    show = sub.add_parser("show", help="the latest value of each metric, its threshold, its state and history")
+    show.add_argument("--schema", required=True, help="the datamart's schema name")
+    show.add_argument("--subscription", metavar="ID", help="only this subscription's")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show.set_defaults(func=_show)
+    for p in (add, list_, run, show):
+        add_connection_options(p, kafka=False)
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 timestamp") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no timezone: add Z or +HH:MM")
+    return value
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MonitorError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise MonitorError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def _add(args: argparse.Namespace) -> int:
+    monitors = parse_monitors(_read(args.file))
+
+    async def run() -> None:
+        async with connect(settings_from(args).dsn) as conn:
+            await require_datamart(conn, args.schema)
+            await store_monitors(conn, args.schema, monitors)
+
+    asyncio.run(run())
+    names = ", ".join(f"{m.name} ({m.kind})" for m in monitors)
+    print(f"subscription {monitors[0].subscription_id!r}: {len(monitors)} monitor(s): {names}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def run() -> list[Any]:
+        async with connect(settings_from(args).dsn) as conn:
+            await require_datamart(conn, args.schema)
+            return await list_monitors(conn, args.schema, args.subscription)
+
+    found = asyncio.run(run())
+    if args.json:
+        print(json.dumps([{**m.definition, "subscription_id": m.subscription_id, "version": v} for m, v in found]))
+        return 0
+    if not found:
+        print(f"no monitors in {args.schema}")
+    for m, version in found:
+        print(f"{m.subscription_id}  {m.name}  {m.kind}  window {m.window_s:g}s  (version {version})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if (args.start is None) != (args.end is None):
+        raise MonitorError("give both --from and --to, or neither")
+    try:
+        window = None if args.start is None else Window(args.start, args.end)
+    except ValueError as exc:
+        raise MonitorError(str(exc)) from None
+    if window is not None and args.every:
+        raise MonitorError("--every evaluates the latest windows: it takes no --from/--to")
+    return asyncio.run(_evaluate(args, window))
+
+
+async def _evaluate(args: argparse.Namespace, window: Window | None) -> int:
+    while True:
+        async with connect(settings_from(args).dsn) as conn:
+            summary = await run_monitors(conn, args.schema, subscription_id=args.subscription, window=window)
+        _report(summary)
+        if not args.every:
+            return 0
+        await asyncio.sleep(args.every)
+
+
+def _report(summary: RunSummary) -> None:
+    breached = [m for m in summary.measurements if m.breached]
+    monitors = {(m.subscription_id, m.monitor) for m in summary.measurements}
+    print(f"{len(summary.measurements)} measurement(s) of {len(monitors)} monitor(s), {len(breached)} breached")
+    for m in breached:
+        print(f"  BREACHED {m.subscription_id} {m.monitor} {m.metric} = {m.value:.4g} ({_limits(m)})")
+    for monitor, why in summary.skipped:
+        print(f"  skipped {monitor.subscription_id} {monitor.name}: {why}")
+
+
+def _limits(m: Measurement) -> str:
+    parts = [f">= {m.threshold_min:g}" if m.threshold_min is not None else "", ""]
+    parts[1] = f"<= {m.threshold_max:g}" if m.threshold_max is not None else ""
+    return " and ".join(p for p in parts if p) or "-"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """A line of block characters for ``values`` (oldest first), scaled from their least to their greatest; a
+    blank for a window without a value."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return " " * len(values)
+    low, high = min(known), max(known)
+    span = high - low
+    return "".join(
+        " " if v is None else _BARS[0 if span == 0 else round((v - low) / span * (len(_BARS) - 1))] for v in values
+    )
+
+
+def _show(args: argparse.Namespace) -> int:
+    async def run() -> list[tuple[Measurement, list[float | None]]]:
+        async with connect(settings_from(args).dsn) as conn:
+            await require_datamart(conn, args.schema)
+            return await latest(conn, args.schema, args.subscription)
+
+    found = asyncio.run(run())
+    if args.json:
+        print(json.dumps([_as_json(m, history) for m, history in found], default=str))
+        return 0
+    if not found:
+        print(f"no measurements in {args.schema}: run 'stream-logger monitor run --schema {args.schema} --once'")
+        return 0
+    width = max(len(f"{m.monitor} {m.metric}") for m, _ in found)
+    for m, history in found:
+        value = "-" if m.value is None else f"{m.value:.4g}"
+        print(
+            f"{m.subscription_id}  {f'{m.monitor} {m.metric}':<{width}}  {value:>9}  {_limits(m):<16}  "
+            f"{m.status:<16}  {sparkline(history)}"
+        )
+    return 0
+
+
+def _as_json(m: Measurement, history: list[float | None]) -> dict[str, Any]:
+    return {
+        "subscription_id": m.subscription_id,
+        "monitor": m.monitor,
+        "metric": m.metric,
+        "value": m.value,
+        "state": m.state,
+        "breached": m.breached,
+        "threshold_min": m.threshold_min,
+        "threshold_max": m.threshold_max,
+        "window_start": m.window_start.isoformat(),
+        "window_end": m.window_end.isoformat(),
+        "details": m.details,
+        "history": history,
+    }
