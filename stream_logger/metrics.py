@@ -17,7 +17,7 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, make_wsgi_app
 
-__all__ = ["MetricsServer", "WorkerMetrics"]
+__all__ = ["MetricsServer", "MonitorMetrics", "WorkerMetrics"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,31 @@ class WorkerMetrics:
         return body
 
 
+class MonitorMetrics:
+    """The latest measurement of each monitor's metric, as gauges for alert rules: ``stream_logger_monitor_value``
+    (NaN for a metric without a value) and ``stream_logger_monitor_breached`` (1 or 0), labelled by subscription,
+    monitor and metric."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["subscription", "monitor", "metric"]
+        self.value = Gauge("stream_logger_monitor_value", "A metric's latest value", labels, registry=self.registry)
+        self.breached = Gauge(
+            "stream_logger_monitor_breached", "1 when a metric's latest value is outside its threshold", labels,
+            registry=self.registry,
+        )  # fmt: skip
+
+    def update(self, measurements: Iterable[Any]) -> None:
+        """Set the gauges from measurements (``subscription_id``, ``monitor``, ``metric``, ``value``, ``breached``)."""
+        for m in measurements:
+            labels = (m.subscription_id, m.monitor, m.metric)
+            self.value.labels(*labels).set(float("nan") if m.value is None else m.value)
+            self.breached.labels(*labels).set(1 if m.breached else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a slow scraper never holds up the worker's exit
 
@@ -95,7 +120,7 @@ class MetricsServer:
 
     def __init__(
         self,
-        metrics: WorkerMetrics,
+        metrics: WorkerMetrics | MonitorMetrics,
         port: int,
         host: str = "0.0.0.0",
         *,

@@ -1,5 +1,6 @@
 """Reading the datamart back, for notebooks: a subscription's payload rows, its labels (feedback), its labelled
-payload rows, and the dead letters, as plain rows or pandas DataFrames, within time bounds and a limit.
+payload rows, the monitors' measurements and the dead letters, as plain rows or pandas DataFrames, within time
+bounds and a limit.
 
 Payload columns are named as the record's fields (``LoanAmount``, not the column ``loan_amount``), as OpenScale's
 ``get_table_content`` shows them; a name used in two blocks keeps the second as ``<block>.<name>`` (``meta.id``).
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import asyncpg
+import orjson
 
 from .config import Settings
 from .datamart import connect
@@ -26,7 +28,15 @@ from .registry import list_subscriptions
 from .subscription import Field, Subscription
 from .sync import run_sync
 
-__all__ = ["Datamart", "dead_letter_rows", "feedback_rows", "labelled_rows", "payload_rows", "to_frame"]
+__all__ = [
+    "Datamart",
+    "dead_letter_rows",
+    "feedback_rows",
+    "labelled_rows",
+    "measurement_rows",
+    "payload_rows",
+    "to_frame",
+]
 
 _T = TypeVar("_T")
 Format = Literal["pandas", "records"]
@@ -119,6 +129,46 @@ async def _select(
     return [dict(zip(labels, row.values(), strict=True)) for row in await conn.fetch(query, *args)]
 
 
+_MEASUREMENT_COLUMNS = (
+    "subscription_id",
+    "monitor",
+    "metric",
+    "value",
+    "state",
+    "breached",
+    "threshold_min",
+    "threshold_max",
+    "window_start",
+    "window_end",
+    "computed_at",
+    "details",
+)
+
+
+async def measurement_rows(
+    conn: asyncpg.Connection,
+    schema: str,
+    subscription_id: str | None = None,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = 1000,
+) -> list[dict[str, Any]]:
+    """The monitors' measurements (of one subscription, or all) with ``since <= window_end < until``, newest first,
+    at most ``limit``; ``details`` as a dict."""
+    validate_schema_name(schema)
+    where, args = _time_bounds("window_end", since, until)
+    if subscription_id is not None:
+        args.append(subscription_id)
+        where += (" AND " if where else " WHERE ") + f"subscription_id = ${len(args)}"
+    columns = ", ".join(quote_ident(c) if c != "details" else "details::text AS details" for c in _MEASUREMENT_COLUMNS)
+    query = (
+        f"SELECT {columns} FROM {quote_ident(schema)}.measurements{where} "
+        f"ORDER BY window_end DESC, subscription_id, monitor, metric{_limit(limit, args)}"
+    )
+    return [{**dict(row), "details": orjson.loads(row["details"])} for row in await conn.fetch(query, *args)]
+
+
 async def dead_letter_rows(
     conn: asyncpg.Connection,
     schema: str,
@@ -208,6 +258,21 @@ class Datamart:
     ) -> Any:
         rows = self._run(lambda conn: reader(conn, self.schema, subscription_id, since=since, until=until, limit=limit))
         return rows if format == "records" else to_frame(rows)
+
+    def measurements(
+        self,
+        subscription_id: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 1000,
+        format: Format = "pandas",
+    ) -> Any:
+        """The monitors' measurements (see :func:`measurement_rows`), as a DataFrame or a list of dicts."""
+        rows = self._run(
+            lambda conn: measurement_rows(conn, self.schema, subscription_id, since=since, until=until, limit=limit)
+        )
+        return rows if format == "records" else to_frame(rows, _MEASUREMENT_COLUMNS)
 
     def dead_letters(
         self,

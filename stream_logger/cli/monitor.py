@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +16,7 @@ from ..datamart import connect, require_datamart
 from ..errors import MonitorError
 from ..evaluation import Window
 from ..measurements import Measurement, latest
+from ..metrics import MetricsServer, MonitorMetrics
 from ..monitor_run import RunSummary, run_monitors
 from ..monitors import list_monitors, parse_monitors, store_monitors
 from ._options import add_connection_options, duration_s, settings_from
@@ -53,6 +56,12 @@ def register(subparsers: Any) -> None:
     when.add_argument("--every", type=duration_s, metavar="DURATION", help="evaluate every DURATION (5m) until stopped")
     run.add_argument("--from", dest="start", type=_timestamp, metavar="T", help="a fixed window's start (ISO 8601)")
     run.add_argument("--to", dest="end", type=_timestamp, metavar="T", help="a fixed window's end (ISO 8601)")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="with --every: serve the latest values and breaches as Prometheus gauges on this port (/metrics)",
+    )
     run.set_defaults(func=_run)
 
     show = sub.add_parser("show", help="the latest value of each metric, its threshold, its state and history")
@@ -123,17 +132,40 @@ def _run(args: argparse.Namespace) -> int:
         raise MonitorError(str(exc)) from None
     if window is not None and args.every:
         raise MonitorError("--every evaluates the latest windows: it takes no --from/--to")
-    return asyncio.run(_evaluate(args, window))
+    if args.metrics_port is not None and not args.every:
+        raise MonitorError("--metrics-port serves the gauges of a long run: use it with --every")
+    if not args.every:
+        asyncio.run(_evaluate_once(args, window))
+        return 0
+    metrics = MonitorMetrics()
+    server = None if args.metrics_port is None else MetricsServer(metrics, args.metrics_port, ready=lambda: True)
+    if server is not None:
+        server.start()
+    try:
+        return asyncio.run(_evaluate_every(args, metrics))
+    finally:
+        if server is not None:
+            server.stop()
 
 
-async def _evaluate(args: argparse.Namespace, window: Window | None) -> int:
-    while True:
-        async with connect(settings_from(args).dsn) as conn:
-            summary = await run_monitors(conn, args.schema, subscription_id=args.subscription, window=window)
-        _report(summary)
-        if not args.every:
-            return 0
-        await asyncio.sleep(args.every)
+async def _evaluate_once(args: argparse.Namespace, window: Window | None) -> RunSummary:
+    async with connect(settings_from(args).dsn) as conn:
+        summary = await run_monitors(conn, args.schema, subscription_id=args.subscription, window=window)
+    _report(summary)
+    return summary
+
+
+async def _evaluate_every(args: argparse.Namespace, metrics: MonitorMetrics) -> int:
+    """Evaluate, then wait ``--every``, until SIGTERM or SIGINT (a clean exit, as a container's stop asks)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    while not stop.is_set():
+        metrics.update((await _evaluate_once(args, None)).measurements)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), args.every)
+    return 0
 
 
 def _report(summary: RunSummary) -> None:

@@ -4,7 +4,13 @@ a window evaluated again replaces its measurements; edge cases give a state, not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,8 @@ from stream_logger import Emitter
 from stream_logger.cli import main
 from stream_logger.config import Settings
 from stream_logger.identifiers import quote_ident
-from tests.support import config, produce, run_until_caught_up
+from stream_logger.readback import Datamart
+from tests.support import config, free_ports, produce, run_until_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -159,6 +166,12 @@ async def test_fairness_and_traffic_measurements_match_an_independent_computatio
     assert await cli(["monitor", "show", "--schema", schema, *connection]) == 0
     assert "breached" in capsys.readouterr().out
 
+    # From a notebook: the measurements as a DataFrame, details as dicts.
+    frame = await asyncio.to_thread(Datamart(schema, settings.dsn).measurements, SUB)
+    assert len(frame) == len(found) and set(frame["monitor"]) == {"fairness", "nobody", "traffic"}
+    row = frame[frame["metric"] == "disparate_impact:Sex"].iloc[0]
+    assert row["value"] == pytest.approx(sex_impact["value"]) and row["details"]["monitored"]["rows"] == len(women)
+
 
 async def test_edge_cases_give_a_state_not_a_number(
     settings: Settings, topic: str, datamart_schema: str, pg: asyncpg.Connection, tmp_path: Path
@@ -192,3 +205,41 @@ async def test_edge_cases_give_a_state_not_a_number(
     assert found["fairness", "disparate_impact:Sex"]["state"] == "no_data"
     assert found["traffic", "error_rate"]["state"] == "no_data"
     assert found["traffic", "requests_per_minute"]["value"] == 0
+
+
+async def test_every_serves_the_latest_values_as_gauges_and_stops_on_sigterm(
+    settings: Settings, topic: str, datamart_schema: str, tmp_path: Path
+) -> None:
+    schema = datamart_schema
+    async with Emitter(topic, settings.bootstrap_servers, spool_dir=tmp_path / "spool", strict=True) as em:
+        for call in _calls(300):
+            em.log(**{**call, "scoring_timestamp": datetime.now(UTC)})  # within the monitors' own windows
+        assert await em.flush(30)
+    await run_until_caught_up(settings, config(topic, schema))
+    file = tmp_path / "monitors.json"
+    file.write_text(json.dumps(MONITORS))
+    assert await cli(["monitor", "add", "--schema", schema, "--file", str(file), "--dsn", settings.dsn]) == 0
+    (port,) = free_ports(1)
+    argv = ["monitor", "run", "--schema", schema, "--every", "1s", "--metrics-port", str(port), "--dsn", settings.dsn]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream_logger", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while "stream_logger_monitor_breached" not in text:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            await asyncio.sleep(0.3)
+            with contextlib.suppress(OSError):
+                text = await asyncio.to_thread(
+                    lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+                )
+        labels = 'metric="disparate_impact:Sex",monitor="fairness",subscription="credit"'
+        assert f"stream_logger_monitor_breached{{{labels}}} 1.0" in text
+        assert f"stream_logger_monitor_value{{{labels}}} 0." in text
+        assert 'stream_logger_monitor_value{metric="error_rate",monitor="traffic",subscription="credit"} 0.1' in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err and b"breached" in out

@@ -12,6 +12,7 @@ from stream_logger.cli.monitor import sparkline
 from stream_logger.errors import MonitorError
 from stream_logger.evaluation import MetricValue, Window
 from stream_logger.measurements import measure
+from stream_logger.metrics import MonitorMetrics
 from stream_logger.monitor_run import window_of
 from stream_logger.monitors import Threshold, parse_monitors
 
@@ -128,3 +129,15 @@ def test_the_sparkline_scales_from_least_to_greatest() -> None:
     assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
     assert sparkline([1.0, None, 1.0]) == "▁ ▁"
     assert sparkline([None, None]) == "  "
+
+
+def test_the_gauges_hold_each_metrics_latest_value_and_breach() -> None:
+    (fairness, _) = parse_monitors(GOOD)
+    window = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    metrics = MonitorMetrics()
+    metrics.update(measure(fairness, window, [MetricValue("disparate_impact:Sex", 0.5)]))
+    metrics.update(measure(fairness, window, [MetricValue("disparate_impact:Sex", None, "too_few_records")]))
+    text = metrics.render().decode()
+    labels = 'metric="disparate_impact:Sex",monitor="fairness",subscription="credit"'
+    assert f"stream_logger_monitor_value{{{labels}}} NaN" in text
+    assert f"stream_logger_monitor_breached{{{labels}}} 0.0" in text
