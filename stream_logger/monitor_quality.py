@@ -46,7 +46,8 @@ in the columns) is ``undefined``. Details of a metric without a value say why in
 **Details**: the classification metrics' details hold ``classes`` (how many); ``accuracy``'s details hold the
 confusion matrix ``{"labels": [...], "matrix": [[...]]}`` (rows the target, columns the prediction, labels sorted
 as Python and scikit-learn sort them, as ``confusion_matrix``) and, for multiclass, ``macro_f1``'s
-hold ``per_class`` (label, f1, support), both only up to :data:`MAX_DETAIL_CLASSES` classes. The binary metrics
+hold ``per_class`` (label, f1, support), both only up to :data:`MAX_DETAIL_CLASSES` classes (beyond,
+``confusion_matrix`` is None and ``per_class`` absent). The binary metrics
 hold ``positive_class`` and ``tp``, ``fp``, ``fn``, ``tn``; ``auc_roc`` and ``log_loss`` hold ``positives``,
 ``negatives`` and ``missing_probability``. Labels are made JSON-ready (a ``Decimal`` becomes an int or a float,
 anything unusual its text).
@@ -126,24 +127,29 @@ async def quality_metrics(
     missing relation raises :class:`DatamartError`.
     """
     _check_arguments(problem_type, prediction, target, probability, positive_class, probability_index, min_records)
+    binary = problem_type == "binary"
+    # Only the queries run under pg_errors: a failure of the arithmetic after them is not PostgreSQL's.
     with pg_errors(f"computing quality metrics over {relation}"):
         async with _snapshot(conn):
             types = await _column_types(conn, relation)
             _check_columns(types, problem_type, prediction, target, probability, probability_index, time_column)
-            if problem_type == "binary":
+            if binary:
                 _check_positive_class(positive_class, types[target][0], target)
             q = _Query(relation, window, quote_ident(time_column), quote_ident(target), quote_ident(prediction))
             if problem_type == "regression":
-                return await _regression(conn, q, min_records)
-            scalars, matrix = await _classification(conn, q, positive_class if problem_type == "binary" else None)
-            if problem_type == "multiclass":
-                return _multiclass_metrics(scalars, matrix, min_records)
-            score = None
-            if probability is not None:
-                column = quote_ident(probability)
-                score = column if probability_index is None else f"{column}[{probability_index + 1}]"
-            scores = await _scores(conn, q, positive_class, score)
-            return _binary_metrics(scalars, matrix, scores, positive_class, min_records)
+                row = await _regression_row(conn, q)
+            else:
+                scalars, cells = await _classification(conn, q, positive_class if binary else None)
+                scores = None
+                if binary and probability is not None and scalars["records"] >= min_records:
+                    column = quote_ident(probability)
+                    score = column if probability_index is None else f"{column}[{probability_index + 1}]"
+                    scores = await _scores(conn, q, positive_class, score)
+    if problem_type == "regression":
+        return _regression_metrics(row, min_records)
+    if problem_type == "multiclass":
+        return _multiclass_metrics(scalars, cells, min_records)
+    return _binary_metrics(scalars, cells, scores, positive_class, min_records)
 
 
 def _check_arguments(
@@ -328,11 +334,10 @@ async def _classification(
     return scalars, cells
 
 
-async def _scores(conn: asyncpg.Connection, q: _Query, positive_class: Any, score: str | None) -> asyncpg.Record | None:
-    """AUC's U statistic and the log loss over the evaluated rows with a probability, or None without a column."""
-    if score is None:
-        return None
-    return await conn.fetchrow(
+async def _scores(conn: asyncpg.Connection, q: _Query, positive_class: Any, score: str) -> asyncpg.Record:
+    """AUC's U statistic and the log loss over the evaluated rows whose ``score`` (the probability of the positive
+    class, an SQL expression) is a number."""
+    row = await conn.fetchrow(
         f"""
         WITH w AS MATERIALIZED (
             SELECT {q.target} = $3 AS y, ({score})::float8 AS s FROM {q.labelled} AND {q.prediction} IS NOT NULL
@@ -358,6 +363,8 @@ async def _scores(conn: asyncpg.Connection, q: _Query, positive_class: Any, scor
         positive_class,
         LOG_LOSS_EPS,
     )
+    assert row is not None
+    return row
 
 
 def _gate(names: Sequence[str], labelled: int, records: int, min_records: int) -> list[MetricValue] | None:
@@ -491,7 +498,9 @@ def _probability_metrics(scores: asyncpg.Record | None, labelled: int, min_recor
 # ---- regression ----------------------------------------------------------------------------------------------------
 
 
-async def _regression(conn: asyncpg.Connection, q: _Query, min_records: int) -> list[MetricValue]:
+async def _regression_row(conn: asyncpg.Connection, q: _Query) -> asyncpg.Record:
+    """The counts and sums the regression metrics need, in double precision (R²'s total sum of squares in two
+    passes, around the mean)."""
     row = await conn.fetchrow(
         f"""
         WITH w AS MATERIALIZED (SELECT {q.target}::float8 AS t, {q.prediction}::float8 AS p FROM {q.labelled}),
@@ -506,6 +515,10 @@ async def _regression(conn: asyncpg.Connection, q: _Query, min_records: int) -> 
         *q.bounds,
     )
     assert row is not None
+    return row
+
+
+def _regression_metrics(row: asyncpg.Record, min_records: int) -> list[MetricValue]:
     gated = _gate(REGRESSION_METRICS, row["labelled"], row["records"], min_records)
     if gated is not None:
         return gated

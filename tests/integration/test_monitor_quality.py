@@ -30,13 +30,16 @@ from sklearn.metrics import (
 
 from stream_logger.errors import ConfigError, DatamartError
 from stream_logger.evaluation import MetricValue, Window
-from stream_logger.identifiers import quote_ident
+from stream_logger.feedback_tables import create_feedback_table
+from stream_logger.identifiers import feedback_names_for, quote_ident
 from stream_logger.monitor_quality import (
     BINARY_METRICS,
+    MAX_DETAIL_CLASSES,
     MULTICLASS_METRICS,
     REGRESSION_METRICS,
     quality_metrics,
 )
+from stream_logger.registry import create_partitions, declare
 
 pytestmark = pytest.mark.integration
 
@@ -264,6 +267,23 @@ async def test_regression_metrics_agree_with_scikit_learn(pg: asyncpg.Connection
     assert (got["r2"].details["labelled"], got["r2"].details["records"]) == (n + 1, n)
 
 
+async def test_many_classes_leave_the_matrix_out_of_the_details(pg: asyncpg.Connection, schema: str) -> None:
+    rng = np.random.default_rng(13)
+    n = 3000
+    y = rng.integers(0, MAX_DETAIL_CLASSES + 10, n)
+    predicted = np.where(rng.random(n) < 0.5, y, rng.integers(0, MAX_DETAIL_CLASSES + 10, n))
+    rows = [(ts, f"c{p}", f"c{t}", None) for ts, p, t in zip(_times(rng, n), predicted, y, strict=True)]
+    relation = await _table(pg, schema, rows, kinds=("text", "text", "double precision[]"))
+    got = _by_name(
+        await quality_metrics(pg, relation, WINDOW, problem_type="multiclass", prediction="prediction", target="risk")
+    )
+    y_true, y_pred = [t for _, _, t, _ in rows], [p for _, p, _, _ in rows]
+    assert _value(got["macro_f1"]) == pytest.approx(f1_score(y_true, y_pred, average="macro"), abs=TOL)
+    assert got["accuracy"].details["confusion_matrix"] is None
+    assert got["accuracy"].details["classes"] == MAX_DETAIL_CLASSES + 10
+    assert "per_class" not in got["macro_f1"].details
+
+
 # ---- edge cases: a state, not a wrong number ---------------------------------------------------------------------
 
 
@@ -409,3 +429,68 @@ async def test_columns_that_cannot_work_are_refused_clearly(pg: asyncpg.Connecti
         await _binary(pg, relation, prediction="row_index", positive_class=1, probability=None, probability_index=None)
     with pytest.raises(DatamartError, match="no relation"):
         await _binary(pg, f"{quote_ident(schema)}.{quote_ident('labelled_nothing')}")
+
+
+# ---- the real labelled view ----------------------------------------------------------------------------------------
+
+
+async def test_over_a_subscriptions_labelled_view(pg: asyncpg.Connection, datamart_schema: str) -> None:
+    """Payload rows and labels written to a declared subscription's tables: the metrics read its ``labelled_``
+    view, where a relabelled row counts with its latest label and an unlabelled row not at all."""
+    spec = {
+        "subscription_id": "credit-risk",
+        "fields": [
+            {"name": "prediction", "type": "text", "role": "prediction"},
+            {"name": "probability", "type": "float_array", "role": "probability"},
+            {"name": "Risk", "type": "text", "role": "target"},
+        ],
+    }
+    sub = await declare(pg, datamart_schema, spec)
+    assert sub.target is not None
+    await create_feedback_table(pg, sub)
+    await create_partitions(pg, sub, [WINDOW.start.date() - timedelta(days=1), WINDOW.start.date()])
+    feedback, view = feedback_names_for(sub.table)
+    q_schema = quote_ident(datamart_schema)
+    columns = {f.name: f.column for f in sub.fields}
+    prediction, probability = columns["prediction"], columns["probability"]
+
+    inside, outside = _binary_rows(seed=21, n=400, accuracy=0.75)
+    rows = inside + outside
+    await pg.copy_records_to_table(
+        sub.table,
+        schema_name=datamart_schema,
+        columns=["scoring_id", "row_index", "scoring_timestamp", prediction, probability],
+        records=[(f"s{i}", 0, ts, p, pr) for i, (ts, p, _, pr) in enumerate(rows)],
+    )
+    unlabelled = 50  # the last 50 rows in the window get no label
+    labels = [(f"s{i}", ts + timedelta(days=1), t) for i, (ts, _, t, _) in enumerate(rows) if i >= unlabelled]
+    relabelled = [(f"s{i}", ts + timedelta(days=2), POS) for i, (ts, _, _, _) in enumerate(rows[:200]) if i >= 100]
+    await pg.copy_records_to_table(
+        feedback,
+        schema_name=datamart_schema,
+        columns=["feedback_id", "feedback_row", "scoring_id", "labelled_at", sub.target.column],
+        records=[(f"f{j}", 0, sid, at, t) for j, (sid, at, t) in enumerate(labels + relabelled)],
+    )
+
+    got = _by_name(
+        await quality_metrics(
+            pg,
+            f"{q_schema}.{quote_ident(view)}",
+            WINDOW,
+            problem_type="binary",
+            prediction=prediction,
+            target=sub.target.column,
+            probability=probability,
+            positive_class=POS,
+            probability_index=1,
+        )
+    )
+    latest = {sid: t for sid, _, t in labels + relabelled}  # the relabels come last
+    evaluated = [(latest[f"s{i}"], p, pr[1]) for i, (_, p, _, pr) in enumerate(inside) if f"s{i}" in latest]
+    assert got["accuracy"].details["labelled"] == len(evaluated) == 350
+    y_true, y_pred, p_pos = (list(c) for c in zip(*evaluated, strict=True))
+    assert _value(got["accuracy"]) == pytest.approx(accuracy_score(y_true, y_pred), abs=TOL)
+    assert _value(got["f1"]) == pytest.approx(f1_score(y_true, y_pred, pos_label=POS), abs=TOL)
+    y01 = [int(t == POS) for t in y_true]
+    assert _value(got["auc_roc"]) == pytest.approx(roc_auc_score(y01, p_pos), abs=TOL)
+    assert _value(got["log_loss"]) == pytest.approx(log_loss(y01, p_pos), abs=TOL)
