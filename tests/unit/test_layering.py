@@ -60,6 +60,7 @@ INGEST_SIDE = [
     "stream_logger.measurements",
     "stream_logger.metrics",
     "stream_logger.monitor_fairness",
+    "stream_logger.monitor_quality",
     "stream_logger.monitor_run",
     "stream_logger.monitor_traffic",
     "stream_logger.monitors",
