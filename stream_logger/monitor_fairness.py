@@ -24,18 +24,10 @@ import asyncpg
 from .errors import MonitorError
 from .evaluation import MetricValue, Window
 from .identifiers import quote_ident
+from .monitors import field_column, prediction_field
 from .subscription import Subscription
 
 __all__ = ["fairness_metrics"]
-
-
-def _column(sub: Subscription, name: str, roles: tuple[str, ...]) -> tuple[str, str]:
-    """The column and type of the field ``name`` (of one of ``roles``), or MonitorError."""
-    for role in roles:
-        for f in sub.fields:
-            if f.name == name and f.role == role:
-                return f.column, f.type
-    raise MonitorError(f"subscription {sub.subscription_id!r} has no field {name!r} ({' or '.join(roles)})")
 
 
 def _condition(column: str, type_: str, group: Mapping[str, list[Any]], args: list[Any]) -> str:
@@ -58,18 +50,12 @@ async def fairness_metrics(
 ) -> list[MetricValue]:
     """The fairness metrics of ``sub``'s payload rows in ``window`` (``spec``: a fairness monitor's, see
     :mod:`stream_logger.monitors`)."""
-    prediction = spec["prediction_field"]
-    if prediction is None:
-        found = next((f for f in sub.fields if f.role == "prediction"), None)
-        if found is None:
-            raise MonitorError(f"subscription {sub.subscription_id!r} has no prediction field: give prediction_field")
-        prediction = found.name
-    pred_column, _ = _column(sub, prediction, ("prediction", "response"))
+    pred_column, _ = field_column(sub, prediction_field(sub, spec["prediction_field"]), ("prediction", "response"))
     table = f"{quote_ident(sub.schema)}.{quote_ident(sub.table)}"
     out: list[MetricValue] = []
     for attribute in spec["attributes"]:
         field = attribute["field"]
-        column, type_ = _column(sub, field, ("feature", "meta"))
+        column, type_ = field_column(sub, field, ("feature", "meta"))
         args: list[Any] = [window.start, window.end, [str(v) for v in spec["favourable"]]]
         favourable = f"({quote_ident(pred_column)}::text = ANY($3::text[]))"
         monitored = _condition(column, type_, attribute["monitored"], args)

@@ -3,24 +3,30 @@
 Each monitor is evaluated over a window: the one given (``--from``/``--to``), else the monitor's own length ending
 at the end of the current minute (so that it holds what was just logged, and runs within one minute evaluate one
 window, which replaces its measurements). The aggregation runs in PostgreSQL (:mod:`stream_logger.monitor_fairness`,
-:mod:`stream_logger.monitor_traffic`); :mod:`stream_logger.measurements` stores the result.
+:mod:`stream_logger.monitor_quality` over the labelled view, :mod:`stream_logger.monitor_traffic`);
+:mod:`stream_logger.measurements` stores the result.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
 from .datamart import require_datamart
-from .errors import MonitorError
+from .errors import ConfigError, MonitorError
 from .evaluation import MetricValue, Window
+from .feedback_tables import feedback_table_exists
+from .identifiers import feedback_names_for, quote_ident
 from .measurements import Measurement, measure, store_measurements
 from .monitor_fairness import fairness_metrics
+from .monitor_quality import BINARY_METRICS, MULTICLASS_METRICS, REGRESSION_METRICS, quality_metrics
 from .monitor_traffic import traffic_metrics
-from .monitors import MonitorDefinition, list_monitors
+from .monitors import MonitorDefinition, field_column, list_monitors, prediction_field
 from .registry import list_subscriptions
 from .subscription import Subscription
 
@@ -51,7 +57,44 @@ async def evaluate(
         return await fairness_metrics(conn, sub, monitor.spec, window)
     if monitor.kind == "traffic":
         return await traffic_metrics(conn, sub, window)
+    if monitor.kind == "quality":
+        return await _quality(conn, sub, monitor.spec, window)
     raise MonitorError(f"monitor {monitor.name!r}: kind {monitor.kind!r} is not evaluated by this version")
+
+
+async def _quality(
+    conn: asyncpg.Connection, sub: Subscription, spec: Mapping[str, Any], window: Window
+) -> list[MetricValue]:
+    """The quality metrics over the subscription's labelled rows; every one ``no_labels`` before the first label."""
+    problem_type = spec["problem_type"]
+    if sub.target is None or not await feedback_table_exists(conn, sub):
+        return [MetricValue(name, None, "no_labels") for name in _QUALITY_METRICS[problem_type]]
+    prediction, _ = field_column(sub, prediction_field(sub, spec["prediction_field"]), ("prediction", "response"))
+    probability = spec["probability_field"]
+    if probability is None:
+        found = next((f for f in sub.fields if f.role == "probability"), None)
+        probability_column = None if found is None else found.column
+    else:
+        probability_column, _ = field_column(sub, probability, ("probability", "response"))
+    _, view = feedback_names_for(sub.table)
+    index = spec["probability_index"]
+    if index is None and problem_type == "binary" and probability_column is not None:
+        index = 1  # [P(other), P(positive)], as OpenScale's and scikit-learn's two-class probabilities are
+    return await quality_metrics(
+        conn,
+        f"{quote_ident(sub.schema)}.{quote_ident(view)}",
+        window,
+        problem_type=problem_type,
+        prediction=prediction,
+        target=sub.target.column,
+        probability=probability_column,
+        positive_class=spec["positive_class"],
+        probability_index=index,
+        min_records=spec["min_records"],
+    )
+
+
+_QUALITY_METRICS = {"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS, "regression": REGRESSION_METRICS}
 
 
 async def run_monitors(
@@ -74,7 +117,7 @@ async def run_monitors(
         span = window or window_of(monitor, now or datetime.now(UTC))
         try:
             values = await evaluate(conn, sub, monitor, span)
-        except MonitorError as exc:  # a field the subscription lacks: say so, evaluate the others
+        except (MonitorError, ConfigError) as exc:  # a field it lacks, of a type it cannot take: say so, go on
             summary.skipped.append((monitor, str(exc)))
             continue
         rows = measure(monitor, span, values)

@@ -19,6 +19,9 @@ family's (``disparate_impact``), else the kind's default (:data:`DEFAULT_THRESHO
 - ``fairness``: ``attributes`` (each a ``field``, and its ``reference`` and ``monitored`` groups: values, or
   inclusive ``[low, high]`` ranges of a numeric field), ``favourable`` (prediction values), ``prediction_field``
   (default: the subscription's prediction field), ``min_records`` (a group's minimum; default 30).
+- ``quality`` (on the labelled rows): ``problem_type`` (``binary``, ``multiclass``, ``regression``),
+  ``positive_class`` (binary), ``prediction_field`` and ``probability_field`` (default: the subscription's fields of
+  those roles), ``probability_index`` (the positive class's place in an array of probabilities), ``min_records``.
 - ``traffic``: nothing more.
 
 A definition is validated when added (:func:`parse_monitors`, :class:`~stream_logger.errors.MonitorError` saying
@@ -39,6 +42,7 @@ import orjson
 from .config import parse_duration_s
 from .errors import ConfigError, MonitorError
 from .identifiers import quote_ident, validate_schema_name
+from .subscription import Subscription
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -46,13 +50,15 @@ __all__ = [
     "KINDS",
     "MonitorDefinition",
     "Threshold",
+    "field_column",
     "list_monitors",
     "parse_monitors",
+    "prediction_field",
     "store_monitors",
 ]
 
-KINDS: Final = ("fairness", "traffic")
-"""The kinds this version evaluates (``quality`` and ``drift`` come next)."""
+KINDS: Final = ("fairness", "quality", "traffic")
+"""The kinds this version evaluates (``drift`` comes next)."""
 DEFAULT_WINDOW_S: Final = 86400.0
 DEFAULT_MIN_RECORDS: Final = 30
 
@@ -100,6 +106,9 @@ _FILE_KEYS: Final = frozenset({"subscription_id", "monitors"})
 _COMMON_KEYS: Final = frozenset({"name", "kind", "window", "thresholds"})
 _KIND_KEYS: Final[Mapping[str, frozenset[str]]] = {
     "fairness": frozenset({"attributes", "favourable", "prediction_field", "min_records"}),
+    "quality": frozenset(
+        {"problem_type", "positive_class", "prediction_field", "probability_field", "probability_index", "min_records"}
+    ),
     "traffic": frozenset(),
 }
 
@@ -154,7 +163,7 @@ def parse_monitors(obj: Any) -> list[MonitorDefinition]:
         if window_s <= 0:
             raise _fail(f"{where}.window", "must be longer than 0")
         thresholds = _thresholds(m.get("thresholds", {}), f"{where}.thresholds")
-        spec = _fairness(m, where) if kind == "fairness" else {}
+        spec = _fairness(m, where) if kind == "fairness" else _quality(m, where) if kind == "quality" else {}
         out.append(MonitorDefinition(subscription_id, name, kind, window_s, thresholds, spec, m))
     return out
 
@@ -184,9 +193,7 @@ def _fairness(m: Mapping[str, Any], where: str) -> dict[str, Any]:
         or not all(isinstance(v, str | int | float) for v in favourable)
     ):
         raise _fail(f"{where}.favourable", "expected a non-empty list of the favourable prediction values")
-    min_records = m.get("min_records", DEFAULT_MIN_RECORDS)
-    if isinstance(min_records, bool) or not isinstance(min_records, int) or min_records < 1:
-        raise _fail(f"{where}.min_records", "expected a whole number >= 1")
+    min_records = _min_records(m, where)
     prediction = m.get("prediction_field")
     if prediction is not None:
         _name(prediction, f"{where}.prediction_field")
@@ -203,6 +210,36 @@ def _fairness(m: Mapping[str, Any], where: str) -> dict[str, Any]:
         groups = {side: _group(a.get(side), f"{here}.{side}") for side in ("reference", "monitored")}
         parsed.append({"field": field, **groups})
     return {"attributes": parsed, "favourable": favourable, "prediction_field": prediction, "min_records": min_records}
+
+
+def _min_records(m: Mapping[str, Any], where: str) -> int:
+    value = m.get("min_records", DEFAULT_MIN_RECORDS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(f"{where}.min_records", "expected a whole number >= 1")
+    return value
+
+
+def _quality(m: Mapping[str, Any], where: str) -> dict[str, Any]:
+    problem_type = m.get("problem_type")
+    if problem_type not in ("binary", "multiclass", "regression"):
+        raise _fail(f"{where}.problem_type", f"expected binary, multiclass or regression, not {problem_type!r}")
+    positive = m.get("positive_class")
+    if problem_type == "binary" and (positive is None or not isinstance(positive, str | int | float)):
+        raise _fail(f"{where}.positive_class", "a binary classifier's monitor names its positive class")
+    index = m.get("probability_index")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise _fail(f"{where}.probability_index", "expected the index (from 0) of the positive class's probability")
+    for key in ("prediction_field", "probability_field"):
+        if m.get(key) is not None:
+            _name(m[key], f"{where}.{key}")
+    return {
+        "problem_type": problem_type,
+        "positive_class": positive,
+        "prediction_field": m.get("prediction_field"),
+        "probability_field": m.get("probability_field"),
+        "probability_index": index,
+        "min_records": _min_records(m, where),
+    }
 
 
 def _group(value: Any, where: str) -> dict[str, list[Any]]:
@@ -226,6 +263,24 @@ def _group(value: Any, where: str) -> dict[str, list[Any]]:
     if values and ranges:
         raise _fail(where, "give values or ranges, not both")
     return {"values": values, "ranges": ranges}
+
+
+def field_column(sub: Subscription, name: str, roles: tuple[str, ...]) -> tuple[str, str]:
+    """The column and type of the field ``name`` (of one of ``roles``), or MonitorError."""
+    f = sub.field_of(name, roles)
+    if f is None:
+        raise MonitorError(f"subscription {sub.subscription_id!r} has no field {name!r} ({' or '.join(roles)})")
+    return f.column, f.type
+
+
+def prediction_field(sub: Subscription, name: str | None) -> str:
+    """The field named, else the subscription's prediction field (MonitorError when it has none)."""
+    if name is not None:
+        return name
+    found = next((f for f in sub.fields if f.role == "prediction"), None)
+    if found is None:
+        raise MonitorError(f"subscription {sub.subscription_id!r} has no prediction field: give prediction_field")
+    return found.name
 
 
 async def store_monitors(conn: asyncpg.Connection, schema: str, monitors: Sequence[MonitorDefinition]) -> None:

@@ -135,6 +135,14 @@ class Subscription:
         """What ``subscriptions.fields`` holds: the payload fields, then the target."""
         return self.fields if self.target is None else (*self.fields, self.target)
 
+    def field_of(self, name: str, roles: tuple[str, ...]) -> Field | None:
+        """The field ``name`` of the first of ``roles`` that has one (a name may be a feature and a response)."""
+        for role in roles:
+            for f in self.fields:
+                if f.name == name and f.role == role:
+                    return f
+        return None
+
     def field_for(self, source: str, name: str) -> Field | None:
         """The declared field ``name`` of block ``source`` (request, meta, response), if any."""
         for f in self.fields:

@@ -19,6 +19,7 @@ import asyncpg
 import numpy as np
 import orjson
 import pytest
+from sklearn.metrics import accuracy_score, f1_score
 
 from stream_logger import Emitter
 from stream_logger.cli import main
@@ -78,6 +79,15 @@ MONITORS = {
             "attributes": [{"field": "Age", "reference": [[26, 120]], "monitored": [[200, 300]]}],
         },
         {"name": "traffic", "kind": "traffic", "window": "2h", "thresholds": {"error_rate": {"max": 0.05}}},
+        {
+            "name": "quality",
+            "kind": "quality",
+            "window": "2h",
+            "problem_type": "binary",
+            "positive_class": "Risk",
+            "min_records": 20,
+            "thresholds": {"accuracy": {"min": 0.8}},
+        },
     ],
 }
 
@@ -102,9 +112,16 @@ async def test_fairness_and_traffic_measurements_match_an_independent_computatio
 ) -> None:
     schema = datamart_schema
     calls = _calls(600)
+    truth: dict[str, str] = {}  # labels for the calls c-0 .. c-199: the prediction, flipped for one in four
     async with Emitter(topic, settings.bootstrap_servers, spool_dir=tmp_path / "spool", strict=True) as em:
         for call in calls:
             em.log(**call)
+        for call in calls[:200]:
+            said = call["response"]["values"][0][0] if call["response"] else "Risk"
+            truth[call["scoring_id"]] = (
+                said if int(call["scoring_id"][2:]) % 4 else ("Risk" if said != "Risk" else "No Risk")
+            )
+            em.log_feedback(subscription_id=SUB, scoring_id=call["scoring_id"], label=truth[call["scoring_id"]])
         assert await em.flush(30)
     bad = {"schema_version": 1, "scoring_id": "bad", "scoring_timestamp": T0.isoformat(), "subscription_id": SUB}
     bad |= {"request": {"fields": ["Sex", "Age"], "values": [["male", "old"]]}, "response": calls[0]["response"]}
@@ -158,6 +175,15 @@ async def test_fairness_and_traffic_measurements_match_an_independent_computatio
     letters = found["traffic", "dead_letters"]
     assert letters["value"] == 1 and orjson.loads(letters["details"])["by_reason"] == {"type_conflict": 1}
 
+    # Quality, on the labelled rows that have a prediction (a failed call has none).
+    judged = [c for c in calls[:200] if c["response"] is not None]
+    y_true = [truth[c["scoring_id"]] for c in judged]
+    y_pred = [c["response"]["values"][0][0] for c in judged]
+    accuracy = found["quality", "accuracy"]
+    assert accuracy["value"] == pytest.approx(accuracy_score(y_true, y_pred)) and accuracy["breached"]
+    assert found["quality", "f1"]["value"] == pytest.approx(f1_score(y_true, y_pred, pos_label="Risk"))
+    assert found["quality", "auc_roc"]["state"] == "undefined"  # the model gives no probability here
+
     # Show: the latest value, its threshold, its state, its history.
     capsys.readouterr()
     assert await cli(["monitor", "show", "--schema", schema, "--json", *connection]) == 0
@@ -168,7 +194,7 @@ async def test_fairness_and_traffic_measurements_match_an_independent_computatio
 
     # From a notebook: the measurements as a DataFrame, details as dicts.
     frame = await asyncio.to_thread(Datamart(schema, settings.dsn).measurements, SUB)
-    assert len(frame) == len(found) and set(frame["monitor"]) == {"fairness", "nobody", "traffic"}
+    assert len(frame) == len(found) and set(frame["monitor"]) == {"fairness", "nobody", "traffic", "quality"}
     row = frame[frame["metric"] == "disparate_impact:Sex"].iloc[0]
     assert row["value"] == pytest.approx(sex_impact["value"]) and row["details"]["monitored"]["rows"] == len(women)
 
@@ -205,6 +231,7 @@ async def test_edge_cases_give_a_state_not_a_number(
     assert found["fairness", "disparate_impact:Sex"]["state"] == "no_data"
     assert found["traffic", "error_rate"]["state"] == "no_data"
     assert found["traffic", "requests_per_minute"]["value"] == 0
+    assert found["quality", "accuracy"]["state"] == "no_labels"  # none was ever logged here
 
 
 async def test_every_serves_the_latest_values_as_gauges_and_stops_on_sigterm(
@@ -227,7 +254,7 @@ async def test_every_serves_the_latest_values_as_gauges_and_stops_on_sigterm(
     try:
         deadline = time.monotonic() + 60
         text = ""
-        while "stream_logger_monitor_breached" not in text:
+        while "stream_logger_monitor_breached{" not in text:  # a sample, not only the HELP lines
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             await asyncio.sleep(0.3)
             with contextlib.suppress(OSError):
