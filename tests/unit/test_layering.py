@@ -58,6 +58,7 @@ INGEST_SIDE = [
     "stream_logger.identifiers",
     "stream_logger.kafka_clients",
     "stream_logger.metrics",
+    "stream_logger.monitor_drift",
     "stream_logger.openscale_client",
     "stream_logger.openscale_credentials",
     "stream_logger.openscale_feedback",
