@@ -400,12 +400,13 @@ async def _evaluate(
         else:
             e.state, e.reason = "not_in_baseline", "the baseline has no such column"
     params = _Params()
-    fractions = params.add([k / bins for k in range(1, bins)], "::float8[]")
+    quantiles = [k / bins for k in range(1, bins)]
     aggregates = ["count(*)"]
     for e in present:
         column = f"t.{baseline_side.columns[e.spec.name]}"
         aggregates.append(f"count({column})")
         if e.spec.kind == "numeric":
+            fractions = params.add(quantiles, "::float8[]")
             aggregates.append(f"percentile_cont({fractions}) WITHIN GROUP (ORDER BY {column}::float8)")
             aggregates.append(f"count(*) FILTER (WHERE {column}::float8 IN ('NaN', 'Infinity', '-Infinity'))")
     where = baseline_side.where(params)
@@ -415,10 +416,10 @@ async def _evaluate(
     for e in present:
         e.baseline_rows, e.baseline_count = baseline_rows, next(values)
         if e.spec.kind == "numeric":
-            quantiles, non_finite = next(values), next(values)
+            edges, non_finite = next(values), next(values)
             if non_finite:
                 raise ConfigError(f"drift baseline: feature {e.spec.name!r} holds {non_finite} NaN or infinite values")
-            e.edges = sorted(set(quantiles)) if quantiles is not None else None
+            e.edges = sorted(set(edges)) if edges is not None else None
         if e.baseline_count == 0:
             e.state, e.reason = "not_in_baseline", "the baseline holds no value of it"
         elif e.spec.name not in window_side.columns:
