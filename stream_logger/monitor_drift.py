@@ -141,7 +141,7 @@ def sample_header(sample: SampleBaseline) -> list[str]:
         if size > sample.max_bytes:
             raise ConfigError(f"{where} holds {size} bytes, more than the {sample.max_bytes} allowed")
         with sample.path.open(encoding="utf-8-sig", newline="") as file:
-            header = next(csv.reader(file), None)
+            header = next(csv.reader(file, strict=True), None)
     except FileNotFoundError:
         raise ConfigError(f"{where} does not exist") from None
     except UnicodeDecodeError as exc:

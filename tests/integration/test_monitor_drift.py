@@ -256,6 +256,10 @@ async def test_a_feature_the_baseline_lacks_is_not_in_baseline(
     assert metrics["psi:Income"].value == pytest.approx(reference(payload, INCOME), abs=1e-9)
     assert metrics["drifted_share"].value == 1.0
     assert metrics["drifted_share"].details["without_value"] == {"Purpose": "not_in_baseline"}
+    unlogged = DriftFeature("Age", "age_not_logged_yet", "numeric")  # in the sample, not (yet) in the payload table
+    metrics = by_name(await drift_metrics(pg, payload.relation, WINDOW, SampleBaseline(path), [unlogged]))
+    assert metrics["psi:Age"].state == "no_data"
+    assert metrics["psi:Age"].details["baseline_count"] == BASELINE_ROWS
 
     metrics = by_name(await drift_metrics(pg, payload.relation, WINDOW, BASELINE, [note, absent, HOUSING]))
     assert metrics["psi:Note"].state == "not_in_baseline"
