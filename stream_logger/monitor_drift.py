@@ -26,8 +26,8 @@ The rules:
   (both sides counted together) keep their bins and the rest share one "other" bin, so the work stays bounded.
 - **Empty bins**: a share is floored at ``epsilon`` (1e-4, as many PSI implementations do) before the sum, so the
   value is finite; a bin empty on both sides adds exactly 0. The details report the shares before the floor.
-- **States**: an empty window gives ``no_data`` for every metric; fewer than ``min_records`` rows in the window,
-  ``too_few_records``. Per feature: ``not_in_baseline`` when the sample has no such column or the baseline holds no
+- **States**: an empty window gives ``no_data`` for every metric (a sample's file and header are still checked);
+  fewer than ``min_records`` rows in the window, ``too_few_records``. Per feature: ``not_in_baseline`` when the sample has no such column or the baseline holds no
   non-null value of it; ``no_data`` when the window holds no non-null value (or the payload table has no such
   column yet); ``too_few_records`` when it holds fewer than ``min_records``. ``drifted_share`` is over the features
   with a value; when none has one it takes their common state, or ``undefined`` when their states differ.
@@ -255,6 +255,7 @@ async def drift_metrics(
     numeric feature whose column holds no numbers, :class:`DatamartError` when ``relation`` does not exist.
     """
     _check_arguments(features, bins, threshold, min_records, epsilon, max_categories)
+    header = sample_header(baseline) if isinstance(baseline, SampleBaseline) else []  # refused even on no data
     with pg_errors("drift metrics"):
         columns = await _columns(conn, relation)
         _check_columns(columns, features, time_column)
@@ -273,7 +274,7 @@ async def drift_metrics(
             evaluated = await _evaluate(conn, window_side, baseline_side, features, bins, max_categories)
         else:
             async with conn.transaction():  # the sample's table lives as long as the transaction
-                baseline_side = await _load_sample(conn, relation, baseline, features, columns)
+                baseline_side = await _load_sample(conn, relation, baseline, header, features, columns)
                 evaluated = await _evaluate(conn, window_side, baseline_side, features, bins, max_categories)
                 await conn.execute(f"DROP TABLE {baseline_side.source}")
     return _metrics(evaluated, window_rows, threshold, min_records, epsilon)
@@ -332,13 +333,13 @@ async def _load_sample(
     conn: asyncpg.Connection,
     relation: str,
     sample: SampleBaseline,
+    header: list[str],
     features: Sequence[DriftFeature],
     columns: dict[str, tuple[str, bool]],
 ) -> _Side:
     """The sample in a temporary table dropped at the end of the transaction, its columns ``c0, c1, ...`` in the
     header's order and typed as the module's docstring says: made from the payload table's own columns, so no type
     name is ever spliced into SQL."""
-    header = sample_header(sample)
     by_name = {f.name: f for f in features}
     selected = []
     for i, name in enumerate(header):

@@ -336,6 +336,8 @@ async def test_a_missing_sample_table_or_column_is_refused(
 ) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         await drift_metrics(pg, payload.relation, WINDOW, SampleBaseline(tmp_path / "nope.csv"), [INCOME])
+    with pytest.raises(ConfigError, match="does not exist"):  # even when the window is empty
+        await drift_metrics(pg, payload.relation, EMPTY_WINDOW, SampleBaseline(tmp_path / "nope.csv"), [INCOME])
     with pytest.raises(DatamartError, match="no table"):
         await drift_metrics(pg, f'{payload.relation[:-1]}_nope"', WINDOW, BASELINE, [INCOME])
     with pytest.raises(ConfigError, match="is numeric but its column 'purpose' holds text"):
