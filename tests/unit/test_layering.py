@@ -59,6 +59,7 @@ INGEST_SIDE = [
     "stream_logger.kafka_clients",
     "stream_logger.measurements",
     "stream_logger.metrics",
+    "stream_logger.monitor_drift",
     "stream_logger.monitor_fairness",
     "stream_logger.monitor_quality",
     "stream_logger.monitor_run",
