@@ -27,10 +27,11 @@ The rules:
 - **Empty bins**: a share is floored at ``epsilon`` (1e-4, as many PSI implementations do) before the sum, so the
   value is finite; a bin empty on both sides adds exactly 0. The details report the shares before the floor.
 - **States**: an empty window gives ``no_data`` for every metric (a sample's file and header are still checked);
-  fewer than ``min_records`` rows in the window, ``too_few_records``. Per feature: ``not_in_baseline`` when the sample has no such column or the baseline holds no
-  non-null value of it; ``no_data`` when the window holds no non-null value (or the payload table has no such
-  column yet); ``too_few_records`` when it holds fewer than ``min_records``. ``drifted_share`` is over the features
-  with a value; when none has one it takes their common state, or ``undefined`` when their states differ.
+  fewer than ``min_records`` rows in the window, ``too_few_records``. Per feature: ``not_in_baseline`` when the
+  sample has no such column or the baseline holds no non-null value of it; ``no_data`` when the window holds no
+  non-null value (or the payload table has no such column yet); ``too_few_records`` when it holds fewer than
+  ``min_records``. ``drifted_share`` is over the features with a value; when none has one it takes their common
+  state, or ``undefined`` when their states differ.
 """
 
 from __future__ import annotations
