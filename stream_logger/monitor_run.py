@@ -3,7 +3,8 @@
 Each monitor is evaluated over a window: the one given (``--from``/``--to``), else the monitor's own length ending
 at the end of the current minute (so that it holds what was just logged, and runs within one minute evaluate one
 window, which replaces its measurements). The aggregation runs in PostgreSQL (:mod:`stream_logger.monitor_fairness`,
-:mod:`stream_logger.monitor_quality` over the labelled view, :mod:`stream_logger.monitor_traffic`);
+:mod:`stream_logger.monitor_quality` over the labelled view, :mod:`stream_logger.monitor_drift`,
+:mod:`stream_logger.monitor_traffic`);
 :mod:`stream_logger.measurements` stores the result.
 """
 
@@ -13,7 +14,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import asyncpg
 
@@ -23,6 +25,7 @@ from .evaluation import MetricValue, Window
 from .feedback_tables import feedback_table_exists
 from .identifiers import feedback_names_for, quote_ident
 from .measurements import Measurement, measure, store_measurements
+from .monitor_drift import DriftFeature, SampleBaseline, WindowBaseline, drift_metrics
 from .monitor_fairness import fairness_metrics
 from .monitor_quality import BINARY_METRICS, MULTICLASS_METRICS, REGRESSION_METRICS, quality_metrics
 from .monitor_traffic import traffic_metrics
@@ -59,6 +62,8 @@ async def evaluate(
         return await traffic_metrics(conn, sub, window)
     if monitor.kind == "quality":
         return await _quality(conn, sub, monitor.spec, window)
+    if monitor.kind == "drift":
+        return await _drift(conn, sub, monitor.spec, window)
     raise MonitorError(f"monitor {monitor.name!r}: kind {monitor.kind!r} is not evaluated by this version")
 
 
@@ -90,6 +95,38 @@ async def _quality(
         probability=probability_column,
         positive_class=spec["positive_class"],
         probability_index=index,
+        min_records=spec["min_records"],
+    )
+
+
+_DRIFT_KINDS: Final = {"bigint": "numeric", "float8": "numeric", "text": "categorical", "boolean": "categorical"}
+
+
+async def _drift(
+    conn: asyncpg.Connection, sub: Subscription, spec: Mapping[str, Any], window: Window
+) -> list[MetricValue]:
+    """The drift metrics of the features named (else every feature whose type bins: numbers, text, booleans)."""
+    names = spec["features"] or [f.name for f in sub.fields if f.role == "feature" and f.type in _DRIFT_KINDS]
+    if not names:
+        raise MonitorError(f"subscription {sub.subscription_id!r} has no feature to watch for drift")
+    features = []
+    for name in names:
+        column, type_ = field_column(sub, name, ("feature", "meta"))
+        if type_ not in _DRIFT_KINDS:
+            raise MonitorError(f"field {name!r} is {type_}: drift bins numbers, text and booleans")
+        features.append(DriftFeature(name, column, _DRIFT_KINDS[type_]))  # type: ignore[arg-type]
+    where = spec["baseline"]
+    baseline = (
+        SampleBaseline(Path(where["sample"])) if "sample" in where else WindowBaseline(where["from"], where["to"])
+    )
+    return await drift_metrics(
+        conn,
+        f"{quote_ident(sub.schema)}.{quote_ident(sub.table)}",
+        window,
+        baseline,
+        features,
+        bins=spec["bins"],
+        threshold=spec["psi_threshold"],
         min_records=spec["min_records"],
     )
 

@@ -22,6 +22,10 @@ family's (``disparate_impact``), else the kind's default (:data:`DEFAULT_THRESHO
 - ``quality`` (on the labelled rows): ``problem_type`` (``binary``, ``multiclass``, ``regression``),
   ``positive_class`` (binary), ``prediction_field`` and ``probability_field`` (default: the subscription's fields of
   those roles), ``probability_index`` (the positive class's place in an array of probabilities), ``min_records``.
+- ``drift``: ``baseline``, ``{"from": T, "to": T}`` (a window of the payload table) or ``{"sample": "x.csv"}`` (a
+  training sample: a header of field names; a relative path is read from where ``monitor run`` runs),
+  ``features`` (default: every feature), ``bins`` (10), ``psi_threshold`` (0.2: what ``drifted_share`` counts),
+  ``min_records``.
 - ``traffic``: nothing more.
 
 A definition is validated when added (:func:`parse_monitors`, :class:`~stream_logger.errors.MonitorError` saying
@@ -32,8 +36,9 @@ and counts its version.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 import asyncpg
@@ -57,8 +62,8 @@ __all__ = [
     "store_monitors",
 ]
 
-KINDS: Final = ("fairness", "quality", "traffic")
-"""The kinds this version evaluates (``drift`` comes next)."""
+KINDS: Final = ("fairness", "quality", "drift", "traffic")
+"""The kinds of monitor."""
 DEFAULT_WINDOW_S: Final = 86400.0
 DEFAULT_MIN_RECORDS: Final = 30
 
@@ -79,6 +84,7 @@ class Threshold:
 DEFAULT_THRESHOLDS: Final[Mapping[str, Threshold]] = {
     "disparate_impact": Threshold(min=0.8),  # the four-fifths rule
     "statistical_parity_difference": Threshold(min=-0.1, max=0.1),  # TrustyAI's default band
+    "psi": Threshold(max=0.2),  # the usual line of a significant shift
 }
 """The thresholds a metric family has unless its monitor says otherwise."""
 
@@ -109,6 +115,7 @@ _KIND_KEYS: Final[Mapping[str, frozenset[str]]] = {
     "quality": frozenset(
         {"problem_type", "positive_class", "prediction_field", "probability_field", "probability_index", "min_records"}
     ),
+    "drift": frozenset({"baseline", "features", "bins", "psi_threshold", "min_records"}),
     "traffic": frozenset(),
 }
 
@@ -163,7 +170,7 @@ def parse_monitors(obj: Any) -> list[MonitorDefinition]:
         if window_s <= 0:
             raise _fail(f"{where}.window", "must be longer than 0")
         thresholds = _thresholds(m.get("thresholds", {}), f"{where}.thresholds")
-        spec = _fairness(m, where) if kind == "fairness" else _quality(m, where) if kind == "quality" else {}
+        spec = _SPECS[kind](m, where)
         out.append(MonitorDefinition(subscription_id, name, kind, window_s, thresholds, spec, m))
     return out
 
@@ -240,6 +247,63 @@ def _quality(m: Mapping[str, Any], where: str) -> dict[str, Any]:
         "probability_index": index,
         "min_records": _min_records(m, where),
     }
+
+
+def _drift(m: Mapping[str, Any], where: str) -> dict[str, Any]:
+    baseline = m.get("baseline")
+    if isinstance(baseline, dict) and "sample" in baseline:
+        _object(baseline, f"{where}.baseline", frozenset({"sample"}))
+        parsed: dict[str, Any] = {"sample": _name(baseline["sample"], f"{where}.baseline.sample")}
+    elif isinstance(baseline, dict):
+        _object(baseline, f"{where}.baseline", frozenset({"from", "to"}))
+        bounds = [_timestamp(baseline.get(k), f"{where}.baseline.{k}") for k in ("from", "to")]
+        if not bounds[0] < bounds[1]:
+            raise _fail(f"{where}.baseline", "from must be before to")
+        parsed = {"from": bounds[0], "to": bounds[1]}
+    else:
+        raise _fail(
+            f"{where}.baseline", 'expected {"from": T, "to": T} (a window of the payload) or {"sample": "x.csv"}'
+        )
+    features = m.get("features")
+    if features is not None and (not isinstance(features, list) or not features):
+        raise _fail(f"{where}.features", "expected a non-empty list of field names (default: every feature)")
+    bins = m.get("bins", 10)
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 100:
+        raise _fail(f"{where}.bins", "expected a whole number from 2 to 100")
+    psi = _number(m.get("psi_threshold", 0.2), f"{where}.psi_threshold")
+    if psi <= 0:
+        raise _fail(f"{where}.psi_threshold", "must be above 0")
+    names = None if features is None else [_name(f, f"{where}.features[{i}]") for i, f in enumerate(features)]
+    return {
+        "baseline": parsed,
+        "features": names,
+        "bins": bins,
+        "psi_threshold": psi,
+        "min_records": _min_records(m, where),
+    }
+
+
+def _timestamp(value: Any, where: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise _fail(where, f"expected an ISO 8601 timestamp with a timezone, not {value!r}")
+    return parsed
+
+
+def _traffic(m: Mapping[str, Any], where: str) -> dict[str, Any]:
+    return {}
+
+
+_SPECS: Final[Mapping[str, Callable[[Mapping[str, Any], str], dict[str, Any]]]] = {
+    "fairness": _fairness,
+    "quality": _quality,
+    "drift": _drift,
+    "traffic": _traffic,
+}
+"""Each kind's own keys, validated into its ``spec``."""
 
 
 def _group(value: Any, where: str) -> dict[str, list[Any]]:

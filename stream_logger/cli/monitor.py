@@ -27,7 +27,9 @@ _BARS = "▁▂▃▄▅▆▇█"
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("monitor", help="fairness and traffic monitors over a datamart, as measurements")
+    parser = subparsers.add_parser(
+        "monitor", help="fairness, quality, drift and traffic monitors over a datamart, as measurements"
+    )
     sub = parser.add_subparsers(dest="monitor_command", metavar="ACTION", required=True)
 
     add = sub.add_parser(

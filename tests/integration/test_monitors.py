@@ -270,3 +270,52 @@ async def test_every_serves_the_latest_values_as_gauges_and_stops_on_sigterm(
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert b"Traceback" not in err and b"breached" in out
+
+
+async def test_a_planted_drift_is_measured_against_a_window_and_against_a_sample(
+    settings: Settings, topic: str, datamart_schema: str, pg: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The population shifts halfway: ages move up by 15 years; the mix of sexes stays. Against the first half (a
+    window of the payload table, or the same rows as a CSV training sample), Age drifts and Sex does not."""
+    rng = np.random.default_rng(3)
+    half = T0 + timedelta(minutes=30)
+    rows = []
+    async with Emitter(topic, settings.bootstrap_servers, spool_dir=tmp_path / "spool", strict=True) as em:
+        for i in range(800):
+            later = i >= 400
+            age = int(np.clip(rng.normal(45 if later else 30, 5), 19, 74))
+            sex = "female" if rng.random() < 0.4 else "male"
+            when = (half if later else T0) + timedelta(seconds=4 * (i % 400))
+            em.log(
+                subscription_id=SUB,
+                request={"fields": ["Sex", "Age"], "values": [[sex, age]]},
+                response={"fields": ["prediction"], "values": [["No Risk"]]},
+                scoring_timestamp=when,
+            )
+            if not later:
+                rows.append(f"{sex},{age}")
+        assert await em.flush(30)
+    await run_until_caught_up(settings, config(topic, datamart_schema))
+    sample = tmp_path / "training.csv"
+    sample.write_text("Sex,Age\n" + "\n".join(rows) + "\n")
+    drift: dict[str, Any] = {"kind": "drift", "window": "30m", "bins": 5}
+    monitors = {
+        "subscription_id": SUB,
+        "monitors": [
+            {**drift, "name": "vs-window", "baseline": {"from": T0.isoformat(), "to": half.isoformat()}},
+            {**drift, "name": "vs-sample", "baseline": {"sample": str(sample)}},
+        ],
+    }
+    file = tmp_path / "monitors.json"
+    file.write_text(json.dumps(monitors))
+    connection = ["--dsn", settings.dsn]
+    assert await cli(["monitor", "add", "--schema", datamart_schema, "--file", str(file), *connection]) == 0
+    window = ["--from", half.isoformat(), "--to", (half + timedelta(minutes=30)).isoformat()]
+    assert await cli(["monitor", "run", "--schema", datamart_schema, "--once", *window, *connection]) == 0
+    found = await _measurements(pg, datamart_schema)
+    for name in ("vs-window", "vs-sample"):
+        age, sex, share = (found[name, m] for m in ("psi:Age", "psi:Sex", "drifted_share"))
+        assert age["value"] > 1 and age["breached"] and age["threshold_max"] == 0.2  # a large shift
+        assert sex["value"] < 0.1 and not sex["breached"]
+        assert share["value"] == 0.5 and orjson.loads(share["details"])["drifted"] == ["Age"]
+    assert found["vs-window", "psi:Age"]["value"] == pytest.approx(found["vs-sample", "psi:Age"]["value"])

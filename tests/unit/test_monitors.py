@@ -141,3 +141,44 @@ def test_the_gauges_hold_each_metrics_latest_value_and_breach() -> None:
     labels = 'metric="disparate_impact:Sex",monitor="fairness",subscription="credit"'
     assert f"stream_logger_monitor_value{{{labels}}} NaN" in text
     assert f"stream_logger_monitor_breached{{{labels}}} 0.0" in text
+
+
+QUALITY: dict[str, Any] = {"name": "q", "kind": "quality", "problem_type": "binary", "positive_class": "Risk"}
+DRIFT: dict[str, Any] = {
+    "name": "d",
+    "kind": "drift",
+    "baseline": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"},
+}
+
+
+def test_quality_and_drift_definitions_parse_with_their_defaults() -> None:
+    quality, drift = parse_monitors({"subscription_id": "credit", "monitors": [QUALITY, DRIFT]})
+    assert quality.spec == {
+        "problem_type": "binary",
+        "positive_class": "Risk",
+        "prediction_field": None,
+        "probability_field": None,
+        "probability_index": None,
+        "min_records": 30,
+    }
+    assert drift.spec["baseline"] == {"from": datetime(2026, 1, 1, tzinfo=UTC), "to": datetime(2026, 1, 2, tzinfo=UTC)}
+    assert (drift.spec["bins"], drift.spec["psi_threshold"], drift.spec["features"]) == (10, 0.2, None)
+    assert drift.threshold("psi:Age") == Threshold(max=0.2)
+
+
+@pytest.mark.parametrize(
+    ("monitor", "where"),
+    [
+        ({**QUALITY, "problem_type": "ranking"}, "monitors[0].problem_type"),
+        ({**QUALITY, "positive_class": None}, "monitors[0].positive_class"),
+        ({**QUALITY, "probability_index": -1}, "monitors[0].probability_index"),
+        ({**DRIFT, "baseline": {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}}, "monitors[0].baseline"),
+        ({**DRIFT, "baseline": {"from": "yesterday", "to": "2026-01-01T00:00:00Z"}}, "monitors[0].baseline.from"),
+        ({**DRIFT, "baseline": "last week"}, "monitors[0].baseline"),
+        ({**DRIFT, "bins": 1}, "monitors[0].bins"),
+        ({**DRIFT, "features": []}, "monitors[0].features"),
+    ],
+)
+def test_a_bad_quality_or_drift_definition_is_refused_saying_where(monitor: dict[str, Any], where: str) -> None:
+    with pytest.raises(MonitorError, match=rf"monitors: {where.replace('[', '.').replace(']', '.')}"):
+        parse_monitors({"subscription_id": "credit", "monitors": [monitor]})
