@@ -20,7 +20,9 @@ from .evaluation import OK, MetricValue, Window
 from .identifiers import quote_ident, validate_schema_name
 from .monitors import MonitorDefinition
 
-__all__ = ["Measurement", "latest", "measure", "store_measurements"]
+__all__ = ["Measurement", "format_latest", "latest", "measure", "sparkline", "store_measurements"]
+
+_BARS = "▁▂▃▄▅▆▇█"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,13 @@ class Measurement:
     def status(self) -> str:
         """``breached``, ``ok``, or the state of a metric without a value."""
         return "breached" if self.breached else self.state
+
+    @property
+    def limits(self) -> str:
+        """Its threshold in words: ``>= 0.8``, ``<= 0.05``, both, or ``-`` for none."""
+        parts = [f">= {self.threshold_min:g}" if self.threshold_min is not None else ""]
+        parts.append(f"<= {self.threshold_max:g}" if self.threshold_max is not None else "")
+        return " and ".join(p for p in parts if p) or "-"
 
 
 def measure(monitor: MonitorDefinition, window: Window, values: Sequence[MetricValue]) -> list[Measurement]:
@@ -143,3 +152,30 @@ async def latest(
             out.append((m, values))
             values = []
     return out
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """A line of block characters for ``values`` (oldest first), scaled from their least to their greatest; a
+    blank for a window without a value."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return " " * len(values)
+    low, high = min(known), max(known)
+    span = high - low
+    return "".join(
+        " " if v is None else _BARS[0 if span == 0 else round((v - low) / span * (len(_BARS) - 1))] for v in values
+    )
+
+
+def format_latest(found: Sequence[tuple[Measurement, list[float | None]]]) -> str:
+    """The latest measurements as ``monitor show`` prints them: a line a metric, with its value, threshold, status
+    and history."""
+    width = max((len(f"{m.monitor} {m.metric}") for m, _ in found), default=0)
+    lines = []
+    for m, history in found:
+        value = "-" if m.value is None else f"{m.value:.4g}"
+        lines.append(
+            f"{m.subscription_id}  {f'{m.monitor} {m.metric}':<{width}}  {value:>9}  {m.limits:<18}  "
+            f"{m.status:<16}  {sparkline(history)}"
+        )
+    return "\n".join(lines)

@@ -11,7 +11,7 @@ window, which replaces its measurements). The aggregation runs in PostgreSQL (:m
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,8 +141,10 @@ async def run_monitors(
     subscription_id: str | None = None,
     window: Window | None = None,
     now: datetime | None = None,
+    window_for: Callable[[MonitorDefinition], Window | None] | None = None,
 ) -> RunSummary:
-    """Evaluate every monitor (of one subscription, or all) once and store its measurements."""
+    """Evaluate every monitor (of one subscription, or all) once and store its measurements: over
+    ``window_for(monitor)`` when it gives one, else ``window``, else the monitor's own window ending ``now``."""
     await require_datamart(conn, schema)
     subs = {s.subscription_id: s for s in await list_subscriptions(conn, schema)}
     summary = RunSummary()
@@ -151,7 +153,7 @@ async def run_monitors(
         if sub is None:
             summary.skipped.append((monitor, "its subscription has no payload table yet"))
             continue
-        span = window or window_of(monitor, now or datetime.now(UTC))
+        span = (window_for(monitor) if window_for else None) or window or window_of(monitor, now or datetime.now(UTC))
         try:
             values = await evaluate(conn, sub, monitor, span)
         except (MonitorError, ConfigError) as exc:  # a field it lacks, of a type it cannot take: say so, go on

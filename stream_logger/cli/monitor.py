@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,15 +14,13 @@ from typing import Any
 from ..datamart import connect, require_datamart
 from ..errors import MonitorError
 from ..evaluation import Window
-from ..measurements import Measurement, latest
+from ..measurements import Measurement, format_latest, latest
 from ..metrics import MetricsServer, MonitorMetrics
 from ..monitor_run import RunSummary, run_monitors
 from ..monitors import list_monitors, parse_monitors, store_monitors
 from ._options import add_connection_options, duration_s, settings_from
 
-__all__ = ["register", "sparkline"]
-
-_BARS = "▁▂▃▄▅▆▇█"
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -175,28 +172,9 @@ def _report(summary: RunSummary) -> None:
     monitors = {(m.subscription_id, m.monitor) for m in summary.measurements}
     print(f"{len(summary.measurements)} measurement(s) of {len(monitors)} monitor(s), {len(breached)} breached")
     for m in breached:
-        print(f"  BREACHED {m.subscription_id} {m.monitor} {m.metric} = {m.value:.4g} ({_limits(m)})")
+        print(f"  BREACHED {m.subscription_id} {m.monitor} {m.metric} = {m.value:.4g} ({m.limits})")
     for monitor, why in summary.skipped:
         print(f"  skipped {monitor.subscription_id} {monitor.name}: {why}")
-
-
-def _limits(m: Measurement) -> str:
-    parts = [f">= {m.threshold_min:g}" if m.threshold_min is not None else "", ""]
-    parts[1] = f"<= {m.threshold_max:g}" if m.threshold_max is not None else ""
-    return " and ".join(p for p in parts if p) or "-"
-
-
-def sparkline(values: Sequence[float | None]) -> str:
-    """A line of block characters for ``values`` (oldest first), scaled from their least to their greatest; a
-    blank for a window without a value."""
-    known = [v for v in values if v is not None]
-    if not known:
-        return " " * len(values)
-    low, high = min(known), max(known)
-    span = high - low
-    return "".join(
-        " " if v is None else _BARS[0 if span == 0 else round((v - low) / span * (len(_BARS) - 1))] for v in values
-    )
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -212,13 +190,7 @@ def _show(args: argparse.Namespace) -> int:
     if not found:
         print(f"no measurements in {args.schema}: run 'stream-logger monitor run --schema {args.schema} --once'")
         return 0
-    width = max(len(f"{m.monitor} {m.metric}") for m, _ in found)
-    for m, history in found:
-        value = "-" if m.value is None else f"{m.value:.4g}"
-        print(
-            f"{m.subscription_id}  {f'{m.monitor} {m.metric}':<{width}}  {value:>9}  {_limits(m):<16}  "
-            f"{m.status:<16}  {sparkline(history)}"
-        )
+    print(format_latest(found))
     return 0
 
 

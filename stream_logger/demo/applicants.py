@@ -96,18 +96,20 @@ class ApplicantGenerator:
     """A deterministic stream of synthetic applicants and scoring requests.
 
     ``ApplicantGenerator(seed=7)`` always yields the same applicants in the same order. ``include_meta`` adds the
-    ``meta`` block (``ApplicantRegion``) to every request.
+    ``meta`` block (``ApplicantRegion``) to every request. Setting ``shifted`` changes the population from then on,
+    as a new marketing channel would: younger applicants asking for larger loans (the demo's drift monitor sees it).
     """
 
     def __init__(self, seed: int = 0, *, include_meta: bool = True) -> None:
         self._rng = random.Random(seed)
         self.include_meta = include_meta
+        self.shifted = False
 
     def applicant(self) -> dict[str, Any]:
         """One applicant: a dict with all 20 features (and ``ApplicantRegion``), keys in :data:`FIELDS` order."""
         rng = self._rng
         # Age: most applicants are 25-40, a long tail up to 74.
-        age = _clamp(19 + rng.gammavariate(2.2, 7.5), 19, 74)
+        age = _clamp(19 + rng.gammavariate(2.2, 4.0 if self.shifted else 7.5), 19, 74)
         sex = "female" if rng.random() < (0.42 if age < 30 else 0.28) else "male"
 
         # Job and employment duration follow age.
@@ -150,7 +152,7 @@ class ApplicantGenerator:
         if rng.random() < 0.6:  # lenders like round terms
             duration = _clamp(6 * round(duration / 6), 4, 64)
         amount_per_month = _PURPOSE_AMOUNT_PER_MONTH[purpose] * math.exp(rng.gauss(0.0, 0.45))
-        amount = _clamp(duration * amount_per_month, 250, 11676)
+        amount = _clamp(duration * amount_per_month * (1.6 if self.shifted else 1.0), 250, 11676)
         # Small loans carry a higher installment rate relative to disposable income than large ones.
         installment_weights = [10, 18, 16, 40, 10, 6] if amount < 3000 else [22, 28, 16, 24, 6, 4]
         installment = rng.choices(range(1, 7), weights=installment_weights)[0]

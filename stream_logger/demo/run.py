@@ -30,6 +30,7 @@ from .applicants import ApplicantGenerator
 from .labels import DEFAULT_LABEL_SHARE, Labeller
 from .malformed import MalformedMessage, malformed_messages
 from .model import score
+from .monitoring import Timeline, evaluate_demo_monitors
 from .subscription import subscription_declaration
 from .summary import Summary, columns_from_fields, render, summarize
 
@@ -64,6 +65,8 @@ class DemoResult:
     ingested_messages: int = 0
     labels: int = 0
     labelled_calls: int = 0
+    monitors: str = ""
+    """``stream-logger monitor show``'s table of the demo's monitors."""
     elapsed_s: float = 0.0
     worker_messages: list[int] = field(default_factory=list)
 
@@ -144,7 +147,8 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
             async with Emitter(
                 topic, settings.bootstrap_servers, spool_dir=spool_dir, kafka_config=settings.kafka
             ) as em:
-                emitted = await _serve(em, opts, sub_id, settings, topic, malformed, workers, display, labeller)
+                timeline = await _serve(em, opts, sub_id, settings, topic, malformed, workers, display, labeller)
+                emitted = opts.records
                 await em.flush()
             labels = labeller.handed_out
             expected = emitted + labels + len(malformed)
@@ -173,6 +177,7 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
                 conn, opts.schema, sub.table, columns_from_fields(fields), labelled=feedback_names_for(sub.table)[1]
             )
             outcome = await _malformed_outcomes(conn, opts.schema, malformed)
+            monitors = await evaluate_demo_monitors(conn, opts.schema, sub_id, timeline)
     finally:
         await conn.close()
     result = DemoResult(
@@ -183,6 +188,7 @@ async def run_demo(options: DemoOptions, settings: Settings, out: TextIO) -> Dem
         ingested_messages=sum(w.summary.messages for w in workers),
         labels=labels,
         labelled_calls=labeller.labelled_calls,
+        monitors=monitors,
         elapsed_s=time.monotonic() - began,
         worker_messages=[w.summary.messages for w in workers],
     )
@@ -210,14 +216,17 @@ async def _serve(
     workers: Sequence[Worker],
     display: _Display,
     labeller: Labeller,
-) -> int:
+) -> Timeline:
     """The synthetic model service: score requests at ``rate_per_s`` and log each call, and the labels of some calls
-    later. Returns calls logged."""
+    later; halfway through, its population shifts. Returns when the calls began, shifted and ended."""
     gen = ApplicantGenerator(opts.seed)
     now = datetime.now(UTC)
     history = timedelta(days=opts.history_days)
     started = time.monotonic()
+    marks: list[datetime] = []
     for i in range(opts.records):
+        if i == opts.records // 2:
+            gen.shifted = True
         request = gen.request(max_rows=3)
         t0 = time.perf_counter()
         response = score(request)
@@ -232,6 +241,8 @@ async def _serve(
             scoring_timestamp=when,
             response_time_ms=round(elapsed_ms, 3),
         )
+        if i in (0, opts.records // 2, opts.records - 1):
+            marks.append(when or datetime.now(UTC))
         labeller.observe(i, scoring_id, request, when)
         for label in labeller.due(i):
             em.log_feedback(**label)
@@ -247,7 +258,9 @@ async def _serve(
                 await asyncio.sleep(0)
     for label in labeller.rest():  # the outcomes learnt after the last call
         em.log_feedback(**label)
-    return opts.records
+    while len(marks) < 3:  # fewer than three calls
+        marks.append(marks[-1] if marks else now)
+    return Timeline(*marks[:3])
 
 
 async def _malformed_outcomes(
@@ -281,5 +294,8 @@ def _print_result(result: DemoResult, out: TextIO) -> None:
         print(f"  {mark}{m.label:<52} -> {code or 'NOT FOUND'}", file=out)
     print("", file=out)
     print(render(result.summary), file=out)
+    print("\nMonitors (the population shifts halfway: the drift monitor compares the halves), as", file=out)
+    print(f"'stream-logger monitor show --schema {result.summary.schema}' prints them:", file=out)
+    print(result.monitors, file=out)
     with contextlib.suppress(Exception):
         out.flush()

@@ -59,4 +59,11 @@ async def test_demo_summary_matches_the_datamart(settings: Settings, schema: str
         truly_fine = [r for r in mine if r["risk"] == "No Risk"]
         assert group.false_risk == sum(r["prediction"] == "Risk" for r in truly_fine)
     assert "Quality: accuracy on the labelled rows" in text and "false Risk" in text
+    # Its monitors: the four kinds measured, the shifted half's drift caught, ending with monitor show's table.
+    measured = await pg.fetch(f"SELECT monitor, metric, state, breached FROM {q}.measurements")
+    by_metric = {(r["monitor"], r["metric"]): r for r in measured}
+    assert {m for m, _ in by_metric} == {"fairness", "quality", "drift", "traffic"}
+    assert by_metric["drift", "psi:Age"]["breached"] and not by_metric["drift", "psi:Sex"]["breached"]
+    assert by_metric["quality", "accuracy"]["state"] == "ok"
+    assert text.rstrip().splitlines()[-1].startswith("GermanCreditRiskModel  traffic")  # the table ends the demo
     assert "psql" in text.lower() or "SELECT" in text

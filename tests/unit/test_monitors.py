@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from stream_logger.cli.monitor import sparkline
 from stream_logger.errors import MonitorError
 from stream_logger.evaluation import MetricValue, Window
-from stream_logger.measurements import measure
+from stream_logger.measurements import measure, sparkline
 from stream_logger.metrics import MonitorMetrics
 from stream_logger.monitor_run import window_of
 from stream_logger.monitors import Threshold, parse_monitors
