@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ..config import ENV_PREFIX, Settings, parse_duration_s
-from ..errors import ConfigError
+from ..errors import ConfigError, StreamLoggerError
 from ..kafka_config import SECURITY_SETTINGS, KafkaClientConfig, flag_name, is_secret, keyword_name
 from ..kafka_config import env_name as kafka_env_name
 
@@ -112,3 +115,24 @@ def limit_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_record_age_s": args.max_record_age,
         "max_record_lead_s": args.max_record_lead,
     }
+
+
+def timestamp(text: str) -> datetime:
+    """An RFC 3339 time with its offset (argparse type)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an RFC 3339 time, got {text!r}") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add Z or +HH:MM)")
+    return when
+
+
+def read_json(path: Path, error: type[StreamLoggerError]) -> Any:
+    """The JSON a file holds; ``error`` saying so when it cannot be read or is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise error(f"{path} is not valid JSON: {exc}") from exc

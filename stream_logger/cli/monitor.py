@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import signal
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from ..measurements import Measurement, format_latest, latest
 from ..metrics import MetricsServer, MonitorMetrics
 from ..monitor_run import RunSummary, run_monitors
 from ..monitors import list_monitors, parse_monitors, store_monitors
-from ._options import add_connection_options, duration_s, settings_from
+from ._options import add_connection_options, duration_s, read_json, settings_from, timestamp
 
 __all__ = ["register"]
 
@@ -53,8 +52,8 @@ def register(subparsers: Any) -> None:
     when = run.add_mutually_exclusive_group(required=True)
     when.add_argument("--once", action="store_true", help="evaluate once, then exit")
     when.add_argument("--every", type=duration_s, metavar="DURATION", help="evaluate every DURATION (5m) until stopped")
-    run.add_argument("--from", dest="start", type=_timestamp, metavar="T", help="a fixed window's start (ISO 8601)")
-    run.add_argument("--to", dest="end", type=_timestamp, metavar="T", help="a fixed window's end (ISO 8601)")
+    run.add_argument("--from", dest="start", type=timestamp, metavar="T", help="a fixed window's start (ISO 8601)")
+    run.add_argument("--to", dest="end", type=timestamp, metavar="T", help="a fixed window's end (ISO 8601)")
     run.add_argument(
         "--metrics-port",
         type=int,
@@ -72,27 +71,8 @@ def register(subparsers: Any) -> None:
         add_connection_options(p, kafka=False)
 
 
-def _timestamp(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 timestamp") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no timezone: add Z or +HH:MM")
-    return value
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MonitorError(f"cannot read {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise MonitorError(f"{path} is not valid JSON: {exc}") from exc
-
-
 def _add(args: argparse.Namespace) -> int:
-    monitors = parse_monitors(_read(args.file))
+    monitors = parse_monitors(read_json(args.file, MonitorError))
 
     async def run() -> None:
         async with connect(settings_from(args).dsn) as conn:

@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..replay import ReplayPlan, plan_replay
 from ..worker import Worker, WorkerSummary
-from ._options import add_connection_options, add_limit_options, limit_overrides, settings_from
+from ._options import add_connection_options, add_limit_options, limit_overrides, settings_from, timestamp
 from .consume import install_stop_signals, print_summary, tune_gc
 
 __all__ = ["register"]
@@ -25,15 +25,7 @@ log = logging.getLogger("stream_logger.cli")
 
 def _time_or_keyword(keyword: str) -> Any:
     def parse(text: str) -> datetime | None:
-        if text == keyword:
-            return None
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected '{keyword}' or an RFC 3339 time, got {text!r}") from None
-        if when.tzinfo is None:
-            raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (add Z or +HH:MM)")
-        return when
+        return None if text == keyword else timestamp(text)
 
     return parse
 

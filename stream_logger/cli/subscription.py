@@ -12,7 +12,7 @@ from .. import registry
 from ..datamart import connect, require_datamart
 from ..errors import SubscriptionError
 from ..subscription import Subscription
-from ._options import add_connection_options, settings_from
+from ._options import add_connection_options, read_json, settings_from
 
 __all__ = ["register"]
 
@@ -39,12 +39,7 @@ def register(subparsers: Any) -> None:
 
 
 def _read_spec(path: Path) -> dict[str, Any]:
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SubscriptionError(f"cannot read {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise SubscriptionError(f"{path} is not valid JSON: {exc}") from exc
+    spec = read_json(path, SubscriptionError)
     if not isinstance(spec, dict):
         raise SubscriptionError(f"{path}: expected a JSON object")
     return spec

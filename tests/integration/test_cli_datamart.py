@@ -68,7 +68,7 @@ def test_drop_asks_for_yes_then_drops(settings: Settings, schema: str, capsys: p
     assert main(["datamart", "drop", "--schema", schema]) == 2
     err = capsys.readouterr().err
     assert (
-        f"datamart {schema!r} holds 2 subscriptions, 6 tables and 80 partitions ({before.relations} relations)" in err
+        f"datamart {schema!r} holds 2 subscriptions, 8 tables and 80 partitions ({before.relations} relations)" in err
     )
     assert "about 10 rows" in err and "nothing was dropped: add --yes" in err
     assert asyncio.run(_contents(settings, schema)) == before

@@ -18,7 +18,7 @@ async def _tables(pg: asyncpg.Connection, schema: str) -> set[str]:
 
 async def test_setup_creates_the_datamart_and_is_idempotent(pg: asyncpg.Connection, schema: str) -> None:
     assert await setup(pg, schema) == latest_version()
-    expected = {"schema_migrations", "dead_letters", "consumer_offsets", "subscriptions"}
+    expected = {"schema_migrations", "dead_letters", "consumer_offsets", "subscriptions", "monitors", "measurements"}
     assert await _tables(pg, schema) == expected
     await pg.execute(
         f'INSERT INTO "{schema}".consumer_offsets (group_id, topic, "partition", next_offset) VALUES ($1, $2, $3, $4)',

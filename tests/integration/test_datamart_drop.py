@@ -45,7 +45,11 @@ async def test_a_datamart_of_hundreds_of_partitions_goes_in_many_short_transacti
     await partitioned_datamart(pg, schema, subscriptions=3, days=150)
     before = await contents(pg, schema)
     assert before is not None
-    assert (before.subscriptions, before.tables, before.partitions) == (3, 7, 450)
+    assert (before.subscriptions, before.tables, before.partitions) == (
+        3,
+        9,
+        450,
+    )  # the 6 fixed tables and 3 payload tables
     assert before.rows_estimate == 10
     ours = await _relations(pg, schema)
     assert len(ours) == before.relations
@@ -126,7 +130,12 @@ async def test_setup_drop_existing_recreates_a_partitioned_datamart(pg: asyncpg.
     await setup(pg, schema, drop_existing=True)
     after = await contents(pg, schema)
     assert after is not None
-    assert (after.subscriptions, after.tables, after.partitions, after.rows_estimate) == (0, 4, 0, 0)
+    assert (after.subscriptions, after.tables, after.partitions, after.rows_estimate) == (
+        0,
+        6,
+        0,
+        0,
+    )  # the fixed tables
 
 
 async def test_one_chunk_of_the_default_size_takes_a_small_share_of_the_lock_table(

@@ -160,6 +160,8 @@ async def test_hostile_subscription_id_and_field_names_leave_the_database_untouc
         "dead_letters",
         "consumer_offsets",
         "subscriptions",
+        "monitors",
+        "measurements",
         "payload_x_drop_schema_public_cascade",
         "payload_x_drop_schema_public_cascade_p20240517",
     }
