@@ -23,7 +23,7 @@ import yaml
 
 from stream_logger.cli import build_parser
 from stream_logger.config import Settings
-from stream_logger.metrics import WorkerMetrics
+from stream_logger.metrics import MonitorMetrics, WorkerMetrics
 from tests.readme_snippets import ROOT
 
 __all__ = [
@@ -126,10 +126,11 @@ def load_yaml(path: Path) -> list[dict[str, Any]]:
 
 
 def exposed_metrics() -> set[str]:
-    """The series names a worker's ``/metrics`` exposes (``_total`` for counters, ``_bucket``, ``_sum`` and
-    ``_count`` for histograms), from its own registry."""
+    """The series names a worker's ``/metrics`` exposes, and a monitor run's (``_total`` for counters, ``_bucket``,
+    ``_sum`` and ``_count`` for histograms), from their own registries."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    return {family.name + suffix for family in WorkerMetrics().registry.collect() for suffix in suffixes[family.type]}
+    families = [*WorkerMetrics().registry.collect(), *MonitorMetrics().registry.collect()]
+    return {family.name + suffix for family in families for suffix in suffixes[family.type]}
 
 
 def metrics_in(expr: str) -> set[str]:

@@ -168,6 +168,7 @@ async def test_fairness_and_traffic_measurements_match_an_independent_computatio
     minutes = (NOW + timedelta(hours=1) - (T0 - timedelta(minutes=1))).total_seconds() / 60
     times = np.array([c["response_time_ms"] for c in calls])
     assert found["traffic", "requests_per_minute"]["value"] == pytest.approx(len(calls) / minutes)
+    assert found["traffic", "rows_per_minute"]["value"] == pytest.approx(len(calls) / minutes)  # a row a call
     assert found["traffic", "response_time_p50"]["value"] == pytest.approx(np.percentile(times, 50))
     assert found["traffic", "response_time_p99"]["value"] == pytest.approx(np.percentile(times, 99))
     error_rate = found["traffic", "error_rate"]

@@ -41,6 +41,7 @@ def test_the_alerts_the_issue_asks_for() -> None:
         "StreamLoggerLagGrowing",
         "StreamLoggerDeadLetters",
         "StreamLoggerRetriesClimbing",
+        "StreamLoggerMonitorBreached",
     }
 
 
