@@ -25,6 +25,7 @@ __all__ = [
     "ERROR_CODES",
     "FEEDBACK_KEYS",
     "FEEDBACK_KIND",
+    "ID_FIELDS",
     "INVISIBLE_CHARACTERS",
     "MAX_CALL_ROWS",
     "MAX_FIELDS",
@@ -204,6 +205,10 @@ OPTIONAL_FIELDS: Final = tuple(
 """The optional fields of a record besides its blocks, in declaration order: ``asset_revision`` to ``tags``. Written
 only when set (and ``sampling_rate`` when not 1.0, ``tags`` when not empty); stored in the payload table's system
 columns of the same names, in the same order."""
+
+ID_FIELDS: Final = ("asset_revision", "user_id", "request_id", "trace_id")
+"""The optional fields that are ids: when set, a non-empty string of at most :data:`MAX_NAME_CHARS` characters
+without a NUL character (``tests/unit/test_contract.py`` checks the schema says so of these and no other)."""
 
 NULLABLE_FIELDS: Final = tuple(
     f.name for f in dataclasses.fields(ScoringRecord) if f.name in OPTIONAL_FIELDS and f.default is None

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from .identifiers import FEEDBACK_SYSTEM_COLUMNS, feedback_names_for, quote_ident
+from .identifiers import (
+    FEEDBACK_SYSTEM_COLUMN_DEFINITIONS,
+    FEEDBACK_SYSTEM_COLUMNS,
+    columns_sql,
+    feedback_names_for,
+    quote_ident,
+)
 from .subscription import Field, Subscription
 
 __all__ = [
@@ -52,17 +58,7 @@ async def create_feedback_table(conn: asyncpg.Connection, sub: Subscription) -> 
     columns = "".join(f",\n    {f.column_sql}" for f in (sub.target, *sub.fields))
     await conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {q_table} (
-    feedback_id text NOT NULL,
-    feedback_row integer NOT NULL,
-    scoring_id text,
-    row_index integer,
-    labelled_at timestamptz NOT NULL,
-    user_id text,
-    extra jsonb,
-    src_topic text,
-    src_partition integer,
-    src_offset bigint,
-    ingested_at timestamptz NOT NULL DEFAULT now(){columns},
+    {columns_sql(FEEDBACK_SYSTEM_COLUMN_DEFINITIONS)}{columns},
     PRIMARY KEY (feedback_id, feedback_row)
 )"""
     )

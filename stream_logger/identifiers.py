@@ -24,20 +24,25 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
+from types import MappingProxyType
 from typing import Final
 
 from .errors import IdentifierError
 
 __all__ = [
     "FEEDBACK_SYSTEM_COLUMNS",
+    "FEEDBACK_SYSTEM_COLUMN_DEFINITIONS",
     "MAX_IDENTIFIER_BYTES",
     "MAX_TABLE_NAME_BYTES",
     "RESERVED_WORDS",
     "SYSTEM_COLUMNS",
+    "SYSTEM_COLUMN_DEFINITIONS",
     "SYSTEM_SUFFIX",
     "column_name_for",
+    "column_type",
+    "columns_sql",
     "derived_names",
     "feedback_names_for",
     "partition_name_for",
@@ -63,44 +68,68 @@ partitions, its primary key and index, and the names PostgreSQL gives the partit
 
 _NOT_SYSTEM: Final = "_t"
 
-SYSTEM_COLUMNS: Final[tuple[str, ...]] = (
-    "scoring_id",
-    "row_index",
-    "scoring_timestamp",
-    "deployment_id",
-    "asset_revision",
-    "response_time_ms",
-    "status_code",
-    "error",
-    "user_id",
-    "request_id",
-    "trace_id",
-    "sampling_rate",
-    "tags",
-    "extra",
-    "src_topic",
-    "src_partition",
-    "src_offset",
-    "ingested_at",
+SYSTEM_COLUMN_DEFINITIONS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "scoring_id": "text NOT NULL",
+        "row_index": "integer NOT NULL",
+        "scoring_timestamp": "timestamptz NOT NULL",
+        "deployment_id": "text",
+        "asset_revision": "text",
+        "response_time_ms": "double precision",
+        "status_code": "integer",
+        "error": "text",
+        "user_id": "text",
+        "request_id": "text",
+        "trace_id": "text",
+        "sampling_rate": "double precision",
+        "tags": "jsonb",
+        "extra": "jsonb",
+        "src_topic": "text",
+        "src_partition": "integer",
+        "src_offset": "bigint",
+        "ingested_at": "timestamptz NOT NULL DEFAULT now()",
+    }
 )
-"""The payload table's own columns, in COPY order; the declared fields' columns follow them."""
+"""The payload table's own columns and their SQL definitions, in COPY order: a row's key, then the record's
+``deployment_id`` and optional fields (``contract.OPTIONAL_FIELDS``, in their order, stored as they are), the values
+of undeclared fields (``extra``), where the message came from and when it was written. The declared fields' columns
+follow them."""
 
-FEEDBACK_SYSTEM_COLUMNS: Final[tuple[str, ...]] = (
-    "feedback_id",
-    "feedback_row",
-    "scoring_id",
-    "row_index",
-    "labelled_at",
-    "user_id",
-    "extra",
-    "src_topic",
-    "src_partition",
-    "src_offset",
-    "ingested_at",
+SYSTEM_COLUMNS: Final[tuple[str, ...]] = tuple(SYSTEM_COLUMN_DEFINITIONS)
+"""The payload table's own columns, in COPY order."""
+
+FEEDBACK_SYSTEM_COLUMN_DEFINITIONS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "feedback_id": "text NOT NULL",
+        "feedback_row": "integer NOT NULL",
+        "scoring_id": "text",
+        "row_index": "integer",
+        "labelled_at": "timestamptz NOT NULL",
+        "user_id": "text",
+        "extra": "jsonb",
+        "src_topic": "text",
+        "src_partition": "integer",
+        "src_offset": "bigint",
+        "ingested_at": "timestamptz NOT NULL DEFAULT now()",
+    }
 )
-"""The feedback table's own columns, in COPY order; the target's column, then the payload fields' columns follow.
-``scoring_id`` and ``row_index`` name the labelled payload row (by reference); ``feedback_row`` is the row of the
-feedback record (standalone rows)."""
+"""The feedback table's own columns and their SQL definitions, in COPY order; the target's column, then the
+payload fields' columns follow. ``scoring_id`` and ``row_index`` name the labelled payload row (by reference);
+``feedback_row`` is the row of the feedback record (standalone rows)."""
+
+FEEDBACK_SYSTEM_COLUMNS: Final[tuple[str, ...]] = tuple(FEEDBACK_SYSTEM_COLUMN_DEFINITIONS)
+"""The feedback table's own columns, in COPY order."""
+
+
+def column_type(definition: str) -> str:
+    """The SQL type of a column definition such as ``"text NOT NULL"``: ``"text"``."""
+    return definition.partition(" NOT NULL")[0]
+
+
+def columns_sql(definitions: Mapping[str, str]) -> str:
+    """The columns of a ``CREATE TABLE``, one a line (quoted names), from a mapping of names to definitions."""
+    return ",\n    ".join(f"{quote_ident(name)} {definition}" for name, definition in definitions.items())
+
 
 # PostgreSQL's own hidden columns of every table: a user column cannot take these names.
 _PG_SYSTEM_COLUMNS: Final = frozenset({"oid", "tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
@@ -93,13 +93,10 @@ def client_settings(credentials: Mapping[str, Any] | None, environ: Mapping[str,
         raise CredentialsError(
             f"the credentials must be a dict (or None for the usual settings), not {type(credentials).__name__}"
         )
-    unknown = [k for k in credentials if k not in CREDENTIAL_KEYS]
-    if unknown:
-        shown = ", ".join(repr(k) if isinstance(k, str) else type(k).__name__ for k in unknown)
-        raise CredentialsError(
-            f"unknown key(s) in the credentials: {shown}; accepted: {', '.join(CREDENTIAL_KEYS)} (an OpenScale "
-            "service's apikey and url have no use here: name Kafka and PostgreSQL instead)"
-        )
+    _refuse_unknown_keys(
+        credentials, CREDENTIAL_KEYS, "the credentials",
+        " (an OpenScale service's apikey and url have no use here: name Kafka and PostgreSQL instead)",
+    )  # fmt: skip
     env = os.environ if environ is None else environ
     kafka = _kafka_config(credentials, env)
     try:
@@ -180,10 +177,7 @@ def dsn_from_db_credentials(
         raise CredentialsError(
             f"{where} must be a dict of PostgreSQL credentials or a DSN, not {type(db_credentials).__name__}"
         )
-    unknown = [k for k in db_credentials if k not in DB_CREDENTIAL_KEYS]
-    if unknown:
-        shown = ", ".join(repr(k) if isinstance(k, str) else type(k).__name__ for k in unknown)
-        raise CredentialsError(f"unknown key(s) in {where}: {shown}; accepted: {', '.join(DB_CREDENTIAL_KEYS)}")
+    _refuse_unknown_keys(db_credentials, DB_CREDENTIAL_KEYS, where)
     db_type = db_credentials.get("db_type", "postgresql")
     if not isinstance(db_type, str) or db_type.lower() not in _POSTGRESQL:
         shown = repr(db_type) if isinstance(db_type, str) else type(db_type).__name__
@@ -243,3 +237,11 @@ def _checked(dsn: str, where: str) -> str:
     except ConfigError as exc:
         raise CredentialsError(f"{where}: {exc}") from None
     return dsn
+
+
+def _refuse_unknown_keys(given: Mapping[Any, Any], accepted: Sequence[str], where: str, hint: str = "") -> None:
+    """Raise CredentialsError naming the keys of ``given`` not ``accepted`` (never a value: it may be a secret)."""
+    unknown = [k for k in given if k not in accepted]
+    if unknown:
+        shown = ", ".join(repr(k) if isinstance(k, str) else type(k).__name__ for k in unknown)
+        raise CredentialsError(f"unknown key(s) in {where}: {shown}; accepted: {', '.join(accepted)}{hint}")

@@ -48,6 +48,7 @@ from .contract import (
     DEFAULT_MAX_RECORD_BYTES,
     FEEDBACK_KEYS,
     FEEDBACK_KIND,
+    ID_FIELDS,
     INVISIBLE_CHARACTERS,
     MAX_CALL_ROWS,
     MAX_FIELDS,
@@ -148,7 +149,6 @@ _INVISIBLE: Final = re.compile(f"[{INVISIBLE_CHARACTERS}\U000e0000-\U000e0fff]")
 _TOP_KEYS: Final = RECORD_KEYS
 _REQUEST_KEYS: Final = frozenset({"fields", "values", "meta"})
 TABLE_KEYS: Final = frozenset({"fields", "values"})
-_OPTIONAL_NAMES: Final = ("asset_revision", "user_id", "request_id", "trace_id")
 _CONTAINERS: Final = (list, dict)
 
 
@@ -272,7 +272,7 @@ def _build(obj: dict[str, Any], check_depth: bool) -> ScoringRecord:
     request_id = get("request_id")
     trace_id = get("trace_id")
     if not (asset_revision is user_id is request_id is trace_id is None):
-        for key in _OPTIONAL_NAMES:
+        for key in ID_FIELDS:
             name = get(key)
             if name is not None and (type(name) is not str or not 0 < len(name) <= MAX_NAME_CHARS or "\x00" in name):
                 check_name(name, key, MAX_NAME_CHARS)

@@ -31,7 +31,9 @@ from .datamart import advisory_key, refuse_in_transaction
 from .errors import DatamartError, RecordError, SubscriptionError, describe
 from .feedback_tables import add_feedback_columns, create_feedback_table
 from .identifiers import (
+    SYSTEM_COLUMN_DEFINITIONS,
     column_name_for,
+    columns_sql,
     derived_names,
     partition_name_for,
     quote_ident,
@@ -144,24 +146,7 @@ async def create_subscription(
     columns = "".join(f",\n    {f.column_sql}" for f in fields)
     await conn.execute(
         f"""CREATE TABLE {q_table} (
-    scoring_id text NOT NULL,
-    row_index integer NOT NULL,
-    scoring_timestamp timestamptz NOT NULL,
-    deployment_id text,
-    asset_revision text,
-    response_time_ms double precision,
-    status_code integer,
-    error text,
-    user_id text,
-    request_id text,
-    trace_id text,
-    sampling_rate double precision,
-    tags jsonb,
-    extra jsonb,
-    src_topic text,
-    src_partition integer,
-    src_offset bigint,
-    ingested_at timestamptz NOT NULL DEFAULT now(){columns},
+    {columns_sql(SYSTEM_COLUMN_DEFINITIONS)}{columns},
     CONSTRAINT {quote_ident(pkey)} PRIMARY KEY (scoring_id, row_index, scoring_timestamp)
 ) PARTITION BY RANGE (scoring_timestamp)"""
     )

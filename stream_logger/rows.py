@@ -35,8 +35,9 @@ from typing import Any, Final
 import orjson
 
 from . import csvcopy, envelope
-from .contract import Layout, ScoringRecord
+from .contract import NULLABLE_FIELDS, Layout, ScoringRecord
 from .errors import RecordError
+from .identifiers import SYSTEM_COLUMN_DEFINITIONS, column_type
 from .subscription import SOURCES, Source, Subscription
 
 __all__ = [
@@ -391,19 +392,7 @@ def rows_for(sub: Subscription, record: ScoringRecord, source: Source, ingested_
     plan = _plan(sub, record.layout)
     if "\x00" in record.scoring_id:
         raise RecordError("unstorable_value", "scoring_id", "a NUL character cannot be stored in text")
-    head = _system_values(
-        record.scoring_timestamp,
-        record.deployment_id,
-        record.asset_revision,
-        record.response_time_ms,
-        record.status_code,
-        record.error,
-        record.user_id,
-        record.request_id,
-        record.trace_id,
-        record.sampling_rate,
-        record.tags,
-    )
+    head = _system_values(record)
     tail = (source.topic, source.partition, source.offset, ingested_at)
     meta = record.request_meta
     resp = record.response
@@ -475,55 +464,39 @@ def utc_instant(value: datetime, path: str) -> datetime:
     return utc
 
 
-def _system_values(
-    scoring_timestamp: datetime,
-    deployment_id: str,
-    asset_revision: str | None,
-    response_time_ms: float | None,
-    status_code: int | None,
-    error: str | None,
-    user_id: str | None,
-    request_id: str | None,
-    trace_id: str | None,
-    sampling_rate: float,
-    tags: dict[str, str],
-) -> tuple[Any, ...]:
+def _to_int32(v: Any) -> Any:
+    if type(v) is int and _INT32_MIN <= v <= _INT32_MAX:
+        return v
+    raise _Conflict(f"expected a 32-bit integer, got {_show(v)}")
+
+
+_SYSTEM_CONVERTERS: Final = {"text": _to_text, "integer": _to_int32, "double precision": _to_float8}
+"""How a nullable system column takes a record's value, by the column's SQL type."""
+
+_NULLABLE_COLUMNS: Final = tuple(
+    (name, _SYSTEM_CONVERTERS[column_type(SYSTEM_COLUMN_DEFINITIONS[name])]) for name in NULLABLE_FIELDS
+)
+"""The record's optional fields stored as they are (or None), each with its column's converter."""
+
+
+def _system_values(record: ScoringRecord) -> tuple[Any, ...]:
     """The per-record system columns from scoring_timestamp to tags, from a record's (validated) values.
 
     Raises RecordError: ``unstorable_value`` for a NUL character, ``type_conflict`` for a number PostgreSQL's column
     cannot hold. (The compiled path, ``fast_rows.py``, lays the same columns out from values its types have checked.)
     """
-    for path, text in (
-        ("deployment_id", deployment_id),
-        ("asset_revision", asset_revision),
-        ("error", error),
-        ("user_id", user_id),
-        ("request_id", request_id),
-        ("trace_id", trace_id),
-    ):
-        if text is not None and "\x00" in text:
-            raise RecordError("unstorable_value", path, "a NUL character cannot be stored in text")
-    if status_code is not None and not (type(status_code) is int and _INT32_MIN <= status_code <= _INT32_MAX):
-        raise RecordError("type_conflict", "status_code", f"expected a 32-bit integer, got {_show(status_code)}")
-    path = "tags"
+    path = "deployment_id"
     try:
-        tags_json = json_text(tags) if tags else None
-        path = "response_time_ms"
-        response_time = None if response_time_ms is None else _to_float8(response_time_ms)
+        values: list[Any] = [record.scoring_timestamp, _to_text(record.deployment_id)]
+        for (name, convert), value in zip(_NULLABLE_COLUMNS, envelope.nullable_values(record), strict=True):
+            if value is not None:
+                path = name
+                value = convert(value)
+            values.append(value)
         path = "sampling_rate"
-        rate = _to_float8(sampling_rate)
+        values.append(_to_float8(record.sampling_rate))
+        path = "tags"
+        values.append(json_text(record.tags) if record.tags else None)
     except _Conflict as exc:
         raise RecordError(exc.code, path, exc.detail) from None
-    return (
-        scoring_timestamp,
-        deployment_id,
-        asset_revision,
-        response_time,
-        status_code,
-        error,
-        user_id,
-        request_id,
-        trace_id,
-        rate,
-        tags_json,
-    )
+    return tuple(values)

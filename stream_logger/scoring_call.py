@@ -15,6 +15,7 @@ objects just written, and :func:`records.decode` decides every other (``tests/un
 from __future__ import annotations
 
 import math
+import operator
 import random
 from collections.abc import Mapping, Sequence, Sized
 from datetime import UTC, datetime, timezone
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo
 from .contract import (
     DEFAULT_DEPLOYMENT_ID,
     DEFAULT_MAX_RECORD_BYTES,
+    ID_FIELDS,
     MAX_CALL_ROWS,
     MAX_FIELDS,
     MAX_ROWS,
@@ -404,14 +406,12 @@ def _vouched(obj: dict[str, Any], value: bytes, blocks: list[Block | None]) -> b
     return width <= MAX_FIELDS and not may_nest_too_deep(value, own_brackets)
 
 
+_envelope_ids: Final = operator.attrgetter(*ID_FIELDS)
+
+
 def _ids_of(env: Any) -> str:
     """The ids and tag names of an envelope, as one string (none may hold a NUL character)."""
-    ids: str = env.scoring_id + env.subscription_id + env.deployment_id
-    if env.asset_revision is env.user_id is env.request_id is env.trace_id is env.tags is None:
-        return ids
-    for name in (env.asset_revision, env.user_id, env.request_id, env.trace_id):
-        if name is not None:
-            ids += name
+    ids: str = env.scoring_id + env.subscription_id + env.deployment_id + "".join(filter(None, _envelope_ids(env)))
     return ids if env.tags is None else ids + "".join(env.tags)
 
 

@@ -301,7 +301,7 @@ class Sink:
             subs = await self._prepare_feedback([rec for _, rec in labels])
             for msg, label in labels:
                 try:
-                    self._map_feedback(msg, label, subs[label.subscription_id], ingested_at, tables, dead)
+                    self._map(msg, label, subs[label.subscription_id], ingested_at, bounds, tables, dead)
                 except Exception as exc:
                     dead.append(faults.dead_letter(msg, exc, "mapping", label.subscription_id))
         faults.report()
@@ -316,42 +316,30 @@ class Sink:
     @staticmethod
     def _map(
         msg: Message,
-        rec: ScoringRecord,
+        rec: ScoringRecord | FeedbackRecord,
         sub: Subscription | RecordError,
         ingested_at: datetime,
         bounds: WindowBounds,
         tables: _Tables,
         dead: list[DeadLetter],
     ) -> None:
+        """Add a record's rows to its table's batch, or a dead letter when its subscription or a value refuses it."""
         if isinstance(sub, RecordError):
             dead.append(DeadLetter.of(msg, sub, rec.subscription_id))
             return
+        source = Source(msg.topic, msg.partition, msg.offset)
+        feedback = isinstance(rec, FeedbackRecord)
         try:
-            rows = rows_for(sub, rec, Source(msg.topic, msg.partition, msg.offset), ingested_at)
-            day = bounds.day_of(rec.scoring_timestamp)
+            if isinstance(rec, FeedbackRecord):
+                rows = FeedbackIngest.rows(sub, rec, source, ingested_at)
+                day = rec.labelled_at.date()
+            else:
+                rows = rows_for(sub, rec, source, ingested_at)
+                day = bounds.day_of(rec.scoring_timestamp)
         except RecordError as exc:
             dead.append(DeadLetter.of(msg, exc, rec.subscription_id))
             return
-        _table(tables, sub, False).add(msg, rows, day)
-
-    @staticmethod
-    def _map_feedback(
-        msg: Message,
-        rec: FeedbackRecord,
-        sub: Subscription | RecordError,
-        ingested_at: datetime,
-        tables: _Tables,
-        dead: list[DeadLetter],
-    ) -> None:
-        if isinstance(sub, RecordError):
-            dead.append(DeadLetter.of(msg, sub, rec.subscription_id))
-            return
-        try:
-            rows = FeedbackIngest.rows(sub, rec, Source(msg.topic, msg.partition, msg.offset), ingested_at)
-        except RecordError as exc:
-            dead.append(DeadLetter.of(msg, exc, rec.subscription_id))
-            return
-        _table(tables, sub, False, feedback=True).add(msg, rows, rec.labelled_at.date())
+        _table(tables, sub, False, feedback=feedback).add(msg, rows, day)
 
     async def _prepare_feedback(self, recs: list[FeedbackRecord]) -> dict[str, Subscription | RecordError]:
         return await self._on_a_connection("preparing feedback tables", lambda conn: self._feedback.prepare(conn, recs))

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import asyncpg
 
 from ..config import ENV_PREFIX, Settings, parse_duration_s
+from ..datamart import connect, require_datamart
 from ..errors import ConfigError, StreamLoggerError
 from ..kafka_config import SECURITY_SETTINGS, KafkaClientConfig, flag_name, is_secret, keyword_name
 from ..kafka_config import env_name as kafka_env_name
 
-__all__ = ["add_connection_options", "add_limit_options", "duration_s", "limit_overrides", "settings_from"]
+__all__ = [
+    "add_connection_options",
+    "add_limit_options",
+    "duration_s",
+    "in_datamart",
+    "limit_overrides",
+    "read_json",
+    "settings_from",
+    "timestamp",
+]
+
+T = TypeVar("T")
 
 _NO_LIMIT = ("none", "off", "unlimited")
 
@@ -55,6 +71,18 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings.from_env(kafka=kafka).with_overrides(
         bootstrap_servers=getattr(args, "bootstrap_servers", None), dsn=getattr(args, "dsn", None)
     )
+
+
+def in_datamart(args: argparse.Namespace, action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run ``action`` on a connection to the datamart ``args.schema`` (from the command's connection flags); a
+    clear error when there is no datamart in that schema."""
+
+    async def run() -> T:
+        async with connect(settings_from(args).dsn) as conn:
+            await require_datamart(conn, args.schema)
+            return await action(conn)
+
+    return asyncio.run(run())
 
 
 def duration_s(text: str) -> float | None:

@@ -10,14 +10,14 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from ..datamart import connect, require_datamart
+from ..datamart import connect
 from ..errors import MonitorError
 from ..evaluation import Window
 from ..measurements import Measurement, format_latest, latest
 from ..metrics import MetricsServer, MonitorMetrics
 from ..monitor_run import RunSummary, run_monitors
 from ..monitors import list_monitors, parse_monitors, store_monitors
-from ._options import add_connection_options, duration_s, read_json, settings_from, timestamp
+from ._options import add_connection_options, duration_s, in_datamart, read_json, settings_from, timestamp
 
 __all__ = ["register"]
 
@@ -74,24 +74,14 @@ def register(subparsers: Any) -> None:
 def _add(args: argparse.Namespace) -> int:
     monitors = parse_monitors(read_json(args.file, MonitorError))
 
-    async def run() -> None:
-        async with connect(settings_from(args).dsn) as conn:
-            await require_datamart(conn, args.schema)
-            await store_monitors(conn, args.schema, monitors)
-
-    asyncio.run(run())
+    in_datamart(args, lambda conn: store_monitors(conn, args.schema, monitors))
     names = ", ".join(f"{m.name} ({m.kind})" for m in monitors)
     print(f"subscription {monitors[0].subscription_id!r}: {len(monitors)} monitor(s): {names}")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    async def run() -> list[Any]:
-        async with connect(settings_from(args).dsn) as conn:
-            await require_datamart(conn, args.schema)
-            return await list_monitors(conn, args.schema, args.subscription)
-
-    found = asyncio.run(run())
+    found = in_datamart(args, lambda conn: list_monitors(conn, args.schema, args.subscription))
     if args.json:
         print(json.dumps([{**m.definition, "subscription_id": m.subscription_id, "version": v} for m, v in found]))
         return 0
@@ -158,12 +148,7 @@ def _report(summary: RunSummary) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    async def run() -> list[tuple[Measurement, list[float | None]]]:
-        async with connect(settings_from(args).dsn) as conn:
-            await require_datamart(conn, args.schema)
-            return await latest(conn, args.schema, args.subscription)
-
-    found = asyncio.run(run())
+    found = in_datamart(args, lambda conn: latest(conn, args.schema, args.subscription))
     if args.json:
         print(json.dumps([_as_json(m, history) for m, history in found], default=str))
         return 0

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 from .. import registry
-from ..datamart import connect, require_datamart
 from ..errors import SubscriptionError
-from ..subscription import Subscription
-from ._options import add_connection_options, read_json, settings_from
+from ._options import add_connection_options, in_datamart, read_json
 
 __all__ = ["register"]
 
@@ -48,24 +45,14 @@ def _read_spec(path: Path) -> dict[str, Any]:
 def _add(args: argparse.Namespace) -> int:
     spec = _read_spec(args.file)
 
-    async def run() -> Subscription:
-        async with connect(settings_from(args).dsn) as conn:
-            await require_datamart(conn, args.schema)
-            return await registry.declare(conn, args.schema, spec)
-
-    sub = asyncio.run(run())
+    sub = in_datamart(args, lambda conn: registry.declare(conn, args.schema, spec))
     target = f", target {sub.target.name!r}" if sub.target is not None else ""
     print(f"subscription {sub.subscription_id!r}: table {sub.table}, {len(sub.fields)} fields{target}")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    async def run() -> list[Subscription]:
-        async with connect(settings_from(args).dsn) as conn:
-            await require_datamart(conn, args.schema)
-            return await registry.list_subscriptions(conn, args.schema)
-
-    subs = asyncio.run(run())
+    subs = in_datamart(args, lambda conn: registry.list_subscriptions(conn, args.schema))
     if args.json:
         print(
             json.dumps(
