@@ -305,7 +305,11 @@ def _parts(call: ScoringCall) -> _Parts:
         deployment_id = DEFAULT_DEPLOYMENT_ID
     optional: dict[str, Any] = {}
     if not call.keys() <= _NOT_OPTIONAL:  # the common call sets none
-        optional = {name: value for name in OPTIONAL_FIELDS if (value := call.get(name)) is not None}
+        get = call.get
+        for name in OPTIONAL_FIELDS:  # a loop, not a comprehension: half the cost, on every log() call
+            value = get(name)
+            if value is not None:
+                optional[name] = value
         tags = optional.get("tags")
         if tags is not None and type(tags) is not dict:
             optional["tags"] = dict(tags) if tags else {}
